@@ -1,0 +1,77 @@
+"""Plain types at the agent's boundary: what the voice loop and the text API exchange with it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+Backend = Literal["auto", "ollama", "extractive"]
+
+DEFAULT_HANDOFF_MESSAGE = (
+    "I don't have that information yet, so I'm transferring you to a colleague."
+)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """How the agent answers. Read once at start; shared by every call."""
+
+    kb_dir: Path | None = None
+    """Knowledge-base directory; None means the bundled demo KB."""
+    backend: Backend = "auto"
+    ollama_url: str = "http://127.0.0.1:11434"
+    model: str = "phi3:mini"
+    memory_turns: int = 3
+    """How many earlier turns of the call the agent sees."""
+    max_sentences: int = 3
+    """Longest spoken answer, in sentences."""
+    handoff_message: str = DEFAULT_HANDOFF_MESSAGE
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One earlier turn of the call: the question and the answer as the caller heard it."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class AnswerText:
+    """The next piece of the answer's text, in order; pieces concatenate to the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerEnd:
+    """The answer is complete. Always the last event of an answer."""
+
+    sources: tuple[str, ...] = ()
+    """Ids of the passages / FAQ entries the answer rests on, best first."""
+    handoff: bool = False
+    """True when the call should go to a human."""
+    rules: tuple[str, ...] = field(default=())
+    """Names of the guardrail rules that fired on this turn."""
+    backend: str = "extractive"
+    """What produced the text: "faq", "extractive", "ollama" or "guardrail"."""
+
+
+AnswerEvent = AnswerText | AnswerEnd
+
+
+class Agent(Protocol):
+    """Answers one question. One instance serves every call at once; it keeps no per-call state."""
+
+    def answer(self, question: str, memory: Sequence[Exchange]) -> AsyncIterator[AnswerEvent]:
+        """Stream the answer: AnswerText pieces, then exactly one AnswerEnd.
+
+        Cancelling the iteration (barge-in) is safe and leaves nothing running.
+        """
+        ...
+
+    def vocabulary(self) -> str:
+        """The knowledge base's own words (product names, terms), to bias speech recognition."""
+        ...
