@@ -28,6 +28,16 @@ class AgentSettings:
     max_sentences: int = 3
     """Longest spoken answer, in sentences."""
     handoff_message: str = DEFAULT_HANDOFF_MESSAGE
+    min_confidence: float = 0.5
+    """0..1: a passage must contain at least this share of the question's terms (weighted by
+    rarity) to be used; below it the question is out of scope and the call is handed off."""
+    faq_min_confidence: float = 0.7
+    """0..1: how closely the question must match an FAQ question (both ways) for the FAQ
+    answer to be spoken as is."""
+    max_steps: int = 4
+    """Longest list of numbered steps read out; steps count apart from max_sentences."""
+    cite_sources: bool = True
+    """Start extractive answers with "According to our <manual>, section <n>, ..."."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,172 @@
+"""Text normalization shared by the KB index and the caller's question.
+
+Questions arrive as speech-recognition transcripts: lowercase or not, with or without
+punctuation, numbers spelled out ("two point four"), and with a few typical mishearings
+("wife i" for "Wi-Fi"). Both the KB and the question go through :func:`terms`, so the table of
+confusions only has to map heard forms onto the canonical form that the KB's own text
+normalizes to (the KB's "Wi-Fi" becomes "wifi", its "IP address" becomes "ip address").
+
+Pure functions, no state: safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Heard (after lowercasing and punctuation removal) -> canonical. Keep entries specific: a
+# mapping fires everywhere, in the KB text too. Longer phrases win over their prefixes.
+ASR_CONFUSIONS: dict[str, str] = {
+    # Wi-Fi: whisper writes it many ways, and mishears it on the phone.
+    "wi fi": "wifi", "wife i": "wifi", "wife eye": "wifi", "why fi": "wifi", "wifey": "wifi",
+    "wify": "wifi", "wi fis": "wifi", "y fi": "wifi",
+    # IP addresses.
+    "static of addresses": "static ip addresses", "static of address": "static ip address",
+    "static id addresses": "static ip addresses", "static id address": "static ip address",
+    "static i p": "static ip", "i p address": "ip address", "i p addresses": "ip addresses",
+    "eye pee": "ip", "d h c p": "dhcp",
+    # Devices.
+    "blub": "bulb", "blubs": "bulbs", "bolb": "bulb", "light bulb": "bulb",
+    "thermal stat": "thermostat", "thermo stat": "thermostat", "door luck": "door lock",
+    "smart luck": "smart lock", "smart plague": "smart plug", "cam": "camera",
+    # Units and times.
+    "giga hertz": "ghz", "gigahertz": "ghz", "g h z": "ghz", "gig": "ghz",
+    "p m": "pm", "a m": "am",
+    # Words split or glued differently by the recognizer and the manuals.
+    "log in": "login", "sign in": "login", "signin": "login", "pass word": "password",
+    "e mail": "email", "re set": "reset", "warrantee": "warranty", "warranties": "warranty",
+    "tradein": "trade in", "set up": "setup", "wifi router": "router",
+}
+
+# Everyday words -> the word the manuals use. Same mechanism as ASR_CONFUSIONS, kept apart
+# because these are about meaning, not hearing.
+SYNONYMS: dict[str, str] = {
+    "package": "parcel", "packages": "parcels", "blinking": "flashing", "blinks": "flashes",
+    "blink": "flash", "blinked": "flashed", "guarantee": "warranty", "defective": "faulty",
+    "broken": "faulty", "money back": "refund", "reboot": "restart", "rebooted": "restarted",
+    "internet router": "router", "modem": "router",
+}
+
+_REPLACEMENTS = ASR_CONFUSIONS | SYNONYMS
+
+
+def word_list(text: str) -> list[str]:
+    """The whitespace-separated words of a literal: keeps long word lists readable."""
+    return text.split()
+
+
+_NUMBER_WORDS: dict[str, int] = {
+    word: value
+    for value, word in enumerate(word_list(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+        "fourteen fifteen sixteen seventeen eighteen nineteen twenty"
+    ))
+} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+     "ninety": 90}
+
+STOPWORDS = frozenset(word_list("""
+a about after again all also am an and any are as at be been before being but by can cant
+could did didnt do does doesnt doing dont for from get gets getting got had has have having he
+her hers him his how i id if ill im in into is isnt it its ive just keep keeps let lets me might
+more most my myself need needs no nor not now of off on once only or other our ours out over
+own please same she should so some still such than that thats the their them then there these
+they this those through to too try trying under until up us very want wants was wasnt we were
+what whats when where which while who whom why will with wont would wouldnt you your youre
+yours yourself hi hello hey um uh er erm ah oh okay ok yeah yes yep well like so thanks thank
+really actually just anyway sorry hm hmm mm know tell said say says
+""")) | frozenset(word_list("""
+something anything everything nothing thing things stuff someone anyone bit lot lots
+buy bought purchase purchased got getting ago last week weeks month months year today
+yesterday tomorrow morning evening night tonight day days time times good bad great nice fine
+big small high low long little much many new old first place way kind sort guess think
+wondering wonder question help able happen happened going go goes went come came make made
+within without between problem problems issue issues does doesnt wrong
+"""))
+"""Words that carry no topic, indexed neither in the KB nor in questions: function words, the
+fillers a transcript keeps ("um", "okay"), and everyday words that callers pad questions with
+("i bought it last week"); left in, they would make a long question look out of scope."""
+
+_APOSTROPHES = re.compile(r"['’`]")
+_NON_WORD = re.compile(r"[^a-z0-9.]+")
+_LONE_DOT = re.compile(r"(?<!\d)\.|\.(?!\d)")
+_DIGIT_LETTER = re.compile(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)")
+_CONFUSION = re.compile(
+    r"\b(?:"
+    + "|".join(re.escape(k) for k in sorted(_REPLACEMENTS, key=len, reverse=True))
+    + r")\b"
+)
+
+
+def words(text: str) -> list[str]:
+    """Lowercase words with punctuation removed, numbers as digits and confusions fixed.
+
+    ``"My blub's flashing red on two point four Wi-Fi!"`` ->
+    ``["my", "bulbs", "flashing", "red", "on", "2.4", "wifi"]``.
+    """
+    text = _APOSTROPHES.sub("", text.lower())
+    text = _LONE_DOT.sub(" ", _NON_WORD.sub(" ", text))
+    text = _DIGIT_LETTER.sub(" ", text)
+    text = " ".join(_numbers_to_digits(text.split()))
+    return _CONFUSION.sub(lambda m: _REPLACEMENTS[m.group(0)], text).split()
+
+
+def _numbers_to_digits(tokens: list[str]) -> list[str]:
+    """``two point four`` -> ``2.4``; ``twenty four`` -> ``24``; ``seven`` -> ``7``."""
+    out: list[str] = []
+    for token in tokens:
+        value = _NUMBER_WORDS.get(token)
+        if value is None:
+            out.append(token)
+            continue
+        if out and value < 10 and out[-1].isdigit() and len(out[-1]) == 2 and out[-1][1] == "0":
+            out[-1] = str(int(out[-1]) + value)  # twenty four
+        elif len(out) >= 2 and out[-1] == "point" and out[-2].isdigit():
+            out[-2:] = [f"{out[-2]}.{value}"]  # two point four
+        else:
+            out.append(str(value))
+    return out
+
+
+def stem(word: str) -> str:
+    """A deliberately small suffix stripper: both sides of a match get the same treatment.
+
+    ``flashing``/``flashes``/``flashed`` -> ``flash``; ``shipping`` -> ``ship``;
+    ``addresses`` -> ``address``; ``batteries`` -> ``battery``; ``devices`` -> ``devic``.
+    """
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    for suffix, replacement, min_stem in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= min_stem:
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                break
+            if suffix == "ed" and word.endswith("eed"):
+                break
+            word = word[: len(word) - len(suffix)] + replacement
+            if suffix in ("ing", "ed") and _doubled(word):
+                word = word[:-1]
+            break
+    if len(word) >= 5 and word.endswith("e") and not word.endswith("ee"):
+        word = word[:-1]
+    return word
+
+
+_SUFFIXES = (
+    ("ies", "y", 2), ("ied", "y", 2), ("sses", "ss", 2), ("shes", "sh", 2), ("ches", "ch", 2),
+    ("xes", "x", 2), ("ctions", "ct", 2), ("ction", "ct", 2), ("ings", "", 3), ("ing", "", 3),
+    ("ed", "", 3), ("s", "", 3),
+)
+
+
+def _doubled(word: str) -> bool:
+    return len(word) >= 3 and word[-1] == word[-2] and word[-1] not in "aeiouylsfz"
+
+
+def terms(text: str) -> list[str]:
+    """The index terms of ``text``: :func:`words` without stopwords, stemmed, in order."""
+    out = []
+    for word in words(text):
+        if word in STOPWORDS or (len(word) == 1 and not word.isdigit()):
+            continue
+        stemmed = stem(word)
+        if stemmed not in STOPWORDS:  # "happens", "questions"
+            out.append(stemmed)
+    return out

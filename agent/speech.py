@@ -1,0 +1,132 @@
+"""Turning written text into sentences that sound right when spoken.
+
+Pure functions plus one small buffer; nothing here knows about the KB or retrieval.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s+(.*)$")
+_BULLET = re.compile(r"^\s*[-*+]\s+(.*)$")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|`)(.+?)\1")
+_MENU_ARROW = re.compile(r"\s*>\s*")
+# A sentence ends at . ! or ? followed by whitespace, unless the dot belongs to a short
+# abbreviation ("e.g.", "Mr.") or a number ("2.4" has no space after its dot anyway).
+_SENTENCE_END = re.compile(r"(?<!\b[A-Za-z]\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\b[MD]r\.)"
+                           r"(?<!\bMrs\.)(?<!\bMs\.)(?<=[.!?])\s+")
+
+_ORDINALS = ("First", "Then", "Next", "After that")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One spoken unit of a passage: a sentence, or one numbered step."""
+
+    kind: Literal["sentence", "step"]
+    text: str
+
+
+def plain(text: str) -> str:
+    """Markdown inline markup removed: links keep their text, ``a > b`` menus become
+    ``a, then b``, emphasis and code marks go."""
+    text = _LINK.sub(r"\1", text)
+    text = _EMPHASIS.sub(r"\2", text)
+    text = _MENU_ARROW.sub(", then ", text)
+    return " ".join(text.split())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split running text into sentences, each ending in punctuation."""
+    out = []
+    for piece in _SENTENCE_END.split(" ".join(text.split())):
+        piece = piece.strip()
+        if piece:
+            out.append(piece if piece[-1] in ".!?" else piece + ".")
+    return out
+
+
+def blocks(markdown: str) -> list[Block]:
+    """A passage body as spoken blocks: numbered list items are steps; bullets, paragraphs and
+    ``###`` headings are sentences."""
+    out: list[Block] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        out.extend(Block("sentence", s) for s in split_sentences(plain(" ".join(paragraph))))
+        paragraph.clear()
+
+    for line in markdown.splitlines():
+        numbered, bullet = _NUMBERED.match(line), _BULLET.match(line)
+        if numbered or bullet or not line.strip() or line.lstrip().startswith("#"):
+            flush()
+        if numbered:
+            out.append(Block("step", _end_with_period(plain(numbered.group(1)))))
+        elif bullet:
+            out.extend(Block("sentence", s) for s in split_sentences(plain(bullet.group(1))))
+        elif line.lstrip().startswith("#"):
+            paragraph.append(_end_with_period(line.lstrip("# ").strip()))
+            flush()
+        elif line.strip():
+            paragraph.append(line.strip())
+    flush()
+    return out
+
+
+def spoken_steps(steps: list[str], keep_capitals: frozenset[str] = frozenset()) -> list[str]:
+    """Numbered steps as spoken sentences: "First, ...", "Then, ...", ..., "Finally, ...".
+
+    Args:
+        steps: one sentence per step, as written.
+        keep_capitals: words whose capital stays after the ordinal (product names).
+    """
+    if len(steps) == 1:
+        return list(steps)
+    out = []
+    for index, step in enumerate(steps):
+        if index == len(steps) - 1:
+            ordinal = "Finally"
+        else:
+            ordinal = _ORDINALS[min(index, len(_ORDINALS) - 1)]
+        out.append(f"{ordinal}, {lower_first(step, keep_capitals)}")
+    return out
+
+
+def lower_first(sentence: str, keep_capitals: frozenset[str] = frozenset()) -> str:
+    """Lowercase the first letter so the sentence can follow a lead-in, unless the first word
+    is a name (in ``keep_capitals``), an acronym, or "I"."""
+    first = sentence.split(" ", 1)[0].rstrip(",.;:")
+    if not first or first in keep_capitals or first == "I" or first[1:] != first[1:].lower():
+        return sentence
+    return sentence[0].lower() + sentence[1:]
+
+
+def _end_with_period(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
+class SentenceBuffer:
+    """Collects streamed text pieces and hands out complete sentences.
+
+    A sentence is complete once punctuation and whitespace follow it, so the last sentence
+    comes out of :meth:`flush`. One buffer per answer.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, piece: str) -> list[str]:
+        """Add a piece; returns the sentences it completed, in order."""
+        self._pending += piece
+        parts = _SENTENCE_END.split(self._pending)
+        self._pending = parts.pop()
+        return [p.strip() for p in parts if p.strip()]
+
+    def flush(self) -> str | None:
+        """The unfinished rest, if any; the buffer is empty afterwards."""
+        rest, self._pending = self._pending.strip(), ""
+        return rest or None
