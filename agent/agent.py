@@ -98,17 +98,20 @@ class KnowledgeAgent:
 
         A KB that fails to load is logged and the previous one stays in service.
         """
-        watcher = KnowledgeBaseWatcher(self.kb.root, on_reload=self.use_kb)
+        watcher = KnowledgeBaseWatcher(self.kb.root, on_reload=self.use_kb, current=self.kb)
         await watcher.watch(interval_s)
 
     def vocabulary(self) -> str:
         """KB names and terms for speech recognition (under 200 characters)."""
         return self._index.vocabulary
 
-    async def answer(self, question: str, memory: Sequence[Exchange]) -> AsyncIterator[AnswerEvent]:
+    async def answer(
+        self, question: str, memory: Sequence[Exchange]
+    ) -> AsyncGenerator[AnswerEvent, None]:
         """Stream the answer: ``AnswerText`` pieces (one per sentence), then one ``AnswerEnd``.
 
-        Cancelling the iteration (barge-in) is safe: the backend's iterator is closed too.
+        Cancelling the iteration or calling ``aclose()`` (barge-in) is safe: the backend's
+        generator is closed too.
         """
         index = self._index
         verdict = guardrails.check_question(question)
@@ -146,9 +149,7 @@ class KnowledgeAgent:
         if not (memory and weak and _FOLLOW_UP.search(guardrails.flatten(question))):
             return alone
         together = retriever.search(f"{memory[-1].question} {question}")
-        if together.confidence >= max(alone.confidence, self.settings.min_confidence):
-            return together
-        return alone
+        return together if together.confidence >= self.settings.min_confidence else alone
 
     def _faq_match(self, kb: KnowledgeBase, search: Search) -> FaqEntry | None:
         hit = search.best("faq")

@@ -91,7 +91,7 @@ _ADVICE = re.compile(
 )
 
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-_PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{5,}\d(?![\w.])")
+_PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{5,}\d(?![\w-]|\.\d)")
 _DOTTED_QUAD = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _YEAR_RANGE = re.compile(r"^\d{4}\s*-\s*\d{4}$")
 _ADDRESS = re.compile(

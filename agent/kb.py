@@ -258,22 +258,31 @@ class KnowledgeBaseWatcher:
     """
 
     def __init__(
-        self, root: Path, on_reload: Callable[[KnowledgeBase], None] | None = None
+        self,
+        root: Path,
+        on_reload: Callable[[KnowledgeBase], None] | None = None,
+        current: KnowledgeBase | None = None,
     ) -> None:
-        """Load the KB now.
+        """Load the KB now, or adopt ``current``.
 
         Args:
             root: the KB directory.
-            on_reload: called with each newly loaded KB (not the first one), in the thread
-                that ran :meth:`reload_if_changed`.
+            on_reload: called with each newly loaded KB, in the thread that ran
+                :meth:`reload_if_changed`.
+            current: a KB already loaded from ``root`` (and in service). The watcher cannot
+                know which state of the files it came from, so the first look reloads once.
 
         Raises:
-            KbError: the KB cannot be loaded at start; there is nothing to keep in service.
+            KbError: ``current`` is None and the KB cannot be loaded; there is nothing to keep
+                in service.
         """
         self.root = root
         self._on_reload = on_reload
-        self._signature = self._scan()
-        self.current = load_kb(root)
+        self._signature: tuple[tuple[str, int, int], ...] | None = None
+        if current is None:
+            self._signature = self._scan()
+            current = load_kb(root)
+        self.current = current
         """The KB in service: the last one that loaded without error."""
         self.last_error: KbError | None = None
         """Why the last reload failed; None after a successful one."""

@@ -98,7 +98,7 @@ class Retriever:
         df = Counter(t for tokens in corpus for t in set(tokens))
         n = len(corpus)
         self._idf = {t: _idf(n, count) for t, count in df.items()}
-        self._unseen_idf = _idf(n, 0)
+        self._unseen_idf = _idf(n, 1)  # as rare as the rarest KB term, even in a tiny KB
         self._df = df
         self._deletions = _deletion_table(df)
 
@@ -108,7 +108,7 @@ class Retriever:
         return frozenset(self._df)
 
     def idf(self, term: str) -> float:
-        """How rare a term is in the KB; terms the KB lacks get the highest value."""
+        """How rare a term is in the KB; terms the KB lacks count as the rarest."""
         return self._idf.get(term, self._unseen_idf)
 
     def analyze(self, question: str) -> tuple[str, ...]:
