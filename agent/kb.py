@@ -131,9 +131,9 @@ def load_kb(root: Path) -> KnowledgeBase:
         raise KbError(root, 0, "not a directory")
     passages: list[Passage] = []
     for path in sorted(root.glob("*.md")):
-        passages += parse_markdown(path, path.read_text(encoding="utf-8"))
+        passages += parse_markdown(path, _read(path))
     faq_path = root / FAQ_FILE
-    faqs = parse_faq(faq_path, faq_path.read_text(encoding="utf-8")) if faq_path.exists() else []
+    faqs = parse_faq(faq_path, _read(faq_path)) if faq_path.exists() else []
     if not passages and not faqs:
         raise KbError(root, 0, f"empty knowledge base: no passages in *.md and no {FAQ_FILE}")
     _check_unique([*passages, *faqs])
@@ -142,6 +142,15 @@ def load_kb(root: Path) -> KnowledgeBase:
         if faq.source is not None and faq.source not in passage_ids:
             raise KbError(faq.file, faq.line, f"{faq.id}: source {faq.source!r} is no passage id")
     return KnowledgeBase(root=root, passages=tuple(passages), faqs=tuple(faqs))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise KbError(path, 0, f"not UTF-8 text: {err.reason} at byte {err.start}") from err
+    except OSError as err:
+        raise KbError(path, 0, f"cannot read: {err.strerror}") from err
 
 
 def parse_markdown(path: Path, text: str) -> list[Passage]:

@@ -43,7 +43,9 @@ SYNONYMS: dict[str, str] = {
     "package": "parcel", "packages": "parcels", "blinking": "flashing", "blinks": "flashes",
     "blink": "flash", "blinked": "flashed", "guarantee": "warranty", "defective": "faulty",
     "broken": "faulty", "money back": "refund", "reboot": "restart", "rebooted": "restarted",
-    "internet router": "router", "modem": "router",
+    "internet router": "router", "modem": "router", "outside": "outdoor", "outdoors": "outdoor",
+    "arrive": "delivery", "arrived": "delivery", "arriving": "delivery", "arrives": "delivery",
+    "handle": "support", "handles": "support",
 }
 
 _REPLACEMENTS = ASR_CONFUSIONS | SYNONYMS
@@ -79,7 +81,8 @@ buy bought purchase purchased got getting ago last week weeks month months year 
 yesterday tomorrow morning evening night tonight day days time times good bad great nice fine
 big small high low long little much many new old first place way kind sort guess think
 wondering wonder question help able happen happened going go goes went come came make made
-within without between problem problems issue issues does doesnt wrong
+within without between problem problems issue issues does doesnt wrong hasnt havent arent
+werent cannot couldnt shouldnt yet supposed mean means meaning meant
 """))
 """Words that carry no topic, indexed neither in the KB nor in questions: function words, the
 fillers a transcript keeps ("um", "okay"), and everyday words that callers pad questions with

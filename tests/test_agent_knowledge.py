@@ -47,6 +47,11 @@ ORDINARY_QUESTIONS = [
     "how do i share my home with my family",
     "when do i get my money back",
     "what does the warranty not cover",
+    "can i use the bulb outside",
+    "how many devices can the hub handle",
+    "my order hasnt arrived yet",
+    "what are your opening hours",
+    "whats your phone number",
 ]
 
 

@@ -131,6 +131,12 @@ def test_bad_yaml_error_points_at_the_line(tmp_path: Path) -> None:
     assert caught.value.line >= 6
 
 
+def test_a_file_that_is_not_utf8_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "manual.md").write_bytes(b"# Title\n## 1 One\n\xff\xfe\n")
+    with pytest.raises(KbError, match=r"manual\.md:0: not UTF-8 text"):
+        load_kb(tmp_path)
+
+
 def test_a_missing_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(KbError, match="not a directory"):
         load_kb(tmp_path / "nope")
