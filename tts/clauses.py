@@ -1,0 +1,183 @@
+"""Streamed answer text cut into clauses, so speech can start before the answer is written.
+
+A clause ends at a sentence end (". ", "! ", "? "), at a newline, at a soft mark ("," ";" ":"
+a spaced dash, an ellipsis) once the clause is long enough, or, failing all of those, at the
+last space before `max_chars`. The first clause of an answer may end at a soft mark sooner, so
+the caller hears something early.
+
+Clauses never depend on how the text was chunked: a break is only taken once the text after it
+settles the question ("Dr. Smith" is no sentence end, "4:30 p.m. Then" is), so `feed` may hold
+a clause back until the next delta shows a character or two more. Breaks fall only where the
+text has whitespace (or ends), and clauses come back with their whitespace collapsed: joined
+with single spaces, they give the text with its whitespace collapsed.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SENTENCE_MARKS = ".!?…"
+_CLOSERS = "\"')]}”’»"
+_SOFT_MARKS = ",;:–—"
+_NEVER_END = frozenset({
+    "e.g.", "i.e.", "cf.", "dr.", "mr.", "mrs.", "ms.", "prof.", "st.", "vs.", "approx.", "ext.",
+    "dept.", "ca.", "jr.", "sr.",
+})
+"""Abbreviations that do not end a sentence whatever follows."""
+_BEFORE_NUMBER = frozenset({
+    "no.", "nos.", "fig.", "tel.", "ref.", "vol.", "art.", "sec.", "ch.", "pp.",
+})
+"""Abbreviations that do not end a sentence when a number follows ("No. 5", but "No. You")."""
+_END_IF_CAPITAL = frozenset({
+    "etc.", "inc.", "ltd.", "co.", "corp.", "a.m.", "p.m.", "min.", "max.", "hrs.", "sec.",
+})
+"""Abbreviations that end a sentence only when a capital letter follows."""
+_LIST_MARKER = re.compile(r"[0-9]{1,3}\.")
+_WAIT, _NO = -1, 0
+"""`_decide` verdicts besides a break position: need more text; not a break."""
+
+
+class ClauseSplitter:
+    """Cuts one answer's text deltas into speakable clauses.
+
+    Args:
+        min_chars: a clause may end at a soft mark once it has this many characters;
+            None: only at sentence ends, newlines and `max_chars`.
+        first_min_chars: the same for the answer's first clause (smaller, to speak early).
+        max_chars: a clause longer than this ends at its last space before it (a single
+            longer word is kept whole); None: no limit.
+
+    One splitter per answer; `flush` ends the answer and readies it for the next one. Not
+    thread-safe.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_chars: int | None = 40,
+        first_min_chars: int | None = 20,
+        max_chars: int | None = 250,
+    ) -> None:
+        self.min_chars = min_chars
+        self.first_min_chars = first_min_chars
+        self.max_chars = max_chars
+        self._buffer = ""
+        self._emitted = 0
+
+    def feed(self, delta: str) -> list[str]:
+        """The clauses that `delta` completes (often none)."""
+        self._buffer += delta
+        return self._take(final=False)
+
+    def flush(self) -> list[str]:
+        """The answer's remaining clauses; the splitter is then ready for a new answer."""
+        clauses = self._take(final=True)
+        rest = " ".join(self._buffer.split())
+        if rest:
+            clauses.append(rest)
+        self._buffer, self._emitted = "", 0
+        return clauses
+
+    def _take(self, final: bool) -> list[str]:
+        clauses = []
+        while (end := self._next_break(final)) > 0:
+            clause = " ".join(self._buffer[:end].split())
+            self._buffer = self._buffer[end:]
+            if clause:
+                clauses.append(clause)
+                self._emitted += 1
+        return clauses
+
+    def _next_break(self, final: bool) -> int:
+        """Where the first clause in the buffer ends, or `_WAIT`/`_NO` (nothing to emit yet)."""
+        buffer = self._buffer
+        start = len(buffer) - len(buffer.lstrip())
+        limit = start + self.max_chars if self.max_chars is not None else len(buffer)
+        i = start
+        while i < len(buffer):
+            if i >= limit:
+                return self._cap(start, limit, final)
+            verdict, i = self._decide(i, start, final)
+            if verdict != _NO:
+                return verdict
+        return _WAIT
+
+    def _decide(self, i: int, start: int, final: bool) -> tuple[int, int]:
+        """(verdict on the character at `i`, where to look next)."""
+        buffer, char = self._buffer, self._buffer[i]
+        if char == "\n":
+            return i + 1, i + 1
+        if char in _SENTENCE_MARKS:
+            return self._sentence(i, start, final)
+        if char in _SOFT_MARKS or (char == "-" and buffer[i - 1 : i].isspace()):
+            if i + 1 == len(buffer):
+                return (_NO if final else _WAIT), i + 1
+            return (self._soft(start, i + 1) if buffer[i + 1].isspace() else _NO), i + 1
+        return _NO, i + 1
+
+    def _sentence(self, i: int, start: int, final: bool) -> tuple[int, int]:
+        """The verdict on a run of ".!?…" (and closing quotes or brackets) starting at `i`."""
+        buffer = self._buffer
+        run_end = i
+        while run_end < len(buffer) and buffer[run_end] in _SENTENCE_MARKS:
+            run_end += 1
+        end = run_end
+        while end < len(buffer) and buffer[end] in _CLOSERS:
+            end += 1
+        if end == len(buffer):
+            return (end if final else _WAIT), end
+        if not buffer[end].isspace():
+            return _NO, end  # "2.4", "e.g.,", "brightnest.com"
+        run = buffer[i:run_end]
+        if "!" in run or "?" in run:
+            return end, end
+        if "…" in run or ".." in run:
+            return self._soft(start, end), end
+        return self._period(i, start, end, final), end
+
+    def _soft(self, start: int, end: int) -> int:
+        """A break at `end` (after a soft mark) if the clause is long enough."""
+        least = self.first_min_chars if self._emitted == 0 else self.min_chars
+        return end if least is not None and end - start >= least else _NO
+
+    def _period(self, dot: int, start: int, end: int, final: bool) -> int:
+        """Whether the "." at `dot`, followed by whitespace at `end`, ends a sentence."""
+        buffer = self._buffer
+        word_start = dot
+        while word_start > 0 and not buffer[word_start - 1].isspace():
+            word_start -= 1
+        word = buffer[word_start : dot + 1].lstrip("\"'([{“‘").lower()
+        if word in _NEVER_END or re.fullmatch(r"[a-z]\.", word):
+            return _NO  # "Dr. Smith", "J. Smith"
+        if _LIST_MARKER.fullmatch(word) and word_start == start:
+            return _NO  # "1. Open the app", "Do this. 2. Close it." (newlines end clauses)
+        following = end
+        while following < len(buffer) and buffer[following].isspace():
+            if buffer[following] == "\n":
+                return end
+            following += 1
+        if following == len(buffer):
+            return end if final else _WAIT
+        after = buffer[following]
+        if after.islower() or (word in _END_IF_CAPITAL and not after.isupper()):
+            return _NO
+        if word in _BEFORE_NUMBER and (after.isdigit() or after == "#"):
+            return _NO
+        return end
+
+    def _cap(self, start: int, limit: int, final: bool) -> int:
+        """The break for a clause that reached `max_chars` without one of its own."""
+        window = self._buffer[start : limit + 1]
+        spaces = [m.start() for m in re.finditer(r"\s", window)]
+        if spaces:
+            return start + spaces[-1]
+        later = re.compile(r"\s").search(self._buffer, limit + 1)
+        if later:
+            return later.start()
+        return _NO if final else _WAIT
+
+
+def split_sentences(text: str) -> list[str]:
+    """Whole text cut at sentence ends and newlines only (no length-based breaks)."""
+    splitter = ClauseSplitter(min_chars=None, first_min_chars=None, max_chars=None)
+    return splitter.feed(text) + splitter.flush()
