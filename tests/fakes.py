@@ -1,0 +1,33 @@
+"""Scripted stand-ins for the slow parts, for timing-controlled pipeline tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from agent.types import AnswerEnd, AnswerEvent, AnswerText, Exchange
+
+
+@dataclass
+class ScriptedAgent:
+    """Answers every question with `reply`, after `first_text_s`, in `pieces` separated by
+    `piece_s`. Records what it was asked and with what memory."""
+
+    reply: str = "The bulb flashes red when Wi-Fi fails. Use a 2.4 GHz network and add it again."
+    sources: tuple[str, ...] = ("troubleshooting#4.2",)
+    first_text_s: float = 0.0
+    piece_s: float = 0.0
+    asked: list[tuple[str, list[Exchange]]] = field(default_factory=list)
+
+    async def answer(self, question: str, memory: Sequence[Exchange]) -> AsyncIterator[AnswerEvent]:
+        self.asked.append((question, list(memory)))
+        await asyncio.sleep(self.first_text_s)
+        for word in self.reply.split(" "):
+            yield AnswerText(word + " ")
+            if self.piece_s:
+                await asyncio.sleep(self.piece_s)
+        yield AnswerEnd(sources=self.sources, backend="scripted")
+
+    def vocabulary(self) -> str:
+        return "Brightnest smart bulb Wi-Fi"

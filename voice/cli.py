@@ -1,0 +1,214 @@
+"""The `voicedesk` command: serve, call, config, ask, kb check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from voice.config import ConfigError, Settings, load_settings, settings_as_toml
+
+log = logging.getLogger("voicedesk")
+
+DEFAULT_TOML = Path("voicedesk.toml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("faster_whisper", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = _settings(args)
+    except ConfigError as err:
+        print(f"voicedesk: configuration error: {err}", file=sys.stderr)
+        return 2
+    handler = args.handler
+    return int(handler(args, settings))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicedesk", description=__doc__)
+    parser.add_argument("--config", type=Path, help="settings file (default: ./voicedesk.toml if present)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server")
+    _setting_flags(serve)
+    serve.set_defaults(handler=_serve)
+
+    config = commands.add_parser("config", help="print the effective settings as TOML")
+    _setting_flags(config)
+    config.set_defaults(handler=_config)
+
+    call = commands.add_parser("call", help="call a server with recorded questions, one turn per file")
+    call.add_argument("files", nargs="+", type=Path, help="wav/flac/mp3/ogg, any rate or channels")
+    call.add_argument("--url", help="ws://HOST:PORT/call (default: an in-process server)")
+    call.add_argument("--kb", type=Path, help="knowledge base for the in-process server")
+    call.add_argument("--fast", action="store_true", help="stream as fast as the server takes it")
+    call.add_argument("--out", type=Path, help="save the reply audio the caller heard (WAV)")
+    call.add_argument("--json", action="store_true", help="one JSON object per turn")
+    call.add_argument("--encoding", choices=["pcm16", "mulaw"], default="pcm16")
+    call.add_argument("--rate", type=int, default=16000, help="caller sample rate (Hz)")
+    call.set_defaults(handler=_call)
+
+    ask = commands.add_parser("ask", help="answer a typed question from the knowledge base")
+    ask.add_argument("question")
+    ask.add_argument("--kb", type=Path)
+    ask.set_defaults(handler=_ask)
+
+    kb = commands.add_parser("kb", help="knowledge-base tools")
+    kb_commands = kb.add_subparsers(required=True, metavar="KB_COMMAND")
+    check = kb_commands.add_parser("check", help="validate a knowledge base and list its passages")
+    check.add_argument("dir", type=Path)
+    check.set_defaults(handler=_kb_check)
+    return parser
+
+
+def _setting_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8765)")
+    parser.add_argument("--kb", type=Path, help="knowledge-base directory (default: the demo KB)")
+    parser.add_argument("--llm", choices=["auto", "ollama", "extractive"], help="answer backend")
+    parser.add_argument("--ollama-url", help="Ollama server (default http://127.0.0.1:11434)")
+    parser.add_argument("--model", help="Ollama model (default phi3:mini)")
+    parser.add_argument("--asr-model", help="faster-whisper model name or local path")
+    parser.add_argument("--voice", type=Path, help="Piper .onnx voice")
+    parser.add_argument("--data-dir", type=Path, help="where call data is kept")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    toml_path = args.config
+    if toml_path is None and DEFAULT_TOML.is_file():
+        toml_path = DEFAULT_TOML
+    if toml_path is not None and not toml_path.is_file():
+        raise ConfigError(f"{toml_path} does not exist")
+    return load_settings(toml_path, os.environ, vars(args))
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> int:
+    print(settings_as_toml(settings), end="")
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.services import load_services
+
+    async def run() -> None:
+        from voice.server import start_server
+
+        services = load_services(settings)
+        runner, port = await start_server(services, settings.server.host, settings.server.port)
+        log.info("serving callers on ws://%s:%d/call", settings.server.host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await runner.cleanup()
+        services.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _call(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.codecs import AudioFormat, CodecError
+
+    try:
+        audio_format = AudioFormat.parse(args.encoding, args.rate)
+    except CodecError as err:
+        print(f"voicedesk call: {err}", file=sys.stderr)
+        return 2
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        print(f"voicedesk call: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run_call(args, settings, audio_format))
+
+
+async def _run_call(args: argparse.Namespace, settings: Settings, audio_format: Any) -> int:
+    from voice.client import CallClient, Turn, read_audio
+
+    async with contextlib.AsyncExitStack() as stack:
+        url = args.url or await _in_process_server(stack, settings)
+        client = await stack.enter_async_context(
+            CallClient(url, audio_format, realtime_playback=not args.fast)
+        )
+        turns: list[Turn] = []
+        for path in args.files:
+            samples = read_audio(path, audio_format.sample_rate)
+            turn = await client.ask(samples, realtime=not args.fast)
+            turns.append(turn)
+            _print_turn(turn, args.json)
+    if args.out:
+        _write_wav(args.out, audio_format, turns)
+    return 0
+
+
+async def _in_process_server(stack: contextlib.AsyncExitStack, settings: Settings) -> str:
+    """Serve on a free loopback port for this command only (`--kb` is already in settings)."""
+    from voice.server import start_server
+    from voice.services import load_services
+
+    services = load_services(settings)
+    stack.callback(services.close)
+    runner, port = await start_server(services, "127.0.0.1", 0)
+    stack.push_async_callback(runner.cleanup)
+    return f"ws://127.0.0.1:{port}/call"
+
+
+def _print_turn(turn: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(turn.as_json(), ensure_ascii=False), flush=True)
+        return
+    if turn.ignored:
+        print(f"[turn {turn.turn}] (ignored) {turn.transcript!r}", flush=True)
+        return
+    timings = ", ".join(f"{name} {value} ms" for name, value in turn.timings_ms.items() if value is not None)
+    print(f"[turn {turn.turn}] caller: {turn.transcript}")
+    print(f"  reply:   {turn.reply}")
+    print(f"  sources: {', '.join(turn.sources) or '-'}   handoff: {'yes' if turn.handoff else 'no'}")
+    print(f"  timings: {timings}", flush=True)
+
+
+def _write_wav(path: Path, audio_format: Any, turns: list[Any]) -> None:
+    import numpy as np
+
+    pcm = [audio_format.decode(bytes(turn.audio)) for turn in turns]
+    samples = np.concatenate(pcm) if pcm else np.zeros(0, np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(audio_format.sample_rate)
+        out.writeframes(samples.astype("<i2").tobytes())
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from agent.commands import ask
+
+    return ask(args.question, args.kb or settings.agent.kb_dir, sys.stdout)
+
+
+def _kb_check(args: argparse.Namespace, settings: Settings) -> int:
+    from agent.commands import kb_check
+
+    return kb_check(args.dir, sys.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

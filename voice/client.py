@@ -1,0 +1,265 @@
+"""A caller over the caller protocol: used by `voicedesk call`, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from voice.codecs import AudioFormat, float_to_int16
+
+FRAME_MS = 20
+TRAILING_SILENCE_MS = 1500
+"""Silence sent after each question in --fast mode, so the server hears the end of the turn."""
+VOICED_LEVEL = 0.02
+"""Peak level above which a sample of a question file counts as voiced (for perceived latency)."""
+
+
+def read_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """Any file ffmpeg reads (wav, flac, mp3, ogg, ...), any rate and channels → mono float32."""
+    from faster_whisper import decode_audio
+
+    return np.asarray(decode_audio(str(path), sampling_rate=sample_rate), dtype=np.float32)
+
+
+@dataclass
+class Turn:
+    """What the caller saw of one turn."""
+
+    turn: int
+    transcript: str = ""
+    reply: str = ""
+    heard: str = ""
+    sources: list[str] = field(default_factory=list)
+    handoff: bool = False
+    interrupted: bool = False
+    ignored: bool = False
+    rules: list[str] = field(default_factory=list)
+    timings_ms: dict[str, int | None] = field(default_factory=dict)
+    audio: bytearray = field(default_factory=bytearray)
+    """Reply audio received before any `clear`, in the call's format."""
+    first_audio_at: float | None = None
+    cleared: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "turn": self.turn,
+            "transcript": self.transcript,
+            "reply": self.reply,
+            "heard": self.heard,
+            "sources": self.sources,
+            "handoff": self.handoff,
+            "interrupted": self.interrupted,
+            "ignored": self.ignored,
+            "rules": self.rules,
+            "timings_ms": self.timings_ms,
+        }
+
+
+class CallClient:
+    """One call to a voicedesk server. Events are read in the background into `events`."""
+
+    def __init__(self, url: str, audio: AudioFormat, *, realtime_playback: bool = True) -> None:
+        self.url = url
+        self.format = audio
+        self.realtime_playback = realtime_playback
+        self.events: list[dict[str, Any]] = []
+        self.turns: dict[int, Turn] = {}
+        self.close_code: int | None = None
+        self.call_id = ""
+        self._reply_turn: int | None = None
+        self._changed = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._line: asyncio.Task[None] | None = None
+        self._speech: deque[tuple[np.ndarray, int, asyncio.Future[float]]] = deque()
+
+    async def __aenter__(self) -> CallClient:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self.url, max_msg_size=1 << 20)
+        self._reader = asyncio.create_task(self._read())
+        await self._ws.send_json(
+            {
+                "type": "start",
+                "version": 1,
+                "audio": {"encoding": self.format.encoding, "sample_rate": self.format.sample_rate},
+                "options": {"realtime_playback": self.realtime_playback},
+            }
+        )
+        ready = await self.wait_for(lambda e: e["type"] in ("ready", "end"), timeout=30)
+        if ready["type"] != "ready":
+            raise ConnectionError(f"the server refused the call: {self.events}")
+        self.call_id = ready["call_id"]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.hang_up()
+
+    async def hang_up(self) -> None:
+        if self._line is not None:
+            self._line.cancel()
+            await asyncio.gather(self._line, return_exceptions=True)
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._ws.send_json({"type": "hangup"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 10)  # type: ignore[arg-type]
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._ws is not None:
+            await self._ws.close()
+        if self._session is not None:
+            await self._session.close()
+
+    async def send_audio(self, samples: np.ndarray, *, realtime: bool) -> float:
+        """Send float32 samples at the call's rate; returns the wall time the last voiced sample
+        was sent. In real time the audio goes out on the line (see `speak`)."""
+        if realtime:
+            return await self.speak(samples)
+        assert self._ws is not None
+        step = self.format.sample_rate * FRAME_MS // 1000
+        for offset in range(0, len(samples), step):
+            await self._ws.send_bytes(self.format.encode(float_to_int16(samples[offset : offset + step])))
+            await asyncio.sleep(0)
+        return time.monotonic()
+
+    async def speak(self, samples: np.ndarray) -> float:
+        """Say `samples` on the line: a real-time stream that carries silence between utterances,
+        as a microphone or phone line does. Returns when the last voiced sample was sent."""
+        if self._line is None:
+            self._line = asyncio.create_task(self._run_line())
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        voiced = np.flatnonzero(np.abs(samples) > VOICED_LEVEL)
+        self._speech.append((samples, int(voiced[-1]) if len(voiced) else 0, done))
+        return await done
+
+    async def _run_line(self) -> None:
+        assert self._ws is not None
+        step = self.format.sample_rate * FRAME_MS // 1000
+        silence = np.zeros(step, np.float32)
+        began, sent = time.monotonic(), 0
+        offset = 0
+        while not self._ws.closed:
+            frame, finished = silence, None
+            if self._speech:
+                samples, last_voiced, future = self._speech[0]
+                frame = samples[offset : offset + step]
+                if offset <= last_voiced < offset + step:
+                    future.set_result(time.monotonic())
+                offset += step
+                if offset >= len(samples):
+                    self._speech.popleft()
+                    offset, finished = 0, future
+            try:
+                await self._ws.send_bytes(self.format.encode(float_to_int16(frame)))
+            except (ConnectionError, RuntimeError):
+                return
+            if finished is not None and not finished.done():
+                finished.set_result(time.monotonic())
+            sent += 1
+            delay = began + sent * FRAME_MS / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def send_silence(self, ms: int) -> None:
+        """Send silence as fast as the server takes it (the --fast end of a question)."""
+        await self.send_audio(np.zeros(self.format.sample_rate * ms // 1000, np.float32), realtime=False)
+
+    async def send_text(self, text: str) -> None:
+        assert self._ws is not None
+        await self._ws.send_json({"type": "text", "text": text})
+
+    async def ask(self, samples: np.ndarray, *, realtime: bool, timeout: float = 120) -> Turn:
+        """Speak one question and wait for its reply (or for it to be ignored)."""
+        seen, earlier = len(self.events), set(self.turns)
+        last_voiced_at = await self.send_audio(samples, realtime=realtime)
+        if not realtime:
+            await self.send_silence(TRAILING_SILENCE_MS)
+
+        def settled(event: dict[str, Any]) -> bool:
+            if event.get("turn") in earlier:
+                return False
+            return event["type"] == "reply.end" or (
+                event["type"] == "transcript.final" and event.get("ignored", False)
+            )
+
+        event = await self.wait_for(settled, since=seen, timeout=timeout)
+        turn = self.turns[event["turn"]]
+        if turn.first_audio_at is not None and realtime:
+            turn.timings_ms["perceived"] = round((turn.first_audio_at - last_voiced_at) * 1000)
+        return turn
+
+    async def wait_for(
+        self, match: Any, *, since: int = 0, timeout: float = 60
+    ) -> dict[str, Any]:
+        """The first event from index `since` on for which `match(event)` is true."""
+        deadline = time.monotonic() + timeout
+        index = since
+        while True:
+            while index < len(self.events):
+                if match(self.events[index]):
+                    return self.events[index]
+                index += 1
+            if self._reader is not None and self._reader.done():
+                raise ConnectionError(f"call closed ({self.close_code}) while waiting")
+            self._changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no matching event within {timeout} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            async for message in self._ws:
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    self._on_audio(message.data)
+                elif message.type == aiohttp.WSMsgType.TEXT:
+                    self._on_event(json.loads(message.data))
+                self._changed.set()
+        finally:
+            self.close_code = self._ws.close_code
+            self._changed.set()
+
+    def _on_audio(self, data: bytes) -> None:
+        if self._reply_turn is None:
+            return
+        turn = self.turns[self._reply_turn]
+        if turn.first_audio_at is None:
+            turn.first_audio_at = time.monotonic()
+        if not turn.cleared:
+            turn.audio.extend(data)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        number = event.get("turn")
+        if number is None:
+            return
+        turn = self.turns.setdefault(number, Turn(turn=number))
+        kind = event["type"]
+        if kind == "transcript.final":
+            turn.transcript = event["text"]
+            turn.ignored = event.get("ignored", False)
+            if not turn.ignored:
+                self._reply_turn = number
+        elif kind == "clear":
+            turn.cleared = True
+        elif kind == "reply.end":
+            turn.reply = event["text"]
+            turn.heard = event["heard"]
+            turn.sources = event["sources"]
+            turn.handoff = event["handoff"]
+            turn.interrupted = event["interrupted"]
+            turn.rules = event["rules"]
+            turn.timings_ms.update(event["timings_ms"])

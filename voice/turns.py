@@ -1,0 +1,179 @@
+"""Turn-taking without I/O: VAD probabilities in, turn events out; and the barge-in word rule."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from asr.vad import WINDOW, WINDOW_MS
+from voice.config import TurnSettings
+
+SAMPLE_RATE = 16_000
+_HYSTERESIS = 0.15
+"""A window counts as silence below `vad_threshold - _HYSTERESIS` (Silero's own rule)."""
+
+
+@dataclass(frozen=True)
+class TurnStarted:
+    at_ms: int
+    """Start of the voiced audio, ms since the call's first sample."""
+
+
+@dataclass(frozen=True)
+class TurnPaused:
+    """The caller has been silent for `early_asr_ms`: the turn may be over."""
+
+    at_ms: int
+    audio: np.ndarray
+    """The utterance so far, 16 kHz float32."""
+
+
+@dataclass(frozen=True)
+class TurnResumed:
+    """The caller spoke again after a pause; a transcript of the paused audio is stale."""
+
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    at_ms: int
+    """When the end was detected (`silence_ms` after the last voiced window)."""
+    last_voice_ms: int
+    """End of the last voiced window."""
+    reason: str
+    """"silence" or "max_length"."""
+    audio: np.ndarray
+    """The whole utterance with its pre-roll, 16 kHz float32."""
+
+
+TurnEvent = TurnStarted | TurnPaused | TurnResumed | TurnEnded
+
+
+class TurnDetector:
+    """Decides where each caller utterance starts and ends, from 32 ms VAD windows.
+
+    Feed it the audio and the VAD probabilities of the windows that audio completed, in order.
+    Positions are counted in the caller's audio stream, so they do not depend on wall time.
+    """
+
+    def __init__(self, settings: TurnSettings) -> None:
+        self._settings = settings
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._audio_offset = 0
+        """Stream sample index of self._audio[0]."""
+        self._windows = 0
+        self._voiced_run = 0
+        self._silent_ms = 0
+        self._start_sample: int | None = None
+        self._last_voice_ms = 0
+        self._paused = False
+
+    @property
+    def in_speech(self) -> bool:
+        return self._start_sample is not None
+
+    @property
+    def position_ms(self) -> int:
+        return self._windows * WINDOW_MS
+
+    @property
+    def speech_ms(self) -> int:
+        """Length of the current utterance so far; 0 between utterances."""
+        if self._start_sample is None:
+            return 0
+        return self.position_ms - self._start_sample * 1000 // SAMPLE_RATE
+
+    def utterance(self) -> np.ndarray:
+        """The current utterance so far, with its pre-roll (empty between utterances)."""
+        if self._start_sample is None:
+            return np.zeros(0, dtype=np.float32)
+        begin = max(0, self._start_sample - self._preroll_samples() - self._audio_offset)
+        end = self._windows * WINDOW - self._audio_offset
+        return self._audio[begin:end].copy()
+
+    def push(self, audio: np.ndarray, probabilities: list[float]) -> list[TurnEvent]:
+        self._audio = np.concatenate([self._audio, audio.astype(np.float32, copy=False)])
+        events: list[TurnEvent] = []
+        for probability in probabilities:
+            self._windows += 1
+            event = self._step(probability)
+            if event is not None:
+                events.append(event)
+        if self._start_sample is None:
+            self._trim()
+        return events
+
+    def _step(self, probability: float) -> TurnEvent | None:
+        threshold = self._settings.vad_threshold
+        voiced = probability >= threshold
+        silent = probability < threshold - _HYSTERESIS
+        if self._start_sample is None:
+            self._voiced_run = self._voiced_run + 1 if voiced else 0
+            if self._voiced_run * WINDOW_MS >= self._settings.min_speech_ms:
+                self._start_sample = (self._windows - self._voiced_run) * WINDOW
+                self._last_voice_ms = self.position_ms
+                self._silent_ms = 0
+                return TurnStarted(at_ms=self._start_sample * 1000 // SAMPLE_RATE)
+            return None
+        if voiced:
+            self._last_voice_ms = self.position_ms
+            self._silent_ms = 0
+            if self._paused:
+                self._paused = False
+                return TurnResumed(at_ms=self.position_ms)
+        elif silent or self._silent_ms:
+            self._silent_ms += WINDOW_MS
+        if self._silent_ms >= self._settings.silence_ms:
+            return self._end("silence")
+        if self.speech_ms >= self._settings.max_utterance_ms:
+            return self._end("max_length")
+        if not self._paused and self._silent_ms >= self._settings.early_asr_ms:
+            self._paused = True
+            return TurnPaused(at_ms=self.position_ms, audio=self.utterance())
+        return None
+
+    def _end(self, reason: str) -> TurnEnded:
+        event = TurnEnded(
+            at_ms=self.position_ms,
+            last_voice_ms=self._last_voice_ms,
+            reason=reason,
+            audio=self.utterance(),
+        )
+        self._start_sample = None
+        self._voiced_run = 0
+        self._silent_ms = 0
+        self._paused = False
+        return event
+
+    def _preroll_samples(self) -> int:
+        return self._settings.preroll_ms * SAMPLE_RATE // 1000
+
+    def _trim(self) -> None:
+        """Between utterances keep only what a pre-roll and a starting utterance can need."""
+        keep = self._preroll_samples() + (self._voiced_run + 2) * WINDOW
+        excess = len(self._audio) - keep
+        if excess > 0:
+            self._audio = self._audio[excess:]
+            self._audio_offset += excess
+
+
+BACKCHANNELS = frozenset(
+    """
+    uh huh uhhuh mm hmm mhm mmhmm hm hmm um umm uh ah oh okay ok yeah yep yes yup right
+    alright sure i see got it cool great fine thanks thank you
+    """.split()
+)
+"""Words that on their own acknowledge a reply rather than interrupt it (docs/protocol.md)."""
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of a transcript, without punctuation."""
+    return re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+
+
+def is_backchannel(text: str) -> bool:
+    """True when a transcript holds no words, or only acknowledgements ("uh-huh", "okay")."""
+    return all(word in BACKCHANNELS for word in words(text))
