@@ -119,7 +119,7 @@ class KnowledgeAgent:
             yield AnswerText(verdict.reply)
             yield AnswerEnd(handoff=verdict.handoff, rules=(verdict.rule,), backend="guardrail")
             return
-        recent = tuple(memory)[-self.settings.memory_turns:] if self.settings.memory_turns else ()
+        recent = tuple(memory)[-self.settings.memory_turns :] if self.settings.memory_turns else ()
         search = self._search(index.retriever, question, recent)
         faq = self._faq_match(index.kb, search)
         passages = tuple(
@@ -185,8 +185,9 @@ class KnowledgeAgent:
         elif advice or guardrails.ADVICE in rules:
             _add(rules, guardrails.ADVICE)
             yield AnswerText(" " + guardrails.ADVICE_DISCLAIMER)
-        yield AnswerEnd(sources=end.sources, handoff=handoff, rules=tuple(rules),
-                        backend=end.backend)
+        yield AnswerEnd(
+            sources=end.sources, handoff=handoff, rules=tuple(rules), backend=end.backend
+        )
 
     def _check(
         self, sentence: str, guard: guardrails.OutputGuard, rules: list[str], spoken: list[str]

@@ -42,29 +42,39 @@ PRICE_MESSAGE = "Please check the product page for the current price."
 ADVICE_DISCLAIMER = "This is general information, not professional advice."
 CONTACT_REPLACEMENT = "our support team"
 
-_INJECTION = re.compile("|".join([
-    r"\b(ignore|disregard|forget|override|bypass)\b(\s\w+){0,4}\s"
-    r"(instructions?|rules|prompts?|guidelines|directions|programming|guardrails|restrictions)\b",
-    r"\bsystem (prompt|message|instructions?)s?\b",
-    r"\b(initial|original|hidden|secret|internal) (prompt|instructions?|rules)\b",
-    r"\b(reveal|show|print|repeat|read|recite|tell) (me |us )?(your|the) "
-    r"(prompt|instructions|rules|configuration|guidelines)\b",
-    r"\bpretend (you are|youre|to be|that you|you were)\b",
-    r"\brole ?play",
-    r"\byou are now\b|\bfrom now on you\b|\bact as (if|though|my|an? (different|new|unrestricted))",
-    r"\b(developer|dev|god|admin|debug|unrestricted|dan) mode\b|\bjailbreak|\bdo anything now\b",
-    r"\bnew (instructions|rules|persona)\b",
-    r"\bwhat (were|are) you (told|instructed|programmed)\b",
-]))
+_INJECTION = re.compile(
+    "|".join(
+        [
+            r"\b(ignore|disregard|forget|override|bypass)\b(\s\w+){0,4}\s"
+            r"(instructions?|rules|prompts?|guidelines|directions|programming|guardrails|restrictions)\b",
+            r"\bsystem (prompt|message|instructions?)s?\b",
+            r"\b(initial|original|hidden|secret|internal) (prompt|instructions?|rules)\b",
+            r"\b(reveal|show|print|repeat|read|recite|tell) (me |us )?(your|the) "
+            r"(prompt|instructions|rules|configuration|guidelines)\b",
+            r"\bpretend (you are|youre|to be|that you|you were)\b",
+            r"\brole ?play",
+            r"\byou are now\b|\bfrom now on you\b",
+            r"\bact as (if|though|my|an? (different|new|unrestricted))",
+            r"\b(developer|dev|god|admin|debug|unrestricted|dan) mode\b",
+            r"\bjailbreak|\bdo anything now\b",
+            r"\bnew (instructions|rules|persona)\b",
+            r"\bwhat (were|are) you (told|instructed|programmed)\b",
+        ]
+    )
+)
 
-_HUMAN = re.compile("|".join([
-    r"\b(talk|speak|chat)( to| with)( a| an| the| some| your)?( real| live| actual)? "
-    r"(human|person|agent|representative|rep|operator|someone|somebody|manager|supervisor)\b",
-    r"\b(transfer|connect|put) me (to|through|with)\b",
-    r"\b(want|need|get) (me )?(a|an|to)( real| live)? "
-    r"(human|agent|representative|operator|person)\b",
-    r"\b(real|live|actual) (person|human)\b",
-]))
+_HUMAN = re.compile(
+    "|".join(
+        [
+            r"\b(talk|speak|chat)( to| with)( a| an| the| some| your)?( real| live| actual)? "
+            r"(human|person|agent|representative|rep|operator|someone|somebody|manager|supervisor)\b",
+            r"\b(transfer|connect|put) me (to|through|with)\b",
+            r"\b(want|need|get) (me )?(a|an|to)( real| live)? "
+            r"(human|agent|representative|operator|person)\b",
+            r"\b(real|live|actual) (person|human)\b",
+        ]
+    )
+)
 _HUMAN_WORDS = frozenset(word_list("agent human representative operator person someone"))
 _FILLER = frozenset(word_list("a an the please um uh just now real live customer service i"))
 
@@ -103,11 +113,20 @@ _NAME = r"[A-Z][a-z]+(?: [A-Z][a-z]+)?"
 # (pattern, replacement): group "name" is what gets replaced when its words are not in the KB.
 _NAMES = [
     (re.compile(r"(?P<name>\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.? " + _NAME + ")"), CONTACT_REPLACEMENT),
-    (re.compile(r"\b(?i:ask for|speak to|speak with|talk to|talk with|contact|call|email|"
-                r"named|my name is|manager|technician|colleague) (?P<name>" + _NAME + ")"),
-     CONTACT_REPLACEMENT),
-    (re.compile("(?P<name>" + _NAME + r") (?:from|at|in|on) (?:our|the) (?:support|service|"
-                r"customer|sales|technical|returns|help)"), "someone"),
+    (
+        re.compile(
+            r"\b(?i:ask for|speak to|speak with|talk to|talk with|contact|call|email|"
+            r"named|my name is|manager|technician|colleague) (?P<name>" + _NAME + ")"
+        ),
+        CONTACT_REPLACEMENT,
+    ),
+    (
+        re.compile(
+            "(?P<name>" + _NAME + r") (?:from|at|in|on) (?:our|the) (?:support|service|"
+            r"customer|sales|technical|returns|help)"
+        ),
+        "someone",
+    ),
 ]
 
 
@@ -206,7 +225,7 @@ class OutputGuard:
                 words = re.findall(r"[A-Za-z]+", match.group("name"))
                 if all(w.lower() in self._words for w in words):
                     continue
-                text = text[: match.start("name")] + replacement + text[match.end("name"):]
+                text = text[: match.start("name")] + replacement + text[match.end("name") :]
                 changed = True
         return text, changed
 
@@ -226,6 +245,6 @@ def _replace(
     changed = False
     for match in reversed(list(pattern.finditer(text))):
         if not allowed(match.group(0)):
-            text = text[: match.start()] + CONTACT_REPLACEMENT + text[match.end():]
+            text = text[: match.start()] + CONTACT_REPLACEMENT + text[match.end() :]
             changed = True
     return text, changed

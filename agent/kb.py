@@ -195,8 +195,13 @@ def _passage(path: Path, title: str, line: int, heading: str, body: list[str]) -
     if not key:
         raise KbError(path, line, f"heading {heading!r} gives an empty id")
     return Passage(
-        id=f"{path.stem}#{key}", title=title, heading=name, number=number,
-        text=text, file=path, line=line,
+        id=f"{path.stem}#{key}",
+        title=title,
+        heading=name,
+        number=number,
+        text=text,
+        file=path,
+        line=line,
     )
 
 
@@ -231,7 +236,8 @@ def _faq_entry(path: Path, line: int, item: object) -> FaqEntry:
         raise KbError(path, line, f"unknown FAQ keys: {', '.join(sorted(map(str, unknown)))}")
     questions = item["questions"]
     if (
-        not isinstance(questions, list) or not questions
+        not isinstance(questions, list)
+        or not questions
         or not all(isinstance(q, str) and q.strip() for q in questions)
     ):
         raise KbError(path, line, "questions must be a non-empty list of strings")
@@ -243,8 +249,12 @@ def _faq_entry(path: Path, line: int, item: object) -> FaqEntry:
     if source is not None and not isinstance(source, str):
         raise KbError(path, line, "source must be a passage id such as 'troubleshooting#4.2'")
     return FaqEntry(
-        id=f"faq#{entry_id}", questions=tuple(q.strip() for q in questions),
-        answer=answer.strip(), source=source, file=path, line=line,
+        id=f"faq#{entry_id}",
+        questions=tuple(q.strip() for q in questions),
+        answer=answer.strip(),
+        source=source,
+        file=path,
+        line=line,
     )
 
 
@@ -254,7 +264,8 @@ def _check_unique(entries: list[Passage | FaqEntry]) -> None:
         first = seen.setdefault(entry.id, entry)
         if first is not entry:
             raise KbError(
-                entry.file, entry.line,
+                entry.file,
+                entry.line,
                 f"duplicate id {entry.id!r} (first at {first.file.name}:{first.line})",
             )
 
@@ -323,8 +334,9 @@ class KnowledgeBaseWatcher:
             log.error("knowledge base not reloaded, keeping the previous one: %s", err)
             return False
         self.current, self.last_error = kb, None
-        log.info("knowledge base reloaded: %d passages, %d FAQ entries",
-                 len(kb.passages), len(kb.faqs))
+        log.info(
+            "knowledge base reloaded: %d passages, %d FAQ entries", len(kb.passages), len(kb.faqs)
+        )
         if self._on_reload is not None:
             self._on_reload(kb)
         return True

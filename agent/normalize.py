@@ -17,35 +17,81 @@ import re
 # mapping fires everywhere, in the KB text too. Longer phrases win over their prefixes.
 ASR_CONFUSIONS: dict[str, str] = {
     # Wi-Fi: whisper writes it many ways, and mishears it on the phone.
-    "wi fi": "wifi", "wife i": "wifi", "wife eye": "wifi", "why fi": "wifi", "wifey": "wifi",
-    "wify": "wifi", "wi fis": "wifi", "y fi": "wifi",
+    "wi fi": "wifi",
+    "wife i": "wifi",
+    "wife eye": "wifi",
+    "why fi": "wifi",
+    "wifey": "wifi",
+    "wify": "wifi",
+    "wi fis": "wifi",
+    "y fi": "wifi",
     # IP addresses.
-    "static of addresses": "static ip addresses", "static of address": "static ip address",
-    "static id addresses": "static ip addresses", "static id address": "static ip address",
-    "static i p": "static ip", "i p address": "ip address", "i p addresses": "ip addresses",
-    "eye pee": "ip", "d h c p": "dhcp",
+    "static of addresses": "static ip addresses",
+    "static of address": "static ip address",
+    "static id addresses": "static ip addresses",
+    "static id address": "static ip address",
+    "static i p": "static ip",
+    "i p address": "ip address",
+    "i p addresses": "ip addresses",
+    "eye pee": "ip",
+    "d h c p": "dhcp",
     # Devices.
-    "blub": "bulb", "blubs": "bulbs", "bolb": "bulb", "light bulb": "bulb",
-    "thermal stat": "thermostat", "thermo stat": "thermostat", "door luck": "door lock",
-    "smart luck": "smart lock", "smart plague": "smart plug", "cam": "camera",
+    "blub": "bulb",
+    "blubs": "bulbs",
+    "bolb": "bulb",
+    "light bulb": "bulb",
+    "thermal stat": "thermostat",
+    "thermo stat": "thermostat",
+    "door luck": "door lock",
+    "smart luck": "smart lock",
+    "smart plague": "smart plug",
+    "cam": "camera",
     # Units and times.
-    "giga hertz": "ghz", "gigahertz": "ghz", "g h z": "ghz", "gig": "ghz",
-    "p m": "pm", "a m": "am",
+    "giga hertz": "ghz",
+    "gigahertz": "ghz",
+    "g h z": "ghz",
+    "gig": "ghz",
+    "p m": "pm",
+    "a m": "am",
     # Words split or glued differently by the recognizer and the manuals.
-    "log in": "login", "sign in": "login", "signin": "login", "pass word": "password",
-    "e mail": "email", "re set": "reset", "warrantee": "warranty", "warranties": "warranty",
-    "tradein": "trade in", "set up": "setup", "wifi router": "router",
+    "log in": "login",
+    "sign in": "login",
+    "signin": "login",
+    "pass word": "password",
+    "e mail": "email",
+    "re set": "reset",
+    "warrantee": "warranty",
+    "warranties": "warranty",
+    "tradein": "trade in",
+    "set up": "setup",
+    "wifi router": "router",
 }
 
 # Everyday words -> the word the manuals use. Same mechanism as ASR_CONFUSIONS, kept apart
 # because these are about meaning, not hearing.
 SYNONYMS: dict[str, str] = {
-    "package": "parcel", "packages": "parcels", "blinking": "flashing", "blinks": "flashes",
-    "blink": "flash", "blinked": "flashed", "guarantee": "warranty", "defective": "faulty",
-    "broken": "faulty", "money back": "refund", "reboot": "restart", "rebooted": "restarted",
-    "internet router": "router", "modem": "router", "outside": "outdoor", "outdoors": "outdoor",
-    "arrive": "delivery", "arrived": "delivery", "arriving": "delivery", "arrives": "delivery",
-    "handle": "support", "handles": "support",
+    "package": "parcel",
+    "packages": "parcels",
+    "blinking": "flashing",
+    "blinks": "flashes",
+    "blink": "flash",
+    "blinked": "flashed",
+    "guarantee": "warranty",
+    "defective": "faulty",
+    "broken": "faulty",
+    "money back": "refund",
+    "reboot": "restart",
+    "rebooted": "restarted",
+    "internet router": "router",
+    "modem": "router",
+    "outside": "outdoor",
+    "outdoors": "outdoor",
+    "arrive": "delivery",
+    "arrived": "delivery",
+    "arriving": "delivery",
+    "arrives": "delivery",
+    "handle": "support",
+    "handles": "support",
 }
 
 _REPLACEMENTS = ASR_CONFUSIONS | SYNONYMS
@@ -58,14 +104,16 @@ def word_list(text: str) -> list[str]:
 
 _NUMBER_WORDS: dict[str, int] = {
     word: value
-    for value, word in enumerate(word_list(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen "
-        "fourteen fifteen sixteen seventeen eighteen nineteen twenty"
-    ))
-} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-     "ninety": 90}
+    for value, word in enumerate(
+        word_list(
+            "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+            "fourteen fifteen sixteen seventeen eighteen nineteen twenty"
+        )
+    )
+} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 
-STOPWORDS = frozenset(word_list("""
+STOPWORDS = frozenset(
+    word_list("""
 a about after again all also am an and any are as at be been before being but by can cant
 could did didnt do does doesnt doing dont for from get gets getting got had has have having he
 her hers him his how i id if ill im in into is isnt it its ive just keep keeps let lets me might
@@ -75,7 +123,9 @@ they this those through to too try trying under until up us very want wants was 
 what whats when where which while who whom why will with wont would wouldnt you your youre
 yours yourself hi hello hey um uh er erm ah oh okay ok yeah yes yep well like so thanks thank
 really actually just anyway sorry hm hmm mm know tell said say says
-""")) | frozenset(word_list("""
+""")
+) | frozenset(
+    word_list("""
 something anything everything nothing thing things stuff someone anyone bit lot lots
 buy bought purchase purchased got getting ago last week weeks month months year today
 yesterday tomorrow morning evening night tonight day days time times good bad great nice fine
@@ -83,7 +133,8 @@ big small high low long little much many new old first place way kind sort guess
 wondering wonder question help able happen happened going go goes went come came make made
 within without between problem problems issue issues does doesnt wrong hasnt havent arent
 werent cannot couldnt shouldnt yet supposed mean means meaning meant
-"""))
+""")
+)
 """Words that carry no topic, indexed neither in the KB nor in questions: function words, the
 fillers a transcript keeps ("um", "okay"), and everyday words that callers pad questions with
 ("i bought it last week"); left in, they would make a long question look out of scope."""
@@ -93,9 +144,7 @@ _NON_WORD = re.compile(r"[^a-z0-9.]+")
 _LONE_DOT = re.compile(r"(?<!\d)\.|\.(?!\d)")
 _DIGIT_LETTER = re.compile(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)")
 _CONFUSION = re.compile(
-    r"\b(?:"
-    + "|".join(re.escape(k) for k in sorted(_REPLACEMENTS, key=len, reverse=True))
-    + r")\b"
+    r"\b(?:" + "|".join(re.escape(k) for k in sorted(_REPLACEMENTS, key=len, reverse=True)) + r")\b"
 )
 
 
@@ -153,9 +202,18 @@ def stem(word: str) -> str:
 
 
 _SUFFIXES = (
-    ("ies", "y", 2), ("ied", "y", 2), ("sses", "ss", 2), ("shes", "sh", 2), ("ches", "ch", 2),
-    ("xes", "x", 2), ("ctions", "ct", 2), ("ction", "ct", 2), ("ings", "", 3), ("ing", "", 3),
-    ("ed", "", 3), ("s", "", 3),
+    ("ies", "y", 2),
+    ("ied", "y", 2),
+    ("sses", "ss", 2),
+    ("shes", "sh", 2),
+    ("ches", "ch", 2),
+    ("xes", "x", 2),
+    ("ctions", "ct", 2),
+    ("ction", "ct", 2),
+    ("ings", "", 3),
+    ("ing", "", 3),
+    ("ed", "", 3),
+    ("s", "", 3),
 )
 
 

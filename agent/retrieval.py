@@ -153,8 +153,9 @@ class Retriever:
         if term in self._df or not term.isalpha() or len(term) < 5:
             return term
         limit = 1 if len(term) < 8 else 2
-        variants = _deletions(term) | ({d for v in _deletions(term) for d in _deletions(v)}
-                                       if limit == 2 else set())
+        variants = _deletions(term) | (
+            {d for v in _deletions(term) for d in _deletions(v)} if limit == 2 else set()
+        )
         candidates = {c for v in variants | {term} for c in self._deletions.get(v, ())}
         scored = [(edit_distance(term, c), -self._df[c], c) for c in candidates]
         best = min((s for s in scored if s[0] <= limit), default=None)
@@ -166,7 +167,7 @@ def _idf(n_docs: int, df: int) -> float:
 
 
 def _deletions(word: str) -> set[str]:
-    return {word[:i] + word[i + 1:] for i in range(len(word))}
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
 
 
 def _deletion_table(vocabulary: Iterable[str]) -> dict[str, set[str]]:

@@ -16,8 +16,10 @@ _EMPHASIS = re.compile(r"(\*\*|__|\*|`)(.+?)\1")
 _MENU_ARROW = re.compile(r"\s*>\s*")
 # A sentence ends at . ! or ? followed by whitespace, unless the dot belongs to a short
 # abbreviation ("e.g.", "Mr.") or a number ("2.4" has no space after its dot anyway).
-_SENTENCE_END = re.compile(r"(?<!\b[A-Za-z]\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\b[MD]r\.)"
-                           r"(?<!\bMrs\.)(?<!\bMs\.)(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(
+    r"(?<!\b[A-Za-z]\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\b[MD]r\.)"
+    r"(?<!\bMrs\.)(?<!\bMs\.)(?<=[.!?])\s+"
+)
 
 _ORDINALS = ("First", "Then", "Next", "After that")
 

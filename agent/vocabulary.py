@@ -22,9 +22,7 @@ def proper_nouns(kb: KnowledgeBase, min_count: int = 2) -> frozenset[str]:
     texts = _texts(kb)
     lowercase = {w for text in texts for w in _LOWERCASE_WORD.findall(text)}
     counts = Counter(w for text in texts for run, _ in _runs(text) for w in run.split())
-    return frozenset(
-        w for w, n in counts.items() if n >= min_count and w.lower() not in lowercase
-    )
+    return frozenset(w for w, n in counts.items() if n >= min_count and w.lower() not in lowercase)
 
 
 def hotwords(kb: KnowledgeBase, max_chars: int = 200, max_names: int = 6) -> str:

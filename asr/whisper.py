@@ -30,7 +30,10 @@ def resolve_model(name: str) -> tuple[str, str]:
     if Path(name).expanduser().is_dir():
         path = Path(name).expanduser()
         return str(path), f"local model directory {path}"
-    return name, f"faster-whisper model '{name}' (must already be in its cache; nothing is downloaded)"
+    return (
+        name,
+        f"faster-whisper model '{name}' (must already be in its cache; nothing is downloaded)",
+    )
 
 
 @dataclass(frozen=True)

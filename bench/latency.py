@@ -83,9 +83,11 @@ async def run(rounds: int, settings: Settings) -> dict[str, object]:
     try:
         for _ in range(rounds):
             for question, speech in clips.items():
-                async with CallClient(url, pcm) as call:
+                async with CallClient(url, pcm, realtime_playback=False) as call:
                     turn = await call.ask(speech, realtime=True)
-                rows.append({"question": question, "transcript": turn.transcript, **turn.timings_ms})
+                rows.append(
+                    {"question": question, "transcript": turn.transcript, **turn.timings_ms}
+                )
                 print(f"{turn.timings_ms}  {turn.transcript!r}", file=sys.stderr)
     finally:
         await runner.cleanup()

@@ -21,9 +21,11 @@ from agent.normalize import word_list  # noqa: E402
 from agent.retrieval import Retriever  # noqa: E402
 
 SYLLABLES = word_list("ba ko ri tu me sa lo vi ne da pu ge fo zi ha mo ke ru ti wa")
-COMMON = word_list("the device app router light button reset connect network battery order "
-                   "warranty return refund camera sensor lock bulb plug thermostat hub setting "
-                   "power update")
+COMMON = word_list(
+    "the device app router light button reset connect network battery order "
+    "warranty return refund camera sensor lock bulb plug thermostat hub setting "
+    "power update"
+)
 
 
 def make_words(rng: random.Random, count: int) -> list[str]:
@@ -43,7 +45,7 @@ def make_kb(root: Path, passages: int, rng: random.Random) -> list[list[str]]:
             contents.append(heading + body)
             lines += [f"## {f}.{s} {' '.join(heading)}", ""]
             for i in range(0, 60, 12):
-                lines.append(" ".join(body[i:i + 12]).capitalize() + ".")
+                lines.append(" ".join(body[i : i + 12]).capitalize() + ".")
             lines += ["1. Press the " + body[0] + " button.", "2. Open the app.", ""]
         (root / f"manual{f}.md").write_text("\n".join(lines), encoding="utf-8")
     return contents
@@ -53,7 +55,7 @@ def misspell(word: str, rng: random.Random) -> str:
     if len(word) < 5 or rng.random() < 0.7:
         return word
     i = rng.randrange(len(word) - 1)
-    return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
 
 
 def main() -> None:
@@ -83,8 +85,10 @@ def main() -> None:
     p50 = statistics.median(timings)
     p95 = timings[int(len(timings) * 0.95) - 1]
     print(f"passages: {len(kb.passages)}  index build: {build_ms:.0f} ms")
-    print(f"questions: {len(timings)}  p50: {p50:.2f} ms  p95: {p95:.2f} ms  "
-          f"max: {timings[-1]:.2f} ms")
+    print(
+        f"questions: {len(timings)}  p50: {p50:.2f} ms  p95: {p95:.2f} ms  "
+        f"max: {timings[-1]:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ def test_kb_check_lists_passages_and_faq_ids() -> None:
     out = io.StringIO()
     assert kb_check(demo_kb_dir(), out) == 0
     lines = out.getvalue().splitlines()
-    assert any(line.startswith("troubleshooting#4.2") and "Bulb flashes red" in line
-               for line in lines)
+    assert any(
+        line.startswith("troubleshooting#4.2") and "Bulb flashes red" in line for line in lines
+    )
     assert any(line.startswith("faq#return-window") for line in lines)
     assert lines[-1].startswith("ok: ") and "10 FAQ entries" in lines[-1]
 
@@ -26,8 +27,10 @@ def test_kb_check_names_the_broken_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "manual.md").write_text("# T\n## 1 One\ntext\n## 1 One again\nmore\n")
     out = io.StringIO()
     assert kb_check(tmp_path, out) == 1
-    assert out.getvalue() == f"error: {tmp_path / 'manual.md'}:4: duplicate id 'manual#1' " \
+    assert (
+        out.getvalue() == f"error: {tmp_path / 'manual.md'}:4: duplicate id 'manual#1' "
         "(first at manual.md:2)\n"
+    )
 
 
 def test_ask_prints_the_answer_and_its_sources() -> None:
@@ -53,10 +56,14 @@ def test_ask_fails_on_a_broken_kb(tmp_path: Path) -> None:
 
 def test_the_guardrail_prompt_states_the_rules() -> None:
     text = prompts.load("guardrail")
-    for phrase in ("HANDOFF", "Please check the product page for the current price.",
-                   "This is general information, not professional advice.",
-                   "I can only help with questions about our products and services.",
-                   "[troubleshooting#4.2]", "phone number"):
+    for phrase in (
+        "HANDOFF",
+        "Please check the product page for the current price.",
+        "This is general information, not professional advice.",
+        "I can only help with questions about our products and services.",
+        "[troubleshooting#4.2]",
+        "phone number",
+    ):
         assert phrase in text
 
 

@@ -40,13 +40,20 @@ def test_plain_reads_menus_aloud() -> None:
 
 def test_split_sentences_keeps_decimals_and_abbreviations() -> None:
     assert split_sentences("Use e.g. the app. Use 2.4 GHz! Mr. Lee is in. Done") == [
-        "Use e.g. the app.", "Use 2.4 GHz!", "Mr. Lee is in.", "Done.",
+        "Use e.g. the app.",
+        "Use 2.4 GHz!",
+        "Mr. Lee is in.",
+        "Done.",
     ]
 
 
 def test_spoken_steps_use_ordinals() -> None:
     assert spoken_steps(["Do a.", "Do b.", "Do c.", "Do d.", "Do e."]) == [
-        "First, do a.", "Then, do b.", "Next, do c.", "After that, do d.", "Finally, do e.",
+        "First, do a.",
+        "Then, do b.",
+        "Next, do c.",
+        "After that, do d.",
+        "Finally, do e.",
     ]
     assert spoken_steps(["Do a.", "Do b."]) == ["First, do a.", "Finally, do b."]
     assert spoken_steps(["Do a."]) == ["Do a."]

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.models
 PCM16 = AudioFormat("pcm16", 16000)
 BULB = "My smart bulb keeps flashing red. What should I do?"
 RETURNS = "How many days do I have to return a product?"
+WARRANTY = "How long is the warranty?"
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +50,15 @@ async def test_a_full_turn(demo_url, say):
         assert turn.timings_ms[name] is not None, name
     assert turn.timings_ms["asr"] <= turn.timings_ms["first_text"] <= turn.timings_ms["first_audio"]
     kinds = [event["type"] for event in call.events]
-    for expected in ("ready", "speech.started", "speech.stopped", "transcript.final", "reply.text",
-                     "reply.end", "end"):
+    for expected in (
+        "ready",
+        "speech.started",
+        "speech.stopped",
+        "transcript.final",
+        "reply.text",
+        "reply.end",
+        "end",
+    ):
         assert expected in kinds
     assert kinds.index("speech.started") < kinds.index("speech.stopped") < kinds.index("reply.end")
     assert call.close_code == 1000
@@ -71,7 +79,7 @@ async def test_partial_transcripts_arrive_while_the_caller_speaks(demo_url, say)
         "Hello, I bought a smart bulb last week and since yesterday it keeps flashing red "
         "and I cannot control it from the app anymore. What should I do?"
     )
-    async with CallClient(demo_url, PCM16) as call:
+    async with CallClient(demo_url, PCM16, realtime_playback=False) as call:
         await call.ask(say(long_question), realtime=True)
     kinds = [event["type"] for event in call.events]
     partials = [event for event in call.events if event["type"] == "transcript.partial"]
@@ -98,46 +106,32 @@ async def test_barge_in_clears_the_reply_and_answers_the_new_question(demo_url, 
     assert kinds.index("clear") < kinds.index("reply.end")
 
 
-async def test_an_acknowledgement_does_not_interrupt(demo_url, say):
+@pytest.mark.parametrize("acknowledgement", ["Uh-huh.", "Mm-hmm.", "Okay."])
+async def test_an_acknowledgement_does_not_interrupt(demo_url, say, acknowledgement):
     async with CallClient(demo_url, PCM16) as call:
-        await call.send_audio(say(BULB), realtime=True)
+        await call.send_audio(say(WARRANTY), realtime=True)
         await call.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
         await asyncio.sleep(1.0)
-        await call.send_audio(say("Uh-huh."), realtime=True)
+        await call.send_audio(say(acknowledgement), realtime=True)
         end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=60)
-    assert not end["interrupted"]
+        await asyncio.sleep(2.0)  # the acknowledgement's own turn, if it made one, ends by now
+    assert not end["interrupted"], [e for e in call.events if e["type"] != "reply.text"]
     assert end["heard"] == end["text"]
     assert not [e for e in call.events if e["type"] == "clear"]
-    ignored = [e for e in call.events if e["type"] == "transcript.final" and e["ignored"]]
-    assert ignored, [e for e in call.events if e["type"].startswith("transcript")]
+    later = [e for e in call.events if e["type"] == "transcript.final" and e["turn"] > end["turn"]]
+    assert all(e["ignored"] for e in later), later
+    assert [e["type"] for e in call.events].count("reply.end") == 1
 
 
-@pytest.mark.parametrize("audio_format", [AudioFormat("mulaw", 8000), AudioFormat("pcm16", 48000)])
-async def test_callers_at_other_formats(demo_url, say, audio_format):
-    async with CallClient(demo_url, audio_format, realtime_playback=False) as call:
-        turn = await call.ask(say(BULB, rate=audio_format.sample_rate), realtime=False)
-    assert "troubleshooting#4.2" in turn.sources
-    assert "red" in turn.transcript.lower()
-    reply = audio_format.decode(bytes(turn.audio)).astype(np.float32)
-    assert 2.0 < len(reply) / audio_format.sample_rate < 60
-    assert np.abs(reply).max() > 3000  # speech, not silence or noise from a wrong codec
-
-
-async def test_two_calls_at_once(demo_url, say):
-    async def one(question):
-        async with CallClient(demo_url, PCM16) as call:
-            return await call.ask(say(question), realtime=True)
-
-    bulb, returns = await asyncio.gather(one(BULB), one(RETURNS))
-    assert "troubleshooting#4.2" in bulb.sources
-    assert "return" in returns.transcript.lower()
-    assert bulb.sources != returns.sources
-
-
-async def test_a_typed_question_is_a_turn(demo_url):
-    async with CallClient(demo_url, PCM16, realtime_playback=False) as call:
-        await call.send_text(BULB)
-        end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
-    assert "troubleshooting#4.2" in end["sources"]
-    assert end["timings_ms"]["asr"] is None
-    assert call.turns[end["turn"]].audio
+async def test_a_cough_does_not_interrupt(demo_url, say):
+    rng = np.random.default_rng(7)
+    burst = rng.normal(0, 0.3, 16000 * 3 // 10).astype(np.float32)  # 300 ms of broadband noise
+    burst *= np.hanning(len(burst)).astype(np.float32)
+    async with CallClient(demo_url, PCM16) as call:
+        await call.send_audio(say(WARRANTY), realtime=True)
+        await call.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
+        await asyncio.sleep(1.0)
+        await call.send_audio(burst, realtime=True)
+        end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=60)
+    assert not end["interrupted"]
+    assert not [e for e in call.events if e["type"] == "clear"]

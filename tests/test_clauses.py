@@ -30,8 +30,10 @@ def squash(text: str) -> str:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Sure. It ships today! Anything else? Bye.",
-         ["Sure.", "It ships today!", "Anything else?", "Bye."]),
+        (
+            "Sure. It ships today! Anything else? Bye.",
+            ["Sure.", "It ships today!", "Anything else?", "Bye."],
+        ),
         ("Really?! Yes.", ["Really?!", "Yes."]),
         ('He said "Hi." Then he left.', ['He said "Hi."', "Then he left."]),
         ("It is free (see below.) Next one.", ["It is free (see below.)", "Next one."]),
@@ -48,8 +50,10 @@ def squash(text: str) -> str:
         ("Cables, plugs, etc. Ask us.", ["Cables, plugs, etc.", "Ask us."]),
         ("Well... maybe later.", ["Well... maybe later."]),
         ("Wait… what? Yes.", ["Wait… what?", "Yes."]),
-        ("Visit www.brightnest.com/returns. It is quick.",
-         ["Visit www.brightnest.com/returns.", "It is quick."]),
+        (
+            "Visit www.brightnest.com/returns. It is quick.",
+            ["Visit www.brightnest.com/returns.", "It is quick."],
+        ),
         ("Mail help@brightnest.com today. Thanks.", ["Mail help@brightnest.com today.", "Thanks."]),
         ("Call J. Smith now.", ["Call J. Smith now."]),
         ("It costs $5. That is all.", ["It costs $5.", "That is all."]),
@@ -67,7 +71,10 @@ def test_sentence_ends(text, expected):
 def test_newlines_split_and_list_markers_stay():
     text = "To reset it:\n1. Open the app.\n2. Tap Settings\n\n- Then wait\n"
     assert clauses_of(text) == [
-        "To reset it:", "1. Open the app.", "2. Tap Settings", "- Then wait",
+        "To reset it:",
+        "1. Open the app.",
+        "2. Tap Settings",
+        "- Then wait",
     ]
 
 
@@ -99,8 +106,10 @@ def test_first_clause_breaks_early_at_a_comma():
 
 
 def test_later_clauses_need_min_chars_before_a_soft_break():
-    text = ("Sure. Your order has shipped from our warehouse in Ohio, and it should arrive "
-            "within two days; tracking is in the email.")
+    text = (
+        "Sure. Your order has shipped from our warehouse in Ohio, and it should arrive "
+        "within two days; tracking is in the email."
+    )
     assert clauses_of(text) == [
         "Sure.",
         "Your order has shipped from our warehouse in Ohio,",  # 51 ≥ min_chars (40)
@@ -111,14 +120,17 @@ def test_later_clauses_need_min_chars_before_a_soft_break():
 @pytest.mark.parametrize("mark", [",", ";", ":", " -", " –", " —", "..."])
 def test_every_soft_mark_breaks_a_long_clause(mark):
     text = f"This first part is long enough to break{mark} and this is the rest."
-    assert clauses_of(text) == [f"This first part is long enough to break{mark}",
-                                "and this is the rest."]
+    assert clauses_of(text) == [
+        f"This first part is long enough to break{mark}",
+        "and this is the rest.",
+    ]
 
 
 def test_marks_inside_words_and_numbers_do_not_break():
     text = "The plan covers Wi-Fi, costs 1,200 dollars and starts at 16:00—no earlier."
     assert clauses_of(text, first_min_chars=1, min_chars=1) == [
-        "The plan covers Wi-Fi,", "costs 1,200 dollars and starts at 16:00—no earlier.",
+        "The plan covers Wi-Fi,",
+        "costs 1,200 dollars and starts at 16:00—no earlier.",
     ]
 
 
@@ -192,17 +204,61 @@ def test_word_split_across_deltas():
 # ----------------------------------------------------------------------------- properties
 
 PIECES = [
-    "Sure", "the", "router", "supports", "2.4", "GHz", "e.g.", "Dr.", "No.", "5", "4:30",
-    "p.m.", "etc.", "www.brightnest.com/returns", "help@brightnest.com", "4.2", "1.", "Wi-Fi",
-    "1,200", "Yes", "You", "x" * 30, "...", "…", ".", ",", ";", ":", "!", "?", "-", "—", '"',
-    ")", " ", " ", " ", " ", "\n", "  ", "\t", "Okay.", "J.", "A",
+    "Sure",
+    "the",
+    "router",
+    "supports",
+    "2.4",
+    "GHz",
+    "e.g.",
+    "Dr.",
+    "No.",
+    "5",
+    "4:30",
+    "p.m.",
+    "etc.",
+    "www.brightnest.com/returns",
+    "help@brightnest.com",
+    "4.2",
+    "1.",
+    "Wi-Fi",
+    "1,200",
+    "Yes",
+    "You",
+    "x" * 30,
+    "...",
+    "…",
+    ".",
+    ",",
+    ";",
+    ":",
+    "!",
+    "?",
+    "-",
+    "—",
+    '"',
+    ")",
+    " ",
+    " ",
+    " ",
+    " ",
+    "\n",
+    "  ",
+    "\t",
+    "Okay.",
+    "J.",
+    "A",
 ]
 texts = st.lists(st.sampled_from(PIECES), max_size=80).map("".join)
 chunkings = st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=8)
-options = st.sampled_from([
-    {}, {"max_chars": 30}, {"min_chars": 10, "first_min_chars": 5, "max_chars": 60},
-    {"min_chars": None, "first_min_chars": None, "max_chars": None},
-])
+options = st.sampled_from(
+    [
+        {},
+        {"max_chars": 30},
+        {"min_chars": 10, "first_min_chars": 5, "max_chars": 60},
+        {"min_chars": None, "first_min_chars": None, "max_chars": None},
+    ]
+)
 
 
 @settings(max_examples=200)

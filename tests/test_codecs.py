@@ -26,8 +26,17 @@ ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
 
 @pytest.mark.parametrize(
     ("code", "sample"),
-    [(0xFF, 0), (0x7F, 0), (0x00, -32124), (0x80, 32124), (0xFE, 8), (0x7E, -8), (0xEF, 132),
-     (0x8F, 16764), (0xF0, 120)],
+    [
+        (0xFF, 0),
+        (0x7F, 0),
+        (0x00, -32124),
+        (0x80, 32124),
+        (0xFE, 8),
+        (0x7E, -8),
+        (0xEF, 132),
+        (0x8F, 16764),
+        (0xF0, 120),
+    ],
 )
 def test_mulaw_decodes_g711_values(code, sample):
     assert mulaw_decode(bytes([code])).tolist() == [sample]
@@ -218,8 +227,10 @@ def peak_hz(samples: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spectrum)])
 
 
-@pytest.mark.parametrize(("in_rate", "out_rate"), [(48000, 16000), (22050, 8000), (8000, 16000),
-                                                   (22050, 24000), (16000, 48000)])
+@pytest.mark.parametrize(
+    ("in_rate", "out_rate"),
+    [(48000, 16000), (22050, 8000), (8000, 16000), (22050, 24000), (16000, 48000)],
+)
 def test_resample_keeps_frequency_and_scales_length(in_rate, out_rate):
     out = resample(tone(1000, in_rate), in_rate, out_rate)
     assert out.dtype == np.float32
@@ -261,8 +272,9 @@ def stream(resampler: StreamResampler, samples: np.ndarray, cuts: list[int]) -> 
 def test_streaming_in_fixed_chunks_matches_one_shot(in_rate, out_rate):
     samples = tone(1000, in_rate, 0.5)
     step = in_rate // 50  # 20 ms
-    streamed = stream(StreamResampler(in_rate, out_rate), samples,
-                      list(range(step, len(samples), step)))
+    streamed = stream(
+        StreamResampler(in_rate, out_rate), samples, list(range(step, len(samples), step))
+    )
     whole = resample(samples, in_rate, out_rate)
     assert abs(len(streamed) - len(whole)) <= 1
     n = min(len(streamed), len(whole))

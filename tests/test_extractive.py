@@ -54,9 +54,7 @@ def test_steps_without_an_opening_sentence_are_introduced() -> None:
 def test_long_procedures_are_cut_and_say_where_the_rest_is() -> None:
     sentences = compose("the hub light is orange", replace(SETTINGS, max_steps=2))
     assert sentences[1].startswith("First,") and sentences[2].startswith("Then,")
-    assert sentences[-1] == (
-        "The remaining steps are in our troubleshooting manual, section 1.1."
-    )
+    assert sentences[-1] == ("The remaining steps are in our troubleshooting manual, section 1.1.")
 
 
 def test_other_questions_get_the_most_relevant_sentences_in_order() -> None:
@@ -75,8 +73,12 @@ def test_answers_are_at_most_max_sentences_long() -> None:
 
 
 def test_no_markdown_reaches_the_answer() -> None:
-    for question in ("how do i set static of addresses", "hub light is orange",
-                     "how do i trade in my old device", "how do i reset the hub"):
+    for question in (
+        "how do i set static of addresses",
+        "hub light is orange",
+        "how do i trade in my old device",
+        "how do i reset the hub",
+    ):
         text = " ".join(compose(question))
         assert not any(mark in text for mark in ("#", "**", "`", ">", "\n"))
         assert not re.search(r"(^|\s)\d+[.)]\s", text)  # list numbers

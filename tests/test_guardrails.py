@@ -57,8 +57,13 @@ def test_pretending_to_be_an_agent_is_injection_not_a_human_request() -> None:
 
 @pytest.mark.parametrize(
     "question",
-    ["how much is the smart bulb", "whats the price of the hub", "how much does the lock cost",
-     "is the camera expensive", "do you have any discounts"],
+    [
+        "how much is the smart bulb",
+        "whats the price of the hub",
+        "how much does the lock cost",
+        "is the camera expensive",
+        "do you have any discounts",
+    ],
 )
 def test_price_questions_point_to_the_product_page(question: str) -> None:
     assert g.check_question(question) == g.Verdict(g.PRICE, g.PRICE_MESSAGE, handoff=False)
@@ -90,8 +95,10 @@ def test_ordinary_questions_pass_the_question_rules(question: str) -> None:
         ("Please ask for Sarah Jones.", "Please ask for our support team."),
         ("Contact Mike at any time.", "Contact our support team at any time."),
         ("Dr. Smith recommends a restart.", "Our support team recommends a restart."),
-        ("Sarah from our support team will call back.",
-         "Someone from our support team will call back."),
+        (
+            "Sarah from our support team will call back.",
+            "Someone from our support team will call back.",
+        ),
     ],
 )
 def test_contacts_not_in_the_kb_are_replaced(sentence: str, expected: str) -> None:
@@ -116,8 +123,12 @@ def test_contacts_and_numbers_from_the_kb_pass(sentence: str) -> None:
 
 @pytest.mark.parametrize(
     "sentence",
-    ["The bulb costs $19.99.", "It is 25 dollars.", "That's twenty dollars off.",
-     "Only €49 this week."],
+    [
+        "The bulb costs $19.99.",
+        "It is 25 dollars.",
+        "That's twenty dollars off.",
+        "Only €49 this week.",
+    ],
 )
 def test_sentences_stating_money_become_the_price_message(sentence: str) -> None:
     assert GUARD.check(sentence) == g.CheckedSentence(g.PRICE_MESSAGE, (g.PRICE,))
@@ -125,8 +136,13 @@ def test_sentences_stating_money_become_the_price_message(sentence: str) -> None
 
 @pytest.mark.parametrize(
     "text",
-    ["is co2 bad for my health", "Ask your doctor about it.", "can i deduct it from my taxes",
-     "is that legal", "should i invest in smart home stocks"],
+    [
+        "is co2 bad for my health",
+        "Ask your doctor about it.",
+        "can i deduct it from my taxes",
+        "is that legal",
+        "should i invest in smart home stocks",
+    ],
 )
 def test_health_legal_and_money_topics_are_flagged_as_advice(text: str) -> None:
     assert g.touches_advice(text)

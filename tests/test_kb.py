@@ -101,15 +101,26 @@ def test_a_kb_of_only_faq_entries_loads(tmp_path: Path) -> None:
         ({"faq.yaml": "- id: x\n  questions: [q\n"}, "faq.yaml:", "bad YAML"),
         ({"faq.yaml": "- id: x\n  answer: y\n"}, "faq.yaml:1", "missing questions"),
         ({"faq.yaml": "- id: x\n  questions: q\n  answer: y\n"}, "faq.yaml:1", "non-empty list"),
-        ({"faq.yaml": "- id: x\n  questions: [q]\n  answer: y\n  extra: 1\n"}, "faq.yaml:1",
-         "unknown FAQ keys: extra"),
+        (
+            {"faq.yaml": "- id: x\n  questions: [q]\n  answer: y\n  extra: 1\n"},
+            "faq.yaml:1",
+            "unknown FAQ keys: extra",
+        ),
         ({"faq.yaml": "id: x\n"}, "faq.yaml:1", "expected a list"),
         ({"faq.yaml": "- a\n"}, "faq.yaml:1", "must be a mapping"),
-        ({"faq.yaml": "- {id: x, questions: [q], answer: a}\n"
-                      "- {id: x, questions: [r], answer: b}\n"}, "faq.yaml:2",
-         "duplicate id 'faq#x'"),
-        ({"faq.yaml": "- {id: x, questions: [q], answer: a, source: nope#1}\n"}, "faq.yaml:1",
-         "is no passage id"),
+        (
+            {
+                "faq.yaml": "- {id: x, questions: [q], answer: a}\n"
+                "- {id: x, questions: [r], answer: b}\n"
+            },
+            "faq.yaml:2",
+            "duplicate id 'faq#x'",
+        ),
+        (
+            {"faq.yaml": "- {id: x, questions: [q], answer: a, source: nope#1}\n"},
+            "faq.yaml:1",
+            "is no passage id",
+        ),
         ({}, "", "empty knowledge base"),
         ({"faq.yaml": ""}, "", "empty knowledge base"),
     ],
@@ -151,8 +162,14 @@ def test_the_demo_kb_loads_with_the_key_passages() -> None:
     kb = load_kb(demo_kb_dir())
     ids = {p.id for p in kb.passages}
     assert {
-        "troubleshooting#4.2", "after-sales#1", "after-sales#2", "after-sales#3",
-        "orders#shipping-times", "orders#trade-in", "network#2", "troubleshooting#6.1",
+        "troubleshooting#4.2",
+        "after-sales#1",
+        "after-sales#2",
+        "after-sales#3",
+        "orders#shipping-times",
+        "orders#trade-in",
+        "network#2",
+        "troubleshooting#6.1",
     } <= ids
     assert 20 <= len(kb.passages) <= 40
     assert len(kb.faqs) == 10

@@ -21,16 +21,31 @@ from tts.normalize import (
 @pytest.mark.parametrize(
     ("n", "words"),
     [
-        (0, "zero"), (7, "seven"), (13, "thirteen"), (20, "twenty"), (21, "twenty-one"),
-        (99, "ninety-nine"), (100, "one hundred"), (101, "one hundred one"),
-        (110, "one hundred ten"), (999, "nine hundred ninety-nine"), (1000, "one thousand"),
-        (1001, "one thousand one"), (1200, "one thousand two hundred"),
-        (20_000, "twenty thousand"), (100_000, "one hundred thousand"),
-        (1_000_000, "one million"), (1_000_001, "one million one"),
+        (0, "zero"),
+        (7, "seven"),
+        (13, "thirteen"),
+        (20, "twenty"),
+        (21, "twenty-one"),
+        (99, "ninety-nine"),
+        (100, "one hundred"),
+        (101, "one hundred one"),
+        (110, "one hundred ten"),
+        (999, "nine hundred ninety-nine"),
+        (1000, "one thousand"),
+        (1001, "one thousand one"),
+        (1200, "one thousand two hundred"),
+        (20_000, "twenty thousand"),
+        (100_000, "one hundred thousand"),
+        (1_000_000, "one million"),
+        (1_000_001, "one million one"),
         (7_050_000, "seven million fifty thousand"),
-        (999_999_999, "nine hundred ninety-nine million nine hundred ninety-nine thousand "
-                      "nine hundred ninety-nine"),
-        (2_000_000_000, "two billion"), (-5, "minus five"),
+        (
+            999_999_999,
+            "nine hundred ninety-nine million nine hundred ninety-nine thousand "
+            "nine hundred ninety-nine",
+        ),
+        (2_000_000_000, "two billion"),
+        (-5, "minus five"),
         (10**12, "one zero zero zero zero zero zero zero zero zero zero zero zero"),
     ],
 )
@@ -41,10 +56,24 @@ def test_number_words(n, words):
 @pytest.mark.parametrize(
     ("n", "words"),
     [
-        (0, "zeroth"), (1, "first"), (2, "second"), (3, "third"), (4, "fourth"), (5, "fifth"),
-        (8, "eighth"), (9, "ninth"), (11, "eleventh"), (12, "twelfth"), (20, "twentieth"),
-        (21, "twenty-first"), (22, "twenty-second"), (30, "thirtieth"), (100, "one hundredth"),
-        (101, "one hundred first"), (1000, "one thousandth"), (1_000_000, "one millionth"),
+        (0, "zeroth"),
+        (1, "first"),
+        (2, "second"),
+        (3, "third"),
+        (4, "fourth"),
+        (5, "fifth"),
+        (8, "eighth"),
+        (9, "ninth"),
+        (11, "eleventh"),
+        (12, "twelfth"),
+        (20, "twentieth"),
+        (21, "twenty-first"),
+        (22, "twenty-second"),
+        (30, "thirtieth"),
+        (100, "one hundredth"),
+        (101, "one hundred first"),
+        (1000, "one thousandth"),
+        (1_000_000, "one millionth"),
     ],
 )
 def test_ordinal_words(n, words):
@@ -54,9 +83,15 @@ def test_ordinal_words(n, words):
 @pytest.mark.parametrize(
     ("year", "words"),
     [
-        (2024, "twenty twenty-four"), (2010, "twenty ten"), (2000, "two thousand"),
-        (2005, "two thousand five"), (1999, "nineteen ninety-nine"), (1905, "nineteen oh five"),
-        (1900, "nineteen hundred"), (1066, "ten sixty-six"), (999, "nine hundred ninety-nine"),
+        (2024, "twenty twenty-four"),
+        (2010, "twenty ten"),
+        (2000, "two thousand"),
+        (2005, "two thousand five"),
+        (1999, "nineteen ninety-nine"),
+        (1905, "nineteen oh five"),
+        (1900, "nineteen hundred"),
+        (1066, "ten sixty-six"),
+        (999, "nine hundred ninety-nine"),
     ],
 )
 def test_year_words(year, words):
@@ -72,9 +107,28 @@ def test_digit_and_decimal_words():
     assert decimal_words("4.2.10") == "four point two point ten"
 
 
-_SMALL = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-          "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-          "eighteen", "nineteen")
+_SMALL = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+)
 _TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 
 
@@ -333,11 +387,15 @@ def test_symbols(text, spoken):
         ("See www.brightnest.com/returns.", "See brightnest dot com slash returns."),
         ("https://www.brightnest.com/returns?id=5#top", "brightnest dot com slash returns"),
         ("Visit brightnest.com.", "Visit brightnest dot com."),
-        ("go to help.brightnest.io/wifi-setup/", "go to help dot brightnest dot io slash wifi "
-                                                 "dash setup"),
+        (
+            "go to help.brightnest.io/wifi-setup/",
+            "go to help dot brightnest dot io slash wifi dash setup",
+        ),
         ("help@brightnest.com", "help at brightnest dot com"),
-        ("Email first.last+vip@brightnest.co.uk.",
-         "Email first dot last plus vip at brightnest dot co dot uk."),
+        (
+            "Email first.last+vip@brightnest.co.uk.",
+            "Email first dot last plus vip at brightnest dot co dot uk.",
+        ),
         ("file.txt", "file.txt"),
     ],
 )
@@ -385,8 +443,10 @@ def test_abbreviations(text, spoken):
         ("[our site](https://brightnest.com)", "our site"),
         ("snake_case", "snake case"),
         ("Options:\n- A\n- B", "Options: A. B"),
-        ("1. Unplug it\n2. Wait 30 sec\n3. Plug it in",
-         "Unplug it. Wait thirty seconds. Plug it in"),
+        (
+            "1. Unplug it\n2. Wait 30 sec\n3. Plug it in",
+            "Unplug it. Wait thirty seconds. Plug it in",
+        ),
         ("**Note:** reset takes 5-10 min.", "Note: reset takes five to ten minutes."),
         ("```python", ""),
         ("**", ""),
@@ -401,19 +461,31 @@ def test_markdown_remnants(text, spoken):
 @pytest.mark.parametrize(
     ("text", "spoken"),
     [
-        ("Our store is open Mon–Fri, 9am–6pm.",
-         "Our store is open Monday to Friday, nine a m to six p m."),
-        ("Returns are accepted within 30 days; see www.brightnest.com/returns.",
-         "Returns are accepted within thirty days; see brightnest dot com slash returns."),
-        ("It costs $129.99 (approx. €120).",
-         "It costs one hundred twenty-nine dollars and ninety-nine cents (approximately one "
-         "hundred twenty euros)."),
-        ("The X200 supports 2.4 GHz & 5 GHz.",
-         "The X two hundred supports two point four gigahertz and five gigahertz."),
-        ("Since 2019, we have sold 1,000,000+ units.",
-         "Since twenty nineteen, we have sold one million plus units."),
-        ("Set it to 21°C (70°F).",
-         "Set it to twenty-one degrees Celsius (seventy degrees Fahrenheit)."),
+        (
+            "Our store is open Mon–Fri, 9am–6pm.",
+            "Our store is open Monday to Friday, nine a m to six p m.",
+        ),
+        (
+            "Returns are accepted within 30 days; see www.brightnest.com/returns.",
+            "Returns are accepted within thirty days; see brightnest dot com slash returns.",
+        ),
+        (
+            "It costs $129.99 (approx. €120).",
+            "It costs one hundred twenty-nine dollars and ninety-nine cents (approximately one "
+            "hundred twenty euros).",
+        ),
+        (
+            "The X200 supports 2.4 GHz & 5 GHz.",
+            "The X two hundred supports two point four gigahertz and five gigahertz.",
+        ),
+        (
+            "Since 2019, we have sold 1,000,000+ units.",
+            "Since twenty nineteen, we have sold one million plus units.",
+        ),
+        (
+            "Set it to 21°C (70°F).",
+            "Set it to twenty-one degrees Celsius (seventy degrees Fahrenheit).",
+        ),
     ],
 )
 def test_whole_sentences(text, spoken):
@@ -428,11 +500,58 @@ def test_plain_words_pass_through():
 # ----------------------------------------------------------------------------- properties
 
 PIECES = [
-    "3", "1,200", "2.4", "GHz", "$19.99", "€5", "10%", "4pm", "4:30", "p.m.", "16:00",
-    "2024-03-15", "15/03/2024", "555-123-4567", "&", "+", "@", "#", "°C", "/", "24/7",
-    "www.brightnest.com/returns", "help@brightnest.com", "e.g.", "approx.", "min", "Wi-Fi",
-    "**", "`", "- ", "1. ", "\n", " ", " ", " ", ".", ",", "-", "—", "(", ")", "1st", "2000s",
-    "Mon", "Fri", "No.", "x", "0", "0000000000000000000000", "9" * 40, "word", "It",
+    "3",
+    "1,200",
+    "2.4",
+    "GHz",
+    "$19.99",
+    "€5",
+    "10%",
+    "4pm",
+    "4:30",
+    "p.m.",
+    "16:00",
+    "2024-03-15",
+    "15/03/2024",
+    "555-123-4567",
+    "&",
+    "+",
+    "@",
+    "#",
+    "°C",
+    "/",
+    "24/7",
+    "www.brightnest.com/returns",
+    "help@brightnest.com",
+    "e.g.",
+    "approx.",
+    "min",
+    "Wi-Fi",
+    "**",
+    "`",
+    "- ",
+    "1. ",
+    "\n",
+    " ",
+    " ",
+    " ",
+    ".",
+    ",",
+    "-",
+    "—",
+    "(",
+    ")",
+    "1st",
+    "2000s",
+    "Mon",
+    "Fri",
+    "No.",
+    "x",
+    "0",
+    "0000000000000000000000",
+    "9" * 40,
+    "word",
+    "It",
 ]
 texts = st.lists(st.sampled_from(PIECES), max_size=30).map("".join)
 

@@ -33,7 +33,12 @@ def test_start_with_all_fields():
 
 @pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])
 def test_every_pcm_rate_is_accepted(rate):
-    assert protocol.parse_start(start(audio={"encoding": "pcm16", "sample_rate": rate})).audio.sample_rate == rate
+    assert (
+        protocol.parse_start(
+            start(audio={"encoding": "pcm16", "sample_rate": rate})
+        ).audio.sample_rate
+        == rate
+    )
 
 
 @pytest.mark.parametrize(
@@ -62,7 +67,9 @@ def test_bad_start_closes_the_call(message, code):
 
 
 def test_messages_after_start():
-    assert protocol.parse_message('{"type": "text", "text": " hello "}') == protocol.TextQuestion("hello")
+    assert protocol.parse_message('{"type": "text", "text": " hello "}') == protocol.TextQuestion(
+        "hello"
+    )
     assert protocol.parse_message('{"type": "hangup"}') == protocol.HangUp()
 
 

@@ -36,10 +36,19 @@ def test_words_normalize_transcripts_and_manuals_alike(text: str, expected: list
 @pytest.mark.parametrize(
     ("word", "expected"),
     [
-        ("flashing", "flash"), ("flashes", "flash"), ("flashed", "flash"),
-        ("shipping", "ship"), ("shipped", "ship"), ("addresses", "address"),
-        ("batteries", "battery"), ("connection", "connect"), ("connecting", "connect"),
-        ("status", "status"), ("speed", "speed"), ("charging", "charg"), ("charge", "charg"),
+        ("flashing", "flash"),
+        ("flashes", "flash"),
+        ("flashed", "flash"),
+        ("shipping", "ship"),
+        ("shipped", "ship"),
+        ("addresses", "address"),
+        ("batteries", "battery"),
+        ("connection", "connect"),
+        ("connecting", "connect"),
+        ("status", "status"),
+        ("speed", "speed"),
+        ("charging", "charg"),
+        ("charge", "charg"),
     ],
 )
 def test_stem(word: str, expected: str) -> None:

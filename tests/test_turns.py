@@ -48,7 +48,11 @@ def test_a_pause_shorter_than_the_silence_window_keeps_the_turn():
     detector = TurnDetector(SETTINGS)
     events = feed(detector, [0.9] * 5 + [0.0] * 6 + [0.9] * 5 + [0.0] * 10)
     assert [type(e) for e in events] == [
-        TurnStarted, TurnPaused, TurnResumed, TurnPaused, TurnEnded,
+        TurnStarted,
+        TurnPaused,
+        TurnResumed,
+        TurnPaused,
+        TurnEnded,
     ]
 
 
@@ -82,7 +86,9 @@ def test_audio_chunks_need_not_align_with_windows():
     assert detector.position_ms == 20 * WINDOW_MS
 
 
-@pytest.mark.parametrize("text", ["Uh-huh.", "mm-hmm", "Okay.", "yeah okay", "", " . ", "Thank you."])
+@pytest.mark.parametrize(
+    "text", ["Uh-huh.", "mm-hmm", "Okay.", "yeah okay", "", " . ", "Thank you."]
+)
 def test_acknowledgements_are_backchannels(text):
     assert is_backchannel(text)
 

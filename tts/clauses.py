@@ -19,18 +19,57 @@ import re
 _SENTENCE_MARKS = ".!?…"
 _CLOSERS = "\"')]}”’»"
 _SOFT_MARKS = ",;:–—"
-_NEVER_END = frozenset({
-    "e.g.", "i.e.", "cf.", "dr.", "mr.", "mrs.", "ms.", "prof.", "st.", "vs.", "approx.", "ext.",
-    "dept.", "ca.", "jr.", "sr.",
-})
+_NEVER_END = frozenset(
+    {
+        "e.g.",
+        "i.e.",
+        "cf.",
+        "dr.",
+        "mr.",
+        "mrs.",
+        "ms.",
+        "prof.",
+        "st.",
+        "vs.",
+        "approx.",
+        "ext.",
+        "dept.",
+        "ca.",
+        "jr.",
+        "sr.",
+    }
+)
 """Abbreviations that do not end a sentence whatever follows."""
-_BEFORE_NUMBER = frozenset({
-    "no.", "nos.", "fig.", "tel.", "ref.", "vol.", "art.", "sec.", "ch.", "pp.",
-})
+_BEFORE_NUMBER = frozenset(
+    {
+        "no.",
+        "nos.",
+        "fig.",
+        "tel.",
+        "ref.",
+        "vol.",
+        "art.",
+        "sec.",
+        "ch.",
+        "pp.",
+    }
+)
 """Abbreviations that do not end a sentence when a number follows ("No. 5", but "No. You")."""
-_END_IF_CAPITAL = frozenset({
-    "etc.", "inc.", "ltd.", "co.", "corp.", "a.m.", "p.m.", "min.", "max.", "hrs.", "sec.",
-})
+_END_IF_CAPITAL = frozenset(
+    {
+        "etc.",
+        "inc.",
+        "ltd.",
+        "co.",
+        "corp.",
+        "a.m.",
+        "p.m.",
+        "min.",
+        "max.",
+        "hrs.",
+        "sec.",
+    }
+)
 """Abbreviations that end a sentence only when a capital letter follows."""
 _LIST_MARKER = re.compile(r"[0-9]{1,3}\.")
 _WAIT, _NO = -1, 0

@@ -22,15 +22,53 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-         "eighteen", "nineteen")
+_ONES = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+)
 _TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"))
-_IRREGULAR_ORDINALS = {"one": "first", "two": "second", "three": "third", "five": "fifth",
-                       "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December")
+_IRREGULAR_ORDINALS = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -85,7 +123,7 @@ def year_words(year: int) -> str:
 
 
 def digit_words(digits: str) -> str:
-    """"0451" → "zero four five one" (non-digits are skipped)."""
+    """ "0451" → "zero four five one" (non-digits are skipped)."""
     return " ".join(_ONES[int(d)] for d in digits if d in "0123456789")
 
 
@@ -134,7 +172,7 @@ def _rule(pattern: str, replace: Callable[[re.Match[str]], str] | str, flags: in
 
 
 def _sentence_period(m: re.Match[str]) -> str:
-    """"." when the match swallowed a period that also ended the sentence ("at 4 p.m.")."""
+    """ "." when the match swallowed a period that also ended the sentence ("at 4 p.m.")."""
     if not m.group(0).endswith("."):
         return ""
     rest = m.string[m.end() :]
@@ -180,8 +218,15 @@ def _strip_markdown(text: str) -> str:
 def _say_address(text: str) -> str:
     text = re.sub(r"^(?:https?://)?(?:www\.)?", "", text, flags=re.IGNORECASE)
     text = re.split(r"[?#]", text)[0].rstrip("/")
-    for symbol, word in (("@", "at"), (".", "dot"), ("/", "slash"), ("-", "dash"),
-                         ("_", "underscore"), ("+", "plus"), ("~", "tilde")):
+    for symbol, word in (
+        ("@", "at"),
+        (".", "dot"),
+        ("/", "slash"),
+        ("-", "dash"),
+        ("_", "underscore"),
+        ("+", "plus"),
+        ("~", "tilde"),
+    ):
         text = text.replace(symbol, f" {word} ")
     return " ".join(text.split())
 
@@ -195,8 +240,12 @@ def _url(m: re.Match[str]) -> str:
 _TLD = "com|org|net|io|co|uk|us|ca|de|fr|eu|info|biz|app|dev|ai|gov|edu|tv|nl|au"
 _ADDRESSES: list[Rule] = [
     _rule(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", lambda m: _say_address(m.group(0))),
-    _rule(rf"(?:https?://|www\.)[\w-]+(?:\.[\w-]+)+(?:/\S*)?|(?<![\w@./-])[\w-]+(?:\.[\w-]+)*"
-          rf"\.(?:{_TLD})(?![\w-])(?:/\S*)?", _url, re.IGNORECASE),
+    _rule(
+        rf"(?:https?://|www\.)[\w-]+(?:\.[\w-]+)+(?:/\S*)?|(?<![\w@./-])[\w-]+(?:\.[\w-]+)*"
+        rf"\.(?:{_TLD})(?![\w-])(?:/\S*)?",
+        _url,
+        re.IGNORECASE,
+    ),
 ]
 
 
@@ -207,23 +256,49 @@ def _abbreviation(m: re.Match[str]) -> str:
     return word + (_sentence_period(m) if word.endswith("cetera") else "")
 
 
-_ABBREVIATIONS = {"e.g": "for example", "eg": "for example", "i.e": "that is",
-                  "etc": "et cetera", "approx": "approximately", "vs": "versus",
-                  "w/o": "without", "w/": "with", "24/7": "twenty-four seven"}
-_DAYS = {"Mon": "Monday", "Tue": "Tuesday", "Tues": "Tuesday", "Wed": "Wednesday",
-         "Thu": "Thursday", "Thur": "Thursday", "Thurs": "Thursday", "Fri": "Friday",
-         "Sat": "Saturday", "Sun": "Sunday"}
+_ABBREVIATIONS = {
+    "e.g": "for example",
+    "eg": "for example",
+    "i.e": "that is",
+    "etc": "et cetera",
+    "approx": "approximately",
+    "vs": "versus",
+    "w/o": "without",
+    "w/": "with",
+    "24/7": "twenty-four seven",
+}
+_DAYS = {
+    "Mon": "Monday",
+    "Tue": "Tuesday",
+    "Tues": "Tuesday",
+    "Wed": "Wednesday",
+    "Thu": "Thursday",
+    "Thur": "Thursday",
+    "Thurs": "Thursday",
+    "Fri": "Friday",
+    "Sat": "Saturday",
+    "Sun": "Sunday",
+}
 _DAY = "|".join(sorted(_DAYS, key=len, reverse=True))
 _WORDS: list[Rule] = [
-    _rule(r"(?<![\w.])(?:e\.g\.|eg\.|i\.e\.|etc\.|approx\.?|vs\.?)(?!\w)|(?<!\w)w/o?(?=\s)"
-          r"|(?<![\w/])24/7(?![\w/])", _abbreviation, re.IGNORECASE),
-    _rule(r"\bDr\.(?=\s+[A-Z])", "Doctor"), _rule(r"\bMr\.(?=\s)", "Mister"),
+    _rule(
+        r"(?<![\w.])(?:e\.g\.|eg\.|i\.e\.|etc\.|approx\.?|vs\.?)(?!\w)|(?<!\w)w/o?(?=\s)"
+        r"|(?<![\w/])24/7(?![\w/])",
+        _abbreviation,
+        re.IGNORECASE,
+    ),
+    _rule(r"\bDr\.(?=\s+[A-Z])", "Doctor"),
+    _rule(r"\bMr\.(?=\s)", "Mister"),
     _rule(r"\bMrs\.(?=\s)", "Missus"),
-    _rule(rf"\b({_DAY})\.?\s?[-–—]\s?({_DAY})\b\.?",
-          lambda m: f"{_DAYS[m[1]]} to {_DAYS[m[2]]}" + _sentence_period(m)),
-    _rule(r"(?<![A-Za-z])(?:(Mon|Tues?|Wed|Thu|Thurs?|Fri)|(Sat|Sun)(?=\.?,?\s*[0-9]))"
-          r"(?![A-Za-z])\.?",
-          lambda m: _DAYS[m[1] or m[2]] + _sentence_period(m)),
+    _rule(
+        rf"\b({_DAY})\.?\s?[-–—]\s?({_DAY})\b\.?",
+        lambda m: f"{_DAYS[m[1]]} to {_DAYS[m[2]]}" + _sentence_period(m),
+    ),
+    _rule(
+        r"(?<![A-Za-z])(?:(Mon|Tues?|Wed|Thu|Thurs?|Fri)|(Sat|Sun)(?=\.?,?\s*[0-9]))"
+        r"(?![A-Za-z])\.?",
+        lambda m: _DAYS[m[1] or m[2]] + _sentence_period(m),
+    ),
     _rule(r"#([0-9]{4,})(?![0-9.,])", lambda m: f"number {digit_words(m[1])}"),
     _rule(r"\b[Nn]o\.\s?(?=[0-9])|#(?=[0-9])", "number "),
     _rule(r"\b[Ee]xt\.?\s?([0-9]{1,6})\b", lambda m: f"extension {digit_words(m[1])}"),
@@ -233,8 +308,11 @@ _WORDS: list[Rule] = [
 def _date(year: int | None, month: int, day: int, day_first: bool = False) -> str | None:
     if not (1 <= month <= 12 and 1 <= day <= 31):
         return None
-    spoken = (f"the {ordinal_words(day)} of {_MONTHS[month - 1]}" if day_first
-              else f"{_MONTHS[month - 1]} {ordinal_words(day)}")
+    spoken = (
+        f"the {ordinal_words(day)} of {_MONTHS[month - 1]}"
+        if day_first
+        else f"{_MONTHS[month - 1]} {ordinal_words(day)}"
+    )
     return spoken + (f", {year_words(year)}" if year is not None else "")
 
 
@@ -253,16 +331,28 @@ def _named_date(m: re.Match[str], day_first: bool = False) -> str:
 
 
 _DATES: list[Rule] = [
-    _rule(r"(?<![0-9.,])([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?![0-9]|[-.][0-9])",
-          lambda m: _date(int(m[1]), int(m[2]), int(m[3])) or m.group(0)),
-    _rule(r"(?<![0-9/.,])([0-9]{1,2})([/.])([0-9]{1,2})\2([0-9]{4}|[0-9]{2})(?![0-9]|[/.][0-9])",
-          _numeric_date),
-    _rule(rf"\b(?P<month>{_MONTH})\.?\s+(?P<day>[0-9]{{1,2}})(?:st|nd|rd|th)?(?![0-9:])"
-          rf"(?:,?\s+(?P<year>[0-9]{{4}})(?![0-9]))?", _named_date),
-    _rule(rf"\b(?P<day>[0-9]{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<month>{_MONTH})\b\.?"
-          rf"(?:,?\s+(?P<year>[0-9]{{4}})(?![0-9]))?", lambda m: _named_date(m, day_first=True)),
-    _rule(rf"\b({_MONTH})\.?,?\s+([0-9]{{4}})(?![0-9])",
-          lambda m: f"{_MONTH_NAMES[m[1]]} {year_words(int(m[2]))}"),
+    _rule(
+        r"(?<![0-9.,])([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?![0-9]|[-.][0-9])",
+        lambda m: _date(int(m[1]), int(m[2]), int(m[3])) or m.group(0),
+    ),
+    _rule(
+        r"(?<![0-9/.,])([0-9]{1,2})([/.])([0-9]{1,2})\2([0-9]{4}|[0-9]{2})(?![0-9]|[/.][0-9])",
+        _numeric_date,
+    ),
+    _rule(
+        rf"\b(?P<month>{_MONTH})\.?\s+(?P<day>[0-9]{{1,2}})(?:st|nd|rd|th)?(?![0-9:])"
+        rf"(?:,?\s+(?P<year>[0-9]{{4}})(?![0-9]))?",
+        _named_date,
+    ),
+    _rule(
+        rf"\b(?P<day>[0-9]{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<month>{_MONTH})\b\.?"
+        rf"(?:,?\s+(?P<year>[0-9]{{4}})(?![0-9]))?",
+        lambda m: _named_date(m, day_first=True),
+    ),
+    _rule(
+        rf"\b({_MONTH})\.?,?\s+([0-9]{{4}})(?![0-9])",
+        lambda m: f"{_MONTH_NAMES[m[1]]} {year_words(int(m[2]))}",
+    ),
 ]
 
 
@@ -282,7 +372,7 @@ def _time(hour: int, minute: int, suffix: str) -> str:
 
 
 def _clock(m: re.Match[str]) -> str:
-    """"4pm", "4:30 p.m.", "16:00"; a time that fits no clock is left as written."""
+    """ "4pm", "4:30 p.m.", "16:00"; a time that fits no clock is left as written."""
     hour, minute, half = int(m["hour"]), int(m["minute"] or 0), m["half"]
     if minute > 59 or hour > (12 if half else 23) or (half and hour == 0):
         return m.group(0)
@@ -296,24 +386,50 @@ def _clock(m: re.Match[str]) -> str:
 _YEAR = r"(?:1[0-9]{3}|20[0-9]{2})"
 _NOT_MORE = r"(?![0-9]|[.,][0-9])"
 _TIMES: list[Rule] = [
-    _rule(rf"(?<![\w.,])({_YEAR})(?:\s?[-–—]\s?|\s+(to|and|through|or)\s+)({_YEAR}){_NOT_MORE}",
-          lambda m: f"{year_words(int(m[1]))} {m[2] or 'to'} {year_words(int(m[3]))}"),
-    _rule(r"(?<![\w.+-])(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{2,5}\)\s?)?[0-9]{1,5}"
-          r"(?:[.-][0-9]{2,5}){1,4}(?![\w]|[.-][0-9])", _phone),
-    _rule(r"(?<![\w.+-])(?:\+[0-9]{1,3}|\([0-9]{2,5}\)|0[0-9]{2,4})(?:[ .-]?[0-9]{2,5}){2,4}"
-          r"(?![\w]|[.-][0-9])", _phone),
-    _rule(rf"(?<![\w.,/:])([$€£¥]?(?:{_NUM})(?::[0-9]{{2}})?(?:\s?[AaPp]\.?[Mm]\.?)?)"
-          r"\s?[-–—]\s?(?=[$€£¥]?[0-9])", r"\1 to "),
-    _rule(r"(?<![\w.:])(?P<hour>[0-9]{1,2})(?::(?P<minute>[0-9]{2}))?\s?(?P<half>[AaPp])\.?\s?"
-          r"[Mm](?!\w)\.?", _clock),
-    _rule(r"(?<![\w.:])(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})(?P<half>)(?![0-9]|:[0-9])",
-          _clock),
+    _rule(
+        rf"(?<![\w.,])({_YEAR})(?:\s?[-–—]\s?|\s+(to|and|through|or)\s+)({_YEAR}){_NOT_MORE}",
+        lambda m: f"{year_words(int(m[1]))} {m[2] or 'to'} {year_words(int(m[3]))}",
+    ),
+    _rule(
+        r"(?<![\w.+-])(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{2,5}\)\s?)?[0-9]{1,5}"
+        r"(?:[.-][0-9]{2,5}){1,4}(?![\w]|[.-][0-9])",
+        _phone,
+    ),
+    _rule(
+        r"(?<![\w.+-])(?:\+[0-9]{1,3}|\([0-9]{2,5}\)|0[0-9]{2,4})(?:[ .-]?[0-9]{2,5}){2,4}"
+        r"(?![\w]|[.-][0-9])",
+        _phone,
+    ),
+    _rule(
+        rf"(?<![\w.,/:])([$€£¥]?(?:{_NUM})(?::[0-9]{{2}})?(?:\s?[AaPp]\.?[Mm]\.?)?)"
+        r"\s?[-–—]\s?(?=[$€£¥]?[0-9])",
+        r"\1 to ",
+    ),
+    _rule(
+        r"(?<![\w.:])(?P<hour>[0-9]{1,2})(?::(?P<minute>[0-9]{2}))?\s?(?P<half>[AaPp])\.?\s?"
+        r"[Mm](?!\w)\.?",
+        _clock,
+    ),
+    _rule(
+        r"(?<![\w.:])(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})(?P<half>)(?![0-9]|:[0-9])", _clock
+    ),
 ]
 
-_CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
-               "£": ("pound", "pounds", "penny", "pence"), "¥": ("yen", "yen", "", "")}
-_MONEY_SCALES = {"k": "thousand", "thousand": "thousand", "m": "million", "million": "million",
-                 "bn": "billion", "b": "billion", "billion": "billion"}
+_CURRENCIES = {
+    "$": ("dollar", "dollars", "cent", "cents"),
+    "€": ("euro", "euros", "cent", "cents"),
+    "£": ("pound", "pounds", "penny", "pence"),
+    "¥": ("yen", "yen", "", ""),
+}
+_MONEY_SCALES = {
+    "k": "thousand",
+    "thousand": "thousand",
+    "m": "million",
+    "million": "million",
+    "bn": "billion",
+    "b": "billion",
+    "billion": "billion",
+}
 
 
 def _money(symbol: str, amount: str, scale: str | None) -> str:
@@ -333,28 +449,79 @@ def _money(symbol: str, amount: str, scale: str | None) -> str:
 
 
 _UNITS = {
-    "GHz": "gigahertz", "MHz": "megahertz", "kHz": "kilohertz", "Hz": "hertz",
-    "Gbps": "gigabit per second", "Mbps": "megabit per second", "kbps": "kilobit per second",
-    "TB": "terabyte", "GB": "gigabyte", "MB": "megabyte", "KB": "kilobyte", "kB": "kilobyte",
-    "mAh": "milliamp hour", "kWh": "kilowatt hour", "kW": "kilowatt", "W": "watt", "V": "volt",
-    "dB": "decibel", "kg": "kilogram", "g": "gram", "lb": "pound", "lbs": "pound",
-    "oz": "ounce", "km/h": "kilometer per hour", "mph": "mile per hour", "km": "kilometer",
-    "cm": "centimeter", "mm": "millimeter", "ft": "foot", "ms": "millisecond",
-    "sec": "second", "secs": "second", "min": "minute", "mins": "minute", "hr": "hour",
-    "hrs": "hour", "h": "hour", "s": "second", "yr": "year", "yrs": "year", "px": "pixel",
+    "GHz": "gigahertz",
+    "MHz": "megahertz",
+    "kHz": "kilohertz",
+    "Hz": "hertz",
+    "Gbps": "gigabit per second",
+    "Mbps": "megabit per second",
+    "kbps": "kilobit per second",
+    "TB": "terabyte",
+    "GB": "gigabyte",
+    "MB": "megabyte",
+    "KB": "kilobyte",
+    "kB": "kilobyte",
+    "mAh": "milliamp hour",
+    "kWh": "kilowatt hour",
+    "kW": "kilowatt",
+    "W": "watt",
+    "V": "volt",
+    "dB": "decibel",
+    "kg": "kilogram",
+    "g": "gram",
+    "lb": "pound",
+    "lbs": "pound",
+    "oz": "ounce",
+    "km/h": "kilometer per hour",
+    "mph": "mile per hour",
+    "km": "kilometer",
+    "cm": "centimeter",
+    "mm": "millimeter",
+    "ft": "foot",
+    "ms": "millisecond",
+    "sec": "second",
+    "secs": "second",
+    "min": "minute",
+    "mins": "minute",
+    "hr": "hour",
+    "hrs": "hour",
+    "h": "hour",
+    "s": "second",
+    "yr": "year",
+    "yrs": "year",
+    "px": "pixel",
     "x": "times",
 }
 _UNIT = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
 _ALONE_UNITS = ("GHz", "MHz", "kHz", "Gbps", "Mbps", "kbps", "kWh", "mAh")
-_PER = {"month": "month", "mo": "month", "year": "year", "yr": "year", "week": "week",
-        "wk": "week", "day": "day", "hour": "hour", "hr": "hour", "night": "night",
-        "person": "person", "user": "user", "seat": "seat", "device": "device", "line": "line"}
-_FRACTIONS = {"1/2": "one half", "1/3": "one third", "2/3": "two thirds", "1/4": "one quarter",
-              "3/4": "three quarters"}
+_PER = {
+    "month": "month",
+    "mo": "month",
+    "year": "year",
+    "yr": "year",
+    "week": "week",
+    "wk": "week",
+    "day": "day",
+    "hour": "hour",
+    "hr": "hour",
+    "night": "night",
+    "person": "person",
+    "user": "user",
+    "seat": "seat",
+    "device": "device",
+    "line": "line",
+}
+_FRACTIONS = {
+    "1/2": "one half",
+    "1/3": "one third",
+    "2/3": "two thirds",
+    "1/4": "one quarter",
+    "3/4": "three quarters",
+}
 
 
 def _unit_name(singular: str, one: bool) -> str:
-    """"megabit per second" → "megabits per second", "kilowatt hour" → "kilowatt hours"."""
+    """ "megabit per second" → "megabits per second", "kilowatt hour" → "kilowatt hours"."""
     if one or singular == "times" or singular.endswith("hertz"):
         return singular
     if singular == "foot":
@@ -396,39 +563,63 @@ def _decade(m: re.Match[str]) -> str:
 
 _SIGNED = rf"(?:(?<![\w.,])[-−])?(?:{_NUM})"
 _AMOUNTS: list[Rule] = [
-    _rule(r"(?<![\w.])'?(1[0-9][0-9]0|20[0-9]0)'?s\b|(?:(?<=the )|(?<=early )|(?<=late )"
-          r"|(?<=mid-)|')([2-9]0)'?s\b", _decade, re.IGNORECASE),
-    _rule(r"~\s?(?=[-−$€£¥0-9])|≈\s?", "about "), _rule(r"<\s?(?=[-−$€£¥0-9])", "less than "),
+    _rule(
+        r"(?<![\w.])'?(1[0-9][0-9]0|20[0-9]0)'?s\b|(?:(?<=the )|(?<=early )|(?<=late )"
+        r"|(?<=mid-)|')([2-9]0)'?s\b",
+        _decade,
+        re.IGNORECASE,
+    ),
+    _rule(r"~\s?(?=[-−$€£¥0-9])|≈\s?", "about "),
+    _rule(r"<\s?(?=[-−$€£¥0-9])", "less than "),
     _rule(r">\s?(?=[-−$€£¥0-9])", "more than "),
-    _rule(rf"([$€£¥])\s?({_NUM})(?:\s?(k|thousand|million|billion|m|bn|b)(?![\w]))?",
-          lambda m: _money(m[1], m[2], m[3]), re.IGNORECASE),
+    _rule(
+        rf"([$€£¥])\s?({_NUM})(?:\s?(k|thousand|million|billion|m|bn|b)(?![\w]))?",
+        lambda m: _money(m[1], m[2], m[3]),
+        re.IGNORECASE,
+    ),
     _rule(rf"(?<![\w.])({_NUM})\s?€", lambda m: _money("€", m[1], None)),
     _rule(rf"({_SIGNED})\s?%", lambda m: f"{_say_number(m[1])} percent"),
     _rule(rf"({_SIGNED})?\s?°\s?([CF])?(?![A-Za-z])", _degrees),
     _rule(rf"(?<![\w.])({_SIGNED})\s?({_UNIT})(?!\w)(?:\.(?=\s|$))?", _unit),
-    _rule(rf"(?<![A-Za-z])({'|'.join(_ALONE_UNITS)})(?![A-Za-z])",
-          lambda m: _unit_name(_UNITS[m[1]], one=False)),
-    _rule(rf"\s?/\s?({'|'.join(_PER)})\b\.?", lambda m: f" per {_PER[m[1]]}"
-          + _sentence_period(m)),
+    _rule(
+        rf"(?<![A-Za-z])({'|'.join(_ALONE_UNITS)})(?![A-Za-z])",
+        lambda m: _unit_name(_UNITS[m[1]], one=False),
+    ),
+    _rule(rf"\s?/\s?({'|'.join(_PER)})\b\.?", lambda m: f" per {_PER[m[1]]}" + _sentence_period(m)),
     _rule(r"(?<![\w./])([0-9]{1,3}(?:\.[0-9])?)/([0-9]{1,3})(?![\w/]|\.[0-9])", _slash_numbers),
     _rule(r"(?<=[A-Za-z])/(?=[A-Za-z])", " "),
 ]
 _NUMBERS: list[Rule] = [
-    _rule(r"(?<![\w.])([0-9]{1,9})(?:st|nd|rd|th)\b", lambda m: ordinal_words(int(m[1])),
-          re.IGNORECASE),
-    _rule(rf"(?i:\b(in|since|from|until|till|by|before|after|of|during|year|circa|around|copyright))"
-          rf"\s+({_YEAR}){_NOT_MORE}", lambda m: f"{m[1]} {year_words(int(m[2]))}"),
+    _rule(
+        r"(?<![\w.])([0-9]{1,9})(?:st|nd|rd|th)\b",
+        lambda m: ordinal_words(int(m[1])),
+        re.IGNORECASE,
+    ),
+    _rule(
+        rf"(?i:\b(in|since|from|until|till|by|before|after|of|during|year|circa|around|copyright))"
+        rf"\s+({_YEAR}){_NOT_MORE}",
+        lambda m: f"{m[1]} {year_words(int(m[2]))}",
+    ),
     _rule(rf"{_SIGNED}(?:\.[0-9]+)*(?![0-9])", lambda m: _say_number(m.group(0))),
 ]
 _SYMBOLS: list[Rule] = [
-    _rule(r"\s+[-–—>]+\s+|[—–]", ", "), _rule(r"&", " and "), _rule(r"@", " at "),
-    _rule(r"\+", " plus "), _rule(r"=", " equals "), _rule(r"×", " times "),
-    _rule(r"%", " percent "), _rule(r"\|", ", "), _rule(r"[*`_#^\\/<>~]+", " "),
+    _rule(r"\s+[-–—>]+\s+|[—–]", ", "),
+    _rule(r"&", " and "),
+    _rule(r"@", " at "),
+    _rule(r"\+", " plus "),
+    _rule(r"=", " equals "),
+    _rule(r"×", " times "),
+    _rule(r"%", " percent "),
+    _rule(r"\|", ", "),
+    _rule(r"[*`_#^\\/<>~]+", " "),
     _rule(r"(?<!\w)-+|-+(?!\w)", " "),
 ]
 _CLEANUP: list[Rule] = [
-    _rule(r"\s+", " "), _rule(r"\s+([,.;:!?)])", r"\1"), _rule(r"\(\s+", "("),
-    _rule(r"([,;:])(?:\s*[,;:])+", r"\1"), _rule(r"[,;:]\s*([.!?])", r"\1"),
+    _rule(r"\s+", " "),
+    _rule(r"\s+([,.;:!?)])", r"\1"),
+    _rule(r"\(\s+", "("),
+    _rule(r"([,;:])(?:\s*[,;:])+", r"\1"),
+    _rule(r"[,;:]\s*([.!?])", r"\1"),
     _rule(r"^[\s,;:.]+", ""),
 ]
 _RULES = [*_ADDRESSES, *_WORDS, *_DATES, *_TIMES, *_AMOUNTS, *_NUMBERS, *_SYMBOLS]

@@ -24,7 +24,9 @@ def resolve_voice(voice: Path | None) -> tuple[Path, Path, str]:
     if not voice.is_file():
         raise FileNotFoundError(f"Piper voice {voice} does not exist")
     if not config.is_file():
-        raise FileNotFoundError(f"Piper voice config {config} does not exist (it goes beside the .onnx)")
+        raise FileNotFoundError(
+            f"Piper voice config {config} does not exist (it goes beside the .onnx)"
+        )
     return voice, config, f"Piper voice {voice}"
 
 

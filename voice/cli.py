@@ -42,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicedesk", description=__doc__)
-    parser.add_argument("--config", type=Path, help="settings file (default: ./voicedesk.toml if present)")
+    parser.add_argument(
+        "--config", type=Path, help="settings file (default: ./voicedesk.toml if present)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -54,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     _setting_flags(config)
     config.set_defaults(handler=_config)
 
-    call = commands.add_parser("call", help="call a server with recorded questions, one turn per file")
+    call = commands.add_parser(
+        "call", help="call a server with recorded questions, one turn per file"
+    )
     call.add_argument("files", nargs="+", type=Path, help="wav/flac/mp3/ogg, any rate or channels")
     call.add_argument("--url", help="ws://HOST:PORT/call (default: an in-process server)")
     call.add_argument("--kb", type=Path, help="knowledge base for the in-process server")
@@ -179,10 +183,14 @@ def _print_turn(turn: Any, as_json: bool) -> None:
     if turn.ignored:
         print(f"[turn {turn.turn}] (ignored) {turn.transcript!r}", flush=True)
         return
-    timings = ", ".join(f"{name} {value} ms" for name, value in turn.timings_ms.items() if value is not None)
+    timings = ", ".join(
+        f"{name} {value} ms" for name, value in turn.timings_ms.items() if value is not None
+    )
     print(f"[turn {turn.turn}] caller: {turn.transcript}")
     print(f"  reply:   {turn.reply}")
-    print(f"  sources: {', '.join(turn.sources) or '-'}   handoff: {'yes' if turn.handoff else 'no'}")
+    print(
+        f"  sources: {', '.join(turn.sources) or '-'}   handoff: {'yes' if turn.handoff else 'no'}"
+    )
     print(f"  timings: {timings}", flush=True)
 
 

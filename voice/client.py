@@ -129,7 +129,9 @@ class CallClient:
         assert self._ws is not None
         step = self.format.sample_rate * FRAME_MS // 1000
         for offset in range(0, len(samples), step):
-            await self._ws.send_bytes(self.format.encode(float_to_int16(samples[offset : offset + step])))
+            await self._ws.send_bytes(
+                self.format.encode(float_to_int16(samples[offset : offset + step]))
+            )
             await asyncio.sleep(0)
         return time.monotonic()
 
@@ -173,7 +175,9 @@ class CallClient:
 
     async def send_silence(self, ms: int) -> None:
         """Send silence as fast as the server takes it (the --fast end of a question)."""
-        await self.send_audio(np.zeros(self.format.sample_rate * ms // 1000, np.float32), realtime=False)
+        await self.send_audio(
+            np.zeros(self.format.sample_rate * ms // 1000, np.float32), realtime=False
+        )
 
     async def send_text(self, text: str) -> None:
         assert self._ws is not None
@@ -199,9 +203,7 @@ class CallClient:
             turn.timings_ms["perceived"] = round((turn.first_audio_at - last_voiced_at) * 1000)
         return turn
 
-    async def wait_for(
-        self, match: Any, *, since: int = 0, timeout: float = 60
-    ) -> dict[str, Any]:
+    async def wait_for(self, match: Any, *, since: int = 0, timeout: float = 60) -> dict[str, Any]:
         """The first event from index `since` on for which `match(event)` is true."""
         deadline = time.monotonic() + timeout
         index = since

@@ -133,8 +133,7 @@ class AudioFormat:
         if self.sample_rate not in rates:
             allowed = ", ".join(str(rate) for rate in rates)
             raise CodecError(
-                f"{self.encoding} audio must be sampled at {allowed} Hz; "
-                f"got {self.sample_rate} Hz."
+                f"{self.encoding} audio must be sampled at {allowed} Hz; got {self.sample_rate} Hz."
             )
 
     @classmethod

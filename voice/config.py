@@ -1,4 +1,4 @@
-"""Settings: read once at the edge (voicedesk.toml, VOICEDESK_* variables, flags) into frozen dataclasses.
+"""Settings, read once at the edge (voicedesk.toml, VOICEDESK_* variables, flags) into dataclasses.
 
 Precedence, lowest first: the defaults below, `voicedesk.toml`, environment variables, command-line
 flags. A TOML key is `section.field` (`[asr] beam_size = 2`); an environment variable is
@@ -66,7 +66,7 @@ class TurnSettings:
     """Silero speech probability at which a window counts as speech."""
     min_speech_ms: int = 160
     """Voiced audio needed before a turn starts (clicks and pops are shorter)."""
-    silence_ms: int = 600
+    silence_ms: int = 700
     """Silence that ends the caller's turn (see docs/benchmarks.md for how it was chosen)."""
     max_utterance_ms: int = 30_000
     """A turn longer than this is ended and answered."""
@@ -82,6 +82,9 @@ class TurnSettings:
     """Voiced audio needed before speech during a reply can interrupt it."""
     barge_in_recheck_ms: int = 400
     """How often the words of a possible interruption are checked again while it goes on."""
+    barge_in_words_ms: int = 1000
+    """Speech over a reply shorter than this interrupts only with an interrupting word ("stop",
+    "wait", "no"); longer speech interrupts with any word that is not an acknowledgement."""
 
 
 @dataclass(frozen=True)
@@ -153,10 +156,10 @@ def load_settings(
     for flag, value in (flags or {}).items():
         if value is not None and flag in FLAG_KEYS:
             _put(values, FLAG_KEYS[flag], value, f"flag --{flag.replace('_', '-')}")
-    sections = {}
-    for section in dataclasses.fields(Settings):
-        cls = _section_class(section.name)
-        sections[section.name] = _build(cls, values.pop(section.name, {}))
+    sections = {
+        field_.name: _build(_section_class(field_.name), values.pop(field_.name, {}))
+        for field_ in dataclasses.fields(Settings)
+    }
     return Settings(**sections)
 
 
@@ -197,7 +200,9 @@ def _put(values: dict[str, dict[str, Any]], key: str, value: Any, origin: str) -
         raise ConfigError(f"{origin}: unknown setting '{key}'")
     fields_ = {f.name for f in dataclasses.fields(_section_class(section))}
     if name not in fields_:
-        raise ConfigError(f"{origin}: unknown setting '{key}' (known: {', '.join(sorted(fields_))})")
+        raise ConfigError(
+            f"{origin}: unknown setting '{key}' (known: {', '.join(sorted(fields_))})"
+        )
     values.setdefault(section, {})[name] = (value, origin)
 
 

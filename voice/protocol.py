@@ -78,7 +78,8 @@ def parse_start(message: str | bytes) -> Start:
     """Parse the first message; every failure closes the call with CLOSE_BAD_START."""
     if isinstance(message, bytes):
         raise ProtocolError(
-            "bad_start", "The first message must be the JSON start message, not audio.",
+            "bad_start",
+            "The first message must be the JSON start message, not audio.",
             CLOSE_BAD_START,
         )
     data = _json_object(message, CLOSE_BAD_START)

@@ -23,7 +23,7 @@ HARD_MESSAGE_LIMIT = 1 << 20
 """Messages over this are cut off by the websocket layer itself (close 1009, no error event)."""
 
 SERVICES = web.AppKey("services", Services)
-CALLS = web.AppKey("calls", set)
+CALLS = web.AppKey("calls", set[web.WebSocketResponse])
 
 
 class WebSocketTransport:
@@ -33,6 +33,9 @@ class WebSocketTransport:
         self.ws = ws
         self._timeout = send_timeout_s
         self.closed_code: int | None = None
+        self.stalled = asyncio.Event()
+        """Set when the caller stopped reading; the call is to be closed."""
+        self._pending: set[asyncio.Future[None]] = set()
 
     async def send_text(self, text: str) -> None:
         self._check_open()
@@ -47,14 +50,31 @@ class WebSocketTransport:
             raise CallClosed()
 
     async def _send(self, sending: Coroutine[Any, Any, None]) -> None:
+        # The send is shielded: cancelling a task that waits in aiohttp's drain cancels the
+        # shared drain future, and every later send on the connection would then fail at once.
+        # A send abandoned by barge-in has written its frame already; only the drain is left.
+        task = asyncio.ensure_future(sending)
+        self._pending.add(task)
+        task.add_done_callback(self._settled)
         try:
-            await asyncio.wait_for(sending, self._timeout)
+            await asyncio.wait_for(asyncio.shield(task), self._timeout)
         except TimeoutError:
             log.warning("caller stopped reading for %g s; closing the call", self._timeout)
             self.closed_code = protocol.CLOSE_NOT_READING
+            self.stalled.set()
             raise CallClosed() from None
         except (ConnectionError, RuntimeError) as err:
             raise CallClosed() from err
+
+    def _settled(self, task: asyncio.Future[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed send is reported through the awaiting caller
+
+    def abandon(self) -> None:
+        """Cancel sends still waiting for a caller that will never drain them."""
+        for task in list(self._pending):
+            task.cancel()
 
 
 @dataclass
@@ -90,12 +110,19 @@ async def call_handler(request: web.Request) -> web.WebSocketResponse:
     try:
         await transport.send_text(protocol.encode(ready))
         receiver = asyncio.create_task(_receive_loop(ws, session, settings, transport, ending))
-        done, _ = await asyncio.wait({listener, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        stalled = asyncio.create_task(transport.stalled.wait())
+        done, _ = await asyncio.wait(
+            {listener, receiver, stalled}, return_when=asyncio.FIRST_COMPLETED
+        )
         receiver.cancel()
-        if listener in done and not listener.cancelled() and listener.exception():
-            if not isinstance(listener.exception(), CallClosed):
-                log.error("call %s failed: %r", call_id, listener.exception())
-                ending = _Ending("error", protocol.CLOSE_INTERNAL)
+        stalled.cancel()
+        await asyncio.gather(receiver, stalled, return_exceptions=True)
+        if stalled in done:
+            ending = _Ending("not_reading", protocol.CLOSE_NOT_READING)
+        failure = listener.exception() if listener in done and not listener.cancelled() else None
+        if failure is not None and not isinstance(failure, CallClosed):
+            log.error("call %s failed: %r", call_id, failure)
+            ending = _Ending("error", protocol.CLOSE_INTERNAL)
     except CallClosed:
         pass
     finally:
@@ -168,6 +195,7 @@ async def _close(ws: web.WebSocketResponse, transport: WebSocketTransport, endin
             await asyncio.wait_for(ws.close(code=transport.closed_code), 1)
         if ws._req is not None and ws._req.transport is not None:
             ws._req.transport.abort()
+        transport.abandon()
         return
     with contextlib.suppress(CallClosed, ConnectionError, RuntimeError):
         if ending.error is not None:
@@ -193,10 +221,15 @@ def create_app(services: Services) -> web.Application:
 
 
 async def _close_calls(app: web.Application) -> None:
-    for ws in list(app[CALLS]):
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.send_str(protocol.encode(protocol.End(reason="server_shutdown")))
-            await ws.close(code=protocol.CLOSE_GOING_AWAY)
+    async def close(ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+            await asyncio.wait_for(
+                ws.send_str(protocol.encode(protocol.End(reason="server_shutdown"))), 2
+            )
+            await asyncio.wait_for(ws.close(code=protocol.CLOSE_GOING_AWAY), 2)
+
+    calls: set[web.WebSocketResponse] = app[CALLS]
+    await asyncio.gather(*(close(ws) for ws in list(calls)))
 
 
 async def start_server(services: Services, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -205,6 +238,6 @@ async def start_server(services: Services, host: str, port: int) -> tuple[web.Ap
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[union-attr]
+    sockets = getattr(site._server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
     return runner, int(bound)

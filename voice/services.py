@@ -17,8 +17,12 @@ log = logging.getLogger(__name__)
 def load_services(settings: Settings, agent: Agent | None = None) -> Services:
     """Load ASR, VAD and TTS models and build the agent (or use the one given)."""
     transcriber = Transcriber(settings.asr)
-    log.info("speech recognition: %s, %s on %s", transcriber.description,
-             settings.asr.compute_type, settings.asr.device)
+    log.info(
+        "speech recognition: %s, %s on %s",
+        transcriber.description,
+        settings.asr.compute_type,
+        settings.asr.device,
+    )
     synthesizer = Synthesizer(settings.tts)
     log.info("speech synthesis: %s (%d Hz)", synthesizer.description, synthesizer.sample_rate)
     vad = VadModel()

@@ -1,8 +1,8 @@
 """One call, end to end: audio in → turn detection → transcript → answer → speech → audio out.
 
-    caller audio ─ decode/resample ─ VAD ─ TurnDetector ─┬─ Transcriber ─ Agent ─ ClauseSplitter
-                                                         │        ─ normalize ─ Synthesizer ─ encode ─ paced send
-                                                         └─ barge-in check (words during a reply → clear)
+    caller audio → decode/resample → VAD → TurnDetector ─┬→ Transcriber → Agent → clauses
+                                                         │  → normalize → Synthesizer → send
+                                                         └→ barge-in check (words → clear)
 
 A `CallSession` belongs to one call and one event loop. The models it uses (`Services`) are
 shared by every call and run in their own threads.
@@ -30,13 +30,14 @@ from voice import protocol
 from voice.codecs import AudioFormat, StreamResampler, float_to_int16, int16_to_float
 from voice.config import Settings
 from voice.turns import (
+    ACKNOWLEDGEMENT_HINT,
     TurnDetector,
     TurnEnded,
     TurnEvent,
     TurnPaused,
     TurnResumed,
     TurnStarted,
-    is_backchannel,
+    interrupts,
 )
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class CallSession:
         self._partial_task: asyncio.Task[None] | None = None
         self._barge_check_at = 0
         self._barge_task: asyncio.Task[None] | None = None
+        self._overlapped = False
+        """The current utterance began while a reply was being made or played."""
         self._turn_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -179,6 +182,7 @@ class CallSession:
     async def _on_turn_event(self, event: TurnEvent) -> None:
         if isinstance(event, TurnStarted):
             self._turn += 1
+            self._overlapped = self._replying()
             self._partial_at = self._settings.turns.partial_interval_ms
             self._barge_check_at = self._settings.turns.barge_in_min_ms
             await self._send(protocol.SpeechStarted(turn=self._turn, at_ms=event.at_ms))
@@ -196,12 +200,22 @@ class CallSession:
                 self._drop_early()
                 early = None
             self._early = None
-            self._spawn(self._finish_utterance(self._turn, event.audio, early, time.monotonic()))
+            self._spawn(
+                self._finish_utterance(self._turn, event, early, time.monotonic(), self._overlapped)
+            )
 
     async def _finish_utterance(
-        self, turn: int, audio: np.ndarray, early: asyncio.Task[str] | None, ended_at: float
+        self,
+        turn: int,
+        ended: TurnEnded,
+        early: asyncio.Task[str] | None,
+        ended_at: float,
+        overlapped: bool,
     ) -> None:
-        if self._replying() and await self._is_acknowledgement(audio):
+        """Take the ended utterance as the next question, unless it overlapped a reply without
+        interrupting it ("uh-huh") or holds no words."""
+        audio = ended.audio
+        if overlapped and not await self._interrupts(audio, ended.speech_ms):
             if early is not None:
                 early.cancel()
             async with self._turn_lock:
@@ -218,10 +232,14 @@ class CallSession:
             await self._interrupt()
             self._begin_reply(turn, text, ended_at, {"asr": asr_ms})
 
-    async def _is_acknowledgement(self, audio: np.ndarray) -> bool:
-        """Only acknowledgements ("uh-huh", "okay") or no words: heard without the KB's hotwords,
-        which would turn "uh-huh" into "hub" and "right" into "Bright"."""
-        return is_backchannel(await self._transcribe(audio, hotwords=False))
+    async def _interrupts(self, audio: np.ndarray, speech_ms: int) -> bool:
+        """Whether speech over a reply interrupts it. Heard with an acknowledgement hint instead
+        of the KB's words, which would turn "uh-huh" into "hub"."""
+        result = await self._services.transcriber.transcribe(
+            audio, hotwords=ACKNOWLEDGEMENT_HINT, language=self._start.language
+        )
+        log.debug("over the reply (%d ms): %r", speech_ms, result.text)
+        return interrupts(result.text, speech_ms, self._settings.turns.barge_in_words_ms)
 
     def _maybe_partial(self) -> None:
         interval = self._settings.turns.partial_interval_ms
@@ -245,10 +263,12 @@ class CallSession:
         if self._barge_task is not None and not self._barge_task.done():
             return
         self._barge_check_at = self._turns.speech_ms + self._settings.turns.barge_in_recheck_ms
-        self._barge_task = self._spawn(self._check_barge_in(self._turn, self._turns.utterance()))
+        self._barge_task = self._spawn(
+            self._check_barge_in(self._turn, self._turns.utterance(), self._turns.speech_ms)
+        )
 
-    async def _check_barge_in(self, turn: int, audio: np.ndarray) -> None:
-        if await self._is_acknowledgement(audio) or turn != self._turn:
+    async def _check_barge_in(self, turn: int, audio: np.ndarray, speech_ms: int) -> None:
+        if not await self._interrupts(audio, speech_ms) or turn != self._turn:
             return
         async with self._turn_lock:
             if self._replying():
@@ -263,11 +283,9 @@ class CallSession:
             self._early[1].cancel()
             self._early = None
 
-    async def _transcribe(self, audio: np.ndarray, hotwords: bool = True) -> str:
+    async def _transcribe(self, audio: np.ndarray) -> str:
         result = await self._services.transcriber.transcribe(
-            audio,
-            hotwords=(self._services.hotwords or None) if hotwords else None,
-            language=self._start.language,
+            audio, hotwords=self._services.hotwords or None, language=self._start.language
         )
         return result.text
 
@@ -298,7 +316,9 @@ class CallSession:
             return
         if failed:
             await self._send(
-                protocol.Error(code="answer_failed", message="Sorry, the answer could not be completed.")
+                protocol.Error(
+                    code="answer_failed", message="Sorry, the answer could not be completed."
+                )
             )
         await self._finish_reply(reply, interrupted=False)
 
@@ -363,7 +383,7 @@ class CallSession:
             await asyncio.sleep(remaining)
 
     async def _interrupt(self) -> None:
-        """Barge-in: stop the reply now, tell the caller to drop buffered audio, keep what was heard."""
+        """Barge-in: stop the reply, tell the caller to drop buffered audio, keep what was heard."""
         reply = self._reply
         if reply is None or reply.task is None:
             return

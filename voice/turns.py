@@ -47,6 +47,8 @@ class TurnEnded:
     """"silence" or "max_length"."""
     audio: np.ndarray
     """The whole utterance with its pre-roll, 16 kHz float32."""
+    speech_ms: int = 0
+    """From the start of the voiced audio to the end of the last voiced window."""
 
 
 TurnEvent = TurnStarted | TurnPaused | TurnResumed | TurnEnded
@@ -141,6 +143,7 @@ class TurnDetector:
             last_voice_ms=self._last_voice_ms,
             reason=reason,
             audio=self.utterance(),
+            speech_ms=self._last_voice_ms - self._start_sample * 1000 // SAMPLE_RATE,
         )
         self._start_sample = None
         self._voiced_run = 0
@@ -174,6 +177,37 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
 
 
+_FILLER = re.compile(r"(?:u+h+|u+m+|e+m+|e+r+m*|a+h+|o+h+|o+w+|h+m+|m+h*m*)")
+"""Hesitation sounds however the recognizer spells them: "uhh", "emm", "hmmm", "mmhmm", "ow"."""
+
+ACKNOWLEDGEMENT_HINT = "Uh-huh. Mm-hmm. Okay. Yeah. Right."
+"""Recognition hint while a reply plays: what a caller says then is most often one of these,
+and without the hint the small model hears "mm-hmm" as "in memory"."""
+
+
+INTERRUPTIONS = frozenset(
+    "stop wait no hold hang sorry excuse pardon hello hey agent human person operator".split()
+)
+"""Words that interrupt a reply even in the shortest utterance ("stop", "wait", "no, I mean")."""
+
+
+def _acknowledges(word: str) -> bool:
+    return word in BACKCHANNELS or _FILLER.fullmatch(word) is not None
+
+
 def is_backchannel(text: str) -> bool:
     """True when a transcript holds no words, or only acknowledgements ("uh-huh", "okay")."""
-    return all(word in BACKCHANNELS for word in words(text))
+    return all(_acknowledges(word) for word in words(text))
+
+
+def interrupts(text: str, speech_ms: int, min_words_ms: int) -> bool:
+    """Whether speech over a reply interrupts it (docs/protocol.md, "Barge-in").
+
+    The small recognizer turns short murmurs into words ("mm-hmm" → "and then, mom"), so under
+    `min_words_ms` of speech only an interrupting word counts; past it, any word that is not an
+    acknowledgement does.
+    """
+    content = [word for word in words(text) if not _acknowledges(word)]
+    if speech_ms >= min_words_ms:
+        return bool(content)
+    return any(word in INTERRUPTIONS for word in content)
