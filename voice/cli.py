@@ -61,12 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     call.add_argument("files", nargs="+", type=Path, help="wav/flac/mp3/ogg, any rate or channels")
     call.add_argument("--url", help="ws://HOST:PORT/call (default: an in-process server)")
-    call.add_argument("--kb", type=Path, help="knowledge base for the in-process server")
     call.add_argument("--fast", action="store_true", help="stream as fast as the server takes it")
     call.add_argument("--out", type=Path, help="save the reply audio the caller heard (WAV)")
     call.add_argument("--json", action="store_true", help="one JSON object per turn")
     call.add_argument("--encoding", choices=["pcm16", "mulaw"], default="pcm16")
     call.add_argument("--rate", type=int, default=16000, help="caller sample rate (Hz)")
+    _setting_flags(call)
     call.set_defaults(handler=_call)
 
     ask = commands.add_parser("ask", help="answer a typed question from the knowledge base")

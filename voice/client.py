@@ -85,7 +85,11 @@ class CallClient:
 
     async def __aenter__(self) -> CallClient:
         self._session = aiohttp.ClientSession()
-        self._ws = await self._session.ws_connect(self.url, max_msg_size=1 << 20)
+        try:
+            self._ws = await self._session.ws_connect(self.url, max_msg_size=1 << 20)
+        except BaseException:
+            await self._session.close()
+            raise
         self._reader = asyncio.create_task(self._read())
         await self._ws.send_json(
             {

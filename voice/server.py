@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from voice import protocol
+from voice import chat, protocol
 from voice.config import Settings
 from voice.protocol import ProtocolError
 from voice.session import CallClosed, CallSession, Services
@@ -24,6 +24,7 @@ HARD_MESSAGE_LIMIT = 1 << 20
 
 SERVICES = web.AppKey("services", Services)
 CALLS = web.AppKey("calls", set[web.WebSocketResponse])
+CHAT_MEMORY = web.AppKey("chat_memory", chat.ChatMemory)
 
 
 class WebSocketTransport:
@@ -206,6 +207,23 @@ async def _close(ws: web.WebSocketResponse, transport: WebSocketTransport, endin
         await asyncio.wait_for(ws.close(code=ending.close_code), 5)
 
 
+async def chat_handler(request: web.Request) -> web.Response:
+    """`POST /api/chat`: {"message", "session_id"?} → {"reply", "sources", "handoff", ...}."""
+    services = request.app[SERVICES]
+    try:
+        message, session_id = chat.parse_request(await request.read())
+    except chat.ChatError as err:
+        return chat.error_response(err)
+    result = await chat.answer(
+        services.agent,
+        request.app[CHAT_MEMORY],
+        message,
+        session_id or chat.new_session_id(),
+        services.settings.agent.memory_turns,
+    )
+    return web.json_response(result)
+
+
 async def health_handler(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "calls": len(request.app[CALLS])})
 
@@ -214,7 +232,9 @@ def create_app(services: Services) -> web.Application:
     app = web.Application()
     app[SERVICES] = services
     app[CALLS] = set()
+    app[CHAT_MEMORY] = chat.ChatMemory()
     app.router.add_get("/call", call_handler)
+    app.router.add_post("/api/chat", chat_handler)
     app.router.add_get("/healthz", health_handler)
     app.on_shutdown.append(_close_calls)
     return app

@@ -1,0 +1,88 @@
+"""Pipeline tests: the real server and Piper, with a scripted agent whose timing the test sets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from agent.types import AnswerEvent, AnswerText, Exchange
+from tests.fakes import ScriptedAgent
+from voice.client import CallClient
+from voice.codecs import AudioFormat
+from voice.session import _Reply
+
+PCM16 = AudioFormat("pcm16", 16000)
+
+
+async def test_a_slow_answer_is_timed_from_the_question(serve):
+    agent = ScriptedAgent(first_text_s=0.5)
+    async with serve(agent) as url, CallClient(url, PCM16, realtime_playback=False) as call:
+        await call.send_text("is my bulb ok")
+        end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
+    timings = end["timings_ms"]
+    assert timings["asr"] is None
+    assert 500 <= timings["first_text"] < timings["first_audio"] < 2500
+    assert end["sources"] == ["troubleshooting#4.2"]
+
+
+async def test_the_agent_remembers_only_what_the_caller_heard(serve):
+    agent = ScriptedAgent(
+        reply="First part of a long answer. " + "More words follow here, and more again. " * 8,
+        piece_s=0.02,
+    )
+    async with serve(agent) as url, CallClient(url, PCM16) as call:
+        await call.send_text("tell me everything")
+        await call.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
+        await asyncio.sleep(2.0)
+        await call.send_text("stop, what about returns")
+        ends = []
+        while len(ends) < 2:
+            ends.append(
+                await call.wait_for(
+                    lambda e: e["type"] == "reply.end" and e not in ends, timeout=60
+                )
+            )
+    first, second = ends
+    assert first["interrupted"] and not second["interrupted"]
+    assert [e["type"] for e in call.events].count("clear") == 1
+    assert first["heard"].startswith("First part of a long answer.")
+    assert len(first["heard"]) < len(first["text"])
+    _, memory = agent.asked[1]
+    assert memory == [Exchange("tell me everything", first["heard"])]
+
+
+class FailingAgent(ScriptedAgent):
+    async def answer(self, question: str, memory: Sequence[Exchange]) -> AsyncIterator[AnswerEvent]:
+        yield AnswerText("Let me see. ")
+        raise RuntimeError("the knowledge base went away")
+
+
+async def test_a_failing_answer_is_reported_and_the_call_goes_on(serve):
+    async with serve(FailingAgent()) as url, CallClient(url, PCM16, realtime_playback=False) as c:
+        await c.send_text("first")
+        first = await c.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
+        await c.send_text("second")
+        second = await c.wait_for(lambda e: e["type"] == "reply.end" and e["turn"] == 2)
+    errors = [e for e in c.events if e["type"] == "error"]
+    assert [(e["code"], e["fatal"]) for e in errors] == [("answer_failed", False)] * 2
+    assert first["text"] == "Let me see." and second["turn"] == 2
+    assert c.close_code == 1000
+
+
+@pytest.mark.parametrize(
+    ("sent_ms", "heard"),
+    [
+        (0, ""),
+        (500, "Two"),
+        (1000, "Two words."),
+        (1500, "Two words. Three more"),
+        (9000, "Two words. Three more words."),
+    ],
+)
+def test_heard_text_follows_the_audio_sent(sent_ms, heard):
+    reply = _Reply(turn=1, question="q", spoken_at=0.0, timings={})
+    reply.clauses = [("Two words.", 0, 1000), ("Three more words.", 1000, 2000)]
+    reply.sent_ms = sent_ms
+    assert reply.heard() == heard
