@@ -102,35 +102,29 @@ def test_call_reports_a_missing_file(tmp_path):
 async def test_serve_answers_and_stops_on_sigterm(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEDESK_")}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voice.cli", "serve", "--port", str(port), "--llm", "extractive"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "voice.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--llm",
+        "extractive",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
         cwd=tmp_path,
         env=env,
     )
     try:
-        url = f"ws://127.0.0.1:{port}/call"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                async with CallClient(
-                    url, AudioFormat("pcm16", 16000), realtime_playback=False
-                ) as c:
-                    await c.send_text("how long is the warranty")
-                    end = await c.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-                await asyncio.sleep(0.5)
+        end = await _ask_when_up(f"ws://127.0.0.1:{port}/call", server)
         assert "warranty" in end["text"].lower()
         server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=30)
+        output, _ = await asyncio.wait_for(server.communicate(), 30)
     finally:
-        if server.poll() is None:
+        if server.returncode is None:
             server.kill()
-            server.communicate()
+            await server.communicate()
     assert server.returncode == 0
     for logged in (
         "speech recognition: embedded tiny.en",
@@ -139,4 +133,16 @@ async def test_serve_answers_and_stops_on_sigterm(tmp_path):
         f"ws://127.0.0.1:{port}/call",
         "shutting down",
     ):
-        assert logged in output, output
+        assert logged in output.decode(), output.decode()
+
+
+async def _ask_when_up(url, server):
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            async with CallClient(url, AudioFormat("pcm16", 16000), realtime_playback=False) as c:
+                await c.send_text("how long is the warranty")
+                return await c.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
+        except OSError:
+            assert time.monotonic() < deadline and server.returncode is None, "did not start"
+            await asyncio.sleep(0.5)

@@ -143,7 +143,7 @@ class TurnDetector:
             last_voice_ms=self._last_voice_ms,
             reason=reason,
             audio=self.utterance(),
-            speech_ms=self._last_voice_ms - self._start_sample * 1000 // SAMPLE_RATE,
+            speech_ms=self._last_voice_ms - (self._start_sample or 0) * 1000 // SAMPLE_RATE,
         )
         self._start_sample = None
         self._voiced_run = 0
