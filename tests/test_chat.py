@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -79,3 +81,39 @@ def test_chat_memory_forgets_idle_sessions_and_stays_bounded():
     idle = ChatMemory(idle_s=0.0)
     idle.recall("a").append("x")  # type: ignore[arg-type]
     assert idle.recall("a") == []
+
+
+async def test_the_knowledge_base_reloads_while_serving(models, tmp_path):
+    from tests.conftest import make_services
+    from voice.server import start_server
+
+    (tmp_path / "hours.md").write_text(
+        "# Opening hours\n\n## 1 Store hours\n\nThe store opens at nine in the morning.\n"
+    )
+    agent = KnowledgeAgent.from_settings(AgentSettings(kb_dir=tmp_path, backend="extractive"))
+    services = make_services(models, agent)
+    services.background.append(agent.watch_kb)
+    runner, port = await start_server(services, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{port}/api/chat"
+    try:
+        _, before = await post(url, {"message": "when does the store open"})
+        assert "nine" in before["reply"]
+        (tmp_path / "hours.md").write_text(
+            "# Opening hours\n\n## 1 Store hours\n\nThe store opens at ten in the morning.\n"
+        )
+        (tmp_path / "faq.yaml").write_text("- id: broken\n  questions: [oops\n")  # malformed
+        for _ in range(20):  # two reload checks at least
+            _, after = await post(url, {"message": "when does the store open"})
+            if "ten" in after["reply"]:
+                break
+            await asyncio.sleep(0.2)
+        assert "nine" in after["reply"]  # a malformed file keeps the previous KB in service
+        (tmp_path / "faq.yaml").unlink()
+        for _ in range(50):
+            _, after = await post(url, {"message": "when does the store open"})
+            if "ten" in after["reply"]:
+                break
+            await asyncio.sleep(0.2)
+        assert "ten" in after["reply"]
+    finally:
+        await runner.cleanup()

@@ -25,6 +25,7 @@ HARD_MESSAGE_LIMIT = 1 << 20
 SERVICES = web.AppKey("services", Services)
 CALLS = web.AppKey("calls", set[web.WebSocketResponse])
 CHAT_MEMORY = web.AppKey("chat_memory", chat.ChatMemory)
+BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 
 
 class WebSocketTransport:
@@ -236,8 +237,23 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/call", call_handler)
     app.router.add_post("/api/chat", chat_handler)
     app.router.add_get("/healthz", health_handler)
+    app.on_startup.append(_start_background)
     app.on_shutdown.append(_close_calls)
+    app.on_cleanup.append(_stop_background)
     return app
+
+
+async def _start_background(app: web.Application) -> None:
+    tasks: list[asyncio.Task[None]] = [
+        asyncio.create_task(work()) for work in app[SERVICES].background
+    ]
+    app[BACKGROUND] = tasks
+
+
+async def _stop_background(app: web.Application) -> None:
+    for task in app[BACKGROUND]:
+        task.cancel()
+    await asyncio.gather(*app[BACKGROUND], return_exceptions=True)
 
 
 async def _close_calls(app: web.Application) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from agent.types import Agent
 from asr.vad import VadModel
@@ -27,12 +29,16 @@ def load_services(settings: Settings, agent: Agent | None = None) -> Services:
     log.info("speech synthesis: %s (%d Hz)", synthesizer.description, synthesizer.sample_rate)
     vad = VadModel()
     log.info("voice activity detection: Silero %s", vad.path.name)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if agent is None:
         from agent.agent import KnowledgeAgent
 
-        agent = KnowledgeAgent.from_settings(settings.agent)
+        knowledge = KnowledgeAgent.from_settings(settings.agent)
         kb = settings.agent.kb_dir or "the bundled demo KB"
         log.info("answers: extractive from %s (the Ollama backend is not built yet)", kb)
+        if settings.agent.kb_dir is not None:
+            background.append(knowledge.watch_kb)
+        agent = knowledge
     return Services(
         settings=settings,
         transcriber=transcriber,
@@ -40,4 +46,5 @@ def load_services(settings: Settings, agent: Agent | None = None) -> Services:
         vad=vad,
         agent=agent,
         hotwords=agent.vocabulary(),
+        background=background,
     )

@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -56,6 +56,8 @@ class Services:
     agent: Agent
     hotwords: str = ""
     """Words to bias recognition toward (the knowledge base's own terms)."""
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    """Work that runs as long as the server does (watching the KB for changes)."""
 
     def close(self) -> None:
         self.transcriber.close()
