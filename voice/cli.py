@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("faster_whisper", "aiohttp.access"):
+    for noisy in ("faster_whisper", "aiohttp.access", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = _settings(args)
