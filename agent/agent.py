@@ -6,9 +6,11 @@ The path of a question, in order:
 2. retrieval over the KB, with the previous question added for a weak follow-up;
 3. no confident hit -> ``out_of_scope``: the handoff message, handoff;
 4. a confident FAQ match -> its answer as written (the FAQ fast path);
-5. otherwise the backend (extractive; an LLM later) writes the answer from the passages;
+5. otherwise the backend (extractive, or Ollama: see :mod:`agent.selection`) writes the
+   answer from the passages;
 6. every sentence passes the answer guardrails (``price``, ``unknown_contact``, ``advice``)
-   before it is yielded.
+   before it is yielded, whichever backend wrote it. A backend's acknowledgement
+   (``AnswerText.filler``: "Let me check that for you.") is passed through as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from agent.extractive import ExtractiveBackend
 from agent.kb import FaqEntry, KnowledgeBase, KnowledgeBaseWatcher, demo_kb_dir, load_kb
 from agent.retrieval import Retriever, Search
 from agent.speech import SentenceBuffer, split_sentences
+from agent.standby import StandbyBackend
 from agent.types import AgentSettings, AnswerEnd, AnswerEvent, AnswerText, Exchange
 from agent.vocabulary import hotwords
 
@@ -46,14 +49,14 @@ class _Index:
 
 
 def default_backend(settings: AgentSettings) -> AnswerBackend:
-    """The backend the settings ask for.
-
-    Raises:
-        ValueError: the backend is not available in this build ("ollama" comes later).
+    """The backend the settings ask for, without contacting Ollama: ``auto`` and
+    ``extractive`` give the extractive backend, ``ollama`` a :class:`StandbyBackend` that
+    checks Ollama when the first question comes. :func:`agent.selection.build_agent` checks
+    Ollama first and resolves ``auto``.
     """
-    if settings.backend in ("auto", "extractive"):
-        return ExtractiveBackend(settings)
-    raise ValueError(f"backend {settings.backend!r} is not available; use 'extractive'")
+    if settings.backend == "ollama":
+        return StandbyBackend(settings)
+    return ExtractiveBackend(settings)
 
 
 class KnowledgeAgent:
@@ -76,11 +79,11 @@ class KnowledgeAgent:
 
     @classmethod
     def from_settings(cls, settings: AgentSettings) -> KnowledgeAgent:
-        """Load ``settings.kb_dir`` (the demo KB when None).
+        """Load ``settings.kb_dir`` (the demo KB when None); the backend is
+        :func:`default_backend` (no network check: see :func:`agent.selection.build_agent`).
 
         Raises:
             KbError: the KB is malformed.
-            ValueError: the backend is not available.
         """
         return cls(settings, load_kb(settings.kb_dir or demo_kb_dir()))
 
@@ -100,6 +103,20 @@ class KnowledgeAgent:
         """
         watcher = KnowledgeBaseWatcher(self.kb.root, on_reload=self.use_kb, current=self.kb)
         await watcher.watch(interval_s)
+
+    async def watch_backend(self) -> None:
+        """Keep checking the backend's server (Ollama with ``backend="ollama"``) every
+        ``health_retry_s`` until cancelled; returns at once when the backend needs no checks.
+
+        Optional: without it the backend still re-checks, when questions come in.
+        """
+        if isinstance(self.backend, StandbyBackend):
+            await self.backend.watch()
+
+    async def aclose(self) -> None:
+        """Stop the backend's background check, if one is running. The agent stays usable."""
+        if isinstance(self.backend, StandbyBackend):
+            await self.backend.aclose()
 
     def vocabulary(self) -> str:
         """KB names and terms for speech recognition (under 200 characters)."""
@@ -170,6 +187,9 @@ class KnowledgeAgent:
             if isinstance(event, AnswerEnd):
                 end = event
                 break
+            if event.filler:
+                yield event
+                continue
             for sentence in buffer.feed(event.text):
                 for text in self._check(sentence, guard, rules, spoken):
                     yield AnswerText(text)
@@ -177,9 +197,12 @@ class KnowledgeAgent:
         for sentence in split_sentences(rest) if rest else []:
             for text in self._check(sentence, guard, rules, spoken):
                 yield AnswerText(text)
+        for rule in end.rules:
+            _add(rules, rule)
         handoff = end.handoff or not spoken
         if handoff:
-            _add(rules, guardrails.OUT_OF_SCOPE)
+            if not end.rules:  # the backend gave no other reason: the passages fell short
+                _add(rules, guardrails.OUT_OF_SCOPE)
             if not spoken:
                 yield AnswerText(self.settings.handoff_message)
         elif advice or guardrails.ADVICE in rules:

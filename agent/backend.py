@@ -1,4 +1,4 @@
-"""The seam between the agent and what writes the answer (extractive now, an LLM later).
+"""The seam between the agent and what writes the answer: extractive, or an LLM (Ollama).
 
 The agent has already applied the question guardrails, the FAQ fast path and retrieval when it
 calls a backend, and it applies the answer guardrails to whatever the backend yields. A backend
@@ -44,9 +44,11 @@ class AnswerBackend(Protocol):
         Write it as an async generator: the agent closes it (``aclose``) on barge-in.
 
         The agent re-splits the pieces into sentences and checks each one, so a streaming LLM
-        can yield tokens. In the ``AnswerEnd``, set ``sources`` to the ids the answer rests on
-        and ``handoff=True`` when the passages turned out not to answer the question (the agent
-        then speaks the handoff message if nothing was said). Cancelling the iteration must be
-        safe and leave nothing running.
+        can yield tokens. An ``AnswerText`` with ``filler=True`` (an acknowledgement while the
+        answer is being written) is passed on unchecked and does not count as the answer. In
+        the ``AnswerEnd``, set ``sources`` to the ids the answer rests on, ``handoff=True`` when
+        the passages turned out not to answer the question (the agent then speaks the handoff
+        message if nothing was said), and ``rules`` to anything the call's record should show
+        (``llm_fallback``). Cancelling the iteration must be safe and leave nothing running.
         """
         ...

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import TextIO
 
 from agent.agent import KnowledgeAgent
+from agent.health import check_ollama_sync
 from agent.kb import KbError, demo_kb_dir, load_kb
+from agent.selection import explain
 from agent.types import AgentSettings, AnswerEnd, AnswerText
 
 
@@ -53,6 +56,40 @@ def ask(question: str, kb_dir: Path | None, out: TextIO) -> int:
     return 0
 
 
+def doctor(settings: AgentSettings, out: TextIO) -> int:
+    """Say whether the KB loads, whether Ollama answers and has the model, and which backend
+    ``auto`` (and the configured backend, when it is not ``auto``) picks, and why.
+
+    Blocks for up to ``connect_timeout_s`` while it checks Ollama.
+
+    Returns:
+        0 when the server can start (Ollama being down is not an error: it falls back);
+        1 when the KB does not load.
+    """
+    kb_dir = settings.kb_dir or demo_kb_dir()
+    try:
+        kb = load_kb(kb_dir)
+    except KbError as err:
+        print(f"knowledge base: error: {err}", file=out)
+        return 1
+    which = "" if settings.kb_dir else " (the bundled demo KB)"
+    size = f"{len(kb.passages)} passages, {len(kb.faqs)} FAQ entries"
+    print(f"knowledge base: {kb_dir}{which}: {size}", file=out)
+    status = check_ollama_sync(settings)
+    if status.models is None:
+        print(f"ollama: {status.reason}", file=out)
+    else:
+        listed = ", ".join(status.models) or "none"
+        print(f"ollama: {settings.ollama_url} answers; models pulled: {listed}", file=out)
+        pulled = "pulled" if status.ready else f"not pulled (run: ollama pull {settings.model})"
+        print(f"model {settings.model}: {pulled}", file=out)
+    auto = dataclasses.replace(settings, backend="auto")
+    print(f"backend auto picks {explain(auto, status)}", file=out)
+    if settings.backend != "auto":
+        print(f"backend {settings.backend} (configured): {explain(settings, status)}", file=out)
+    return 0
+
+
 async def _answer(agent: KnowledgeAgent, question: str) -> tuple[str, AnswerEnd]:
     parts: list[str] = []
     end = AnswerEnd()
@@ -64,4 +101,4 @@ async def _answer(agent: KnowledgeAgent, question: str) -> tuple[str, AnswerEnd]
     return "".join(parts), end
 
 
-__all__ = ["ask", "demo_kb_dir", "kb_check"]
+__all__ = ["ask", "demo_kb_dir", "doctor", "kb_check"]

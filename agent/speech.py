@@ -16,7 +16,7 @@ _EMPHASIS = re.compile(r"(\*\*|__|\*|`)(.+?)\1")
 _MENU_ARROW = re.compile(r"\s*>\s*")
 # A sentence ends at . ! or ? followed by whitespace, unless the dot belongs to a short
 # abbreviation ("e.g.", "Mr.") or a number ("2.4" has no space after its dot anyway).
-_SENTENCE_END = re.compile(
+SENTENCE_END = re.compile(
     r"(?<!\b[A-Za-z]\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\b[MD]r\.)"
     r"(?<!\bMrs\.)(?<!\bMs\.)(?<=[.!?])\s+"
 )
@@ -44,7 +44,7 @@ def plain(text: str) -> str:
 def split_sentences(text: str) -> list[str]:
     """Split running text into sentences, each ending in punctuation."""
     out = []
-    for piece in _SENTENCE_END.split(" ".join(text.split())):
+    for piece in SENTENCE_END.split(" ".join(text.split())):
         piece = piece.strip()
         if piece:
             out.append(piece if piece[-1] in ".!?" else piece + ".")
@@ -124,7 +124,7 @@ class SentenceBuffer:
     def feed(self, piece: str) -> list[str]:
         """Add a piece; returns the sentences it completed, in order."""
         self._pending += piece
-        parts = _SENTENCE_END.split(self._pending)
+        parts = SENTENCE_END.split(self._pending)
         self._pending = parts.pop()
         return [p.strip() for p in parts if p.strip()]
 

@@ -39,6 +39,35 @@ class AgentSettings:
     cite_sources: bool = True
     """Start extractive answers with "According to our <manual>, section <n>, ..."."""
 
+    # The Ollama backend. Timeouts bound what the caller hears: past each one the answer falls
+    # back to the extractive one (nothing said yet) or ends with an apology and a handoff.
+    keep_alive: str = "30m"
+    """How long Ollama keeps the model loaded after an answer: a duration ("30m", "1h") or
+    seconds ("-1": for ever)."""
+    num_ctx: int = 2048
+    """The model's context window, in tokens; passages are cut to fit it."""
+    num_predict: int = 160
+    """Longest LLM answer, in tokens; an unfinished last sentence is not spoken."""
+    temperature: float = 0.1
+    connect_timeout_s: float = 2.0
+    """Opening the connection to Ollama; also the whole budget of a health check."""
+    first_token_timeout_s: float = 8.0
+    """From the question to the model's first text (a cold model loads in this time)."""
+    stall_timeout_s: float = 4.0
+    """Longest pause between two pieces of a streamed answer."""
+    total_timeout_s: float = 20.0
+    """Longest time one LLM answer may take, from the request to its last piece."""
+    first_token_ack_s: float = 1.5
+    """When the model has said nothing after this long, :attr:`ack_message` is spoken first."""
+    ack_message: str = "Let me check that for you."
+    health_retry_s: float = 10.0
+    """With backend "ollama": how often an unreachable Ollama is checked again, while the
+    extractive backend answers."""
+    llm_failure_message: str = (
+        "Sorry, I can't finish that answer right now, so I'm transferring you to a colleague."
+    )
+    """Spoken when the LLM fails after part of its answer was spoken; the call is handed off."""
+
 
 @dataclass(frozen=True)
 class Exchange:
@@ -53,6 +82,9 @@ class AnswerText:
     """The next piece of the answer's text, in order; pieces concatenate to the answer."""
 
     text: str
+    filler: bool = False
+    """True for an acknowledgement spoken while the answer is still being written ("Let me
+    check that for you."): it comes first, and it is not part of the answer."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +96,8 @@ class AnswerEnd:
     handoff: bool = False
     """True when the call should go to a human."""
     rules: tuple[str, ...] = field(default=())
-    """Names of the guardrail rules that fired on this turn."""
+    """Names of the guardrail rules that fired on this turn, and ``llm_fallback`` when the
+    LLM failed and the extractive backend (or an apology and a handoff) answered instead."""
     backend: str = "extractive"
     """What produced the text: "faq", "extractive", "ollama" or "guardrail"."""
 

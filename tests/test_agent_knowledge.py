@@ -12,7 +12,9 @@ import pytest
 from agent import guardrails as g
 from agent.agent import KnowledgeAgent, default_backend
 from agent.backend import BackendRequest
+from agent.extractive import ExtractiveBackend
 from agent.kb import demo_kb_dir, load_kb
+from agent.standby import StandbyBackend
 from agent.types import (
     DEFAULT_HANDOFF_MESSAGE,
     Agent,
@@ -278,10 +280,62 @@ async def test_watch_kb_reloads_the_directory(tmp_path: Path) -> None:
     assert (await ask("how often do i feed the dog", agent=agent))[1].sources == ("pets#1",)
 
 
-def test_backends_other_than_extractive_are_refused_for_now() -> None:
-    assert default_backend(replace(SETTINGS, backend="auto")).name == "extractive"
-    with pytest.raises(ValueError, match="ollama"):
-        default_backend(replace(SETTINGS, backend="ollama"))
+def test_the_default_backend_never_contacts_ollama() -> None:
+    assert isinstance(default_backend(replace(SETTINGS, backend="auto")), ExtractiveBackend)
+    assert isinstance(default_backend(SETTINGS), ExtractiveBackend)
+    standby = default_backend(replace(SETTINGS, backend="ollama"))
+    assert isinstance(standby, StandbyBackend)
+    assert standby.status is None and not standby.ready  # checked when a question comes
+
+
+class FillerBackend(ScriptedBackend):
+    """Says "Let me check that for you." first, as a slow LLM backend does."""
+
+    def __init__(self, pieces: list[str], handoff: bool = False, rules: tuple[str, ...] = ()):
+        super().__init__(pieces, handoff)
+        self.rules = rules
+
+    async def answer(self, request: BackendRequest) -> AsyncGenerator[AnswerEvent, None]:
+        yield AnswerText("Let me check that for you. ", filler=True)
+        for piece in self.pieces:
+            yield AnswerText(piece)
+        yield AnswerEnd(handoff=self.handoff, rules=self.rules, backend=self.name)
+
+
+async def test_a_filler_comes_first_and_does_not_count_as_the_answer() -> None:
+    agent = KnowledgeAgent(SETTINGS, AGENT.kb, backend=FillerBackend([], handoff=True))
+    events = [e async for e in agent.answer("my bulb is flashing red", ())]
+    assert events[0] == AnswerText("Let me check that for you. ", filler=True)
+    assert events[1] == AnswerText(SETTINGS.handoff_message)
+    assert events[2] == AnswerEnd(handoff=True, rules=(g.OUT_OF_SCOPE,), backend="scripted")
+
+
+async def test_the_backend_rules_are_recorded_and_the_filler_is_not_checked() -> None:
+    backend = FillerBackend(["It costs $5. ", "Use 2.4 GHz."], rules=("llm_fallback",))
+    agent = KnowledgeAgent(SETTINGS, AGENT.kb, backend=backend)
+    text, end = await ask("my bulb is flashing red", agent=agent)
+    assert text == f"Let me check that for you. {g.PRICE_MESSAGE} Use 2.4 GHz."
+    assert end.rules == (g.PRICE, "llm_fallback") and not end.handoff
+
+
+async def test_a_backend_handoff_with_a_reason_is_not_called_out_of_scope() -> None:
+    backend = FillerBackend(["Use 2.4 GHz. ", "Sorry."], handoff=True, rules=("llm_fallback",))
+    agent = KnowledgeAgent(SETTINGS, AGENT.kb, backend=backend)
+    _, end = await ask("my bulb is flashing red", agent=agent)
+    assert end.handoff and end.rules == ("llm_fallback",)
+
+
+async def test_a_backend_handoff_with_nothing_said_still_speaks_the_message() -> None:
+    backend = FillerBackend([], handoff=True, rules=("llm_fallback",))
+    agent = KnowledgeAgent(SETTINGS, AGENT.kb, backend=backend)
+    text, end = await ask("my bulb is flashing red", agent=agent)
+    assert text == f"Let me check that for you. {SETTINGS.handoff_message}"
+    assert end.handoff and end.rules == ("llm_fallback",)
+
+
+async def test_watching_an_extractive_backend_returns_at_once() -> None:
+    await asyncio.wait_for(AGENT.watch_backend(), 1)
+    await AGENT.aclose()
 
 
 def test_from_settings_defaults_to_the_demo_kb() -> None:
