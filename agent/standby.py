@@ -49,6 +49,7 @@ class StandbyBackend:
         """The last check's outcome."""
         self._checked_at = -math.inf if status is None else _now()
         self._checking: asyncio.Task[OllamaStatus] | None = None
+        self._watching = 0
 
     @property
     def ready(self) -> bool:
@@ -82,10 +83,15 @@ class StandbyBackend:
         return status
 
     async def watch(self) -> None:
-        """Check every ``health_retry_s`` until cancelled. Cancelling it is safe."""
-        while True:
-            await self.check()
-            await asyncio.sleep(self._settings.health_retry_s)
+        """Check every ``health_retry_s`` until cancelled (questions then start no checks of
+        their own). Cancelling it is safe."""
+        self._watching += 1
+        try:
+            while True:
+                await self.check()
+                await asyncio.sleep(self._settings.health_retry_s)
+        finally:
+            self._watching -= 1
 
     async def aclose(self) -> None:
         """Stop a check started by a question, if one is running."""
@@ -97,7 +103,7 @@ class StandbyBackend:
     def _check_soon(self) -> None:
         """Start a background check unless one runs or the last is under ``health_retry_s``
         old; the question itself does not wait for it."""
-        if self._checking is not None and not self._checking.done():
+        if self._watching or (self._checking is not None and not self._checking.done()):
             return
         if _now() - self._checked_at < self._settings.health_retry_s:
             return

@@ -241,3 +241,23 @@ async def test_proxy_variables_do_not_reroute_a_local_ollama(
         backend, why = await choose_backend(settings)
         assert why.startswith("ollama: ")
         assert (await answer_end(KnowledgeAgent(settings, KB, backend=backend))).rules == ()
+
+
+async def test_while_the_watch_runs_questions_start_no_checks() -> None:
+    async with OllamaStandIn(Script(models=())) as ollama:
+        settings = replace(FAST, ollama_url=ollama.url, backend="ollama", health_retry_s=60.0)
+        agent = KnowledgeAgent(settings, KB)
+        watching = asyncio.create_task(agent.watch_backend())
+        try:
+            for _ in range(100):
+                if ollama.tag_requests:
+                    break
+                await asyncio.sleep(0.01)
+            for _ in range(3):
+                assert (await answer_end(agent)).rules == (LLM_FALLBACK,)
+            await asyncio.sleep(0.05)
+            assert ollama.tag_requests == 1 and ollama.requests == []
+        finally:
+            watching.cancel()
+            await asyncio.wait({watching})
+        await agent.aclose()
