@@ -65,6 +65,10 @@ class Transcriber:
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="asr")
         self._busy = 0
 
+    def supports(self, language: str) -> bool:
+        """Whether the model recognizes this language code (an English-only model: "en")."""
+        return language in self._model.supported_languages
+
     @property
     def busy(self) -> bool:
         """True while every worker is transcribing (partials are skipped then)."""

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import struct
+import time
 
 import aiohttp
 import pytest
@@ -64,6 +65,8 @@ def errors(events):
         ({**START, "audio": {"encoding": "pcm16", "sample_rate": 44100}}, "unsupported_format"),
         ({**START, "audio": {"encoding": "mulaw", "sample_rate": 16000}}, "unsupported_format"),
         ({**START, "version": 7}, "unsupported_version"),
+        ({**START, "language": "de"}, "unsupported_language"),
+        ({**START, "language": "English please"}, "bad_start"),
     ],
 )
 async def test_a_wrong_first_message_closes_with_4400(url, first, code):
@@ -176,3 +179,22 @@ async def test_nothing_keeps_running_after_a_call(url):
     after = {task for task in asyncio.all_tasks() if not task.done()}
     leftover = [task for task in after - before if task is not asyncio.current_task()]
     assert leftover == []
+
+
+async def test_pings_do_not_extend_the_start_timeout(url):
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        began = time.monotonic()
+
+        async def keep_pinging():
+            while not ws.closed:
+                await ws.ping()
+                await asyncio.sleep(0.3)
+
+        pinger = asyncio.create_task(keep_pinging())
+        events = [json.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT]
+        closed_after = time.monotonic() - began
+        pinger.cancel()
+        await asyncio.gather(pinger, return_exceptions=True)
+    assert ws.close_code == 4408
+    assert events[0]["code"] == "start_timeout"
+    assert closed_after < 1.8  # the 1 s start timeout, not reset by the pings

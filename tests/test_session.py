@@ -11,7 +11,7 @@ from agent.types import AnswerEvent, AnswerText, Exchange
 from tests.fakes import ScriptedAgent
 from voice.client import CallClient
 from voice.codecs import AudioFormat
-from voice.session import _Reply
+from voice.reply import Reply
 
 PCM16 = AudioFormat("pcm16", 16000)
 
@@ -76,7 +76,14 @@ async def test_a_failing_answer_is_reported_and_the_call_goes_on(serve):
     ],
 )
 def test_heard_text_follows_the_audio_sent(sent_ms, heard):
-    reply = _Reply(turn=1, question="q", spoken_at=0.0, timings={})
+    reply = Reply(turn=1, question="q", spoken_at=0.0, timings={})
     reply.clauses = [("Two words.", 0, 1000), ("Three more words.", 1000, 2000)]
-    reply.sent_ms = sent_ms
-    assert reply.heard() == heard
+    assert reply.heard(sent_ms) == heard
+
+
+def test_heard_stops_at_what_was_played_not_what_was_sent_ahead():
+    reply = Reply(turn=1, question="q", spoken_at=0.0, timings={})
+    reply.sent_ms = 1300
+    reply.play_start, reply.stopped_at = 100.0, 101.0
+    assert reply.played_ms(realtime=True) == 1000
+    assert reply.played_ms(realtime=False) == 1300

@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--kb", type=Path)
     ask.set_defaults(handler=_ask)
 
+    doctor = commands.add_parser("doctor", help="show which answer backend is used, and why")
+    _setting_flags(doctor)
+    doctor.set_defaults(handler=_doctor)
+
     kb = commands.add_parser("kb", help="knowledge-base tools")
     kb_commands = kb.add_subparsers(required=True, metavar="KB_COMMAND")
     check = kb_commands.add_parser("check", help="validate a knowledge base and list its passages")
@@ -210,6 +214,12 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from agent.commands import ask
 
     return ask(args.question, args.kb or settings.agent.kb_dir, sys.stdout)
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from agent.commands import doctor
+
+    return doctor(settings.agent, sys.stdout)
 
 
 def _kb_check(args: argparse.Namespace, settings: Settings) -> int:

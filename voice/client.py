@@ -99,8 +99,13 @@ class CallClient:
                 "options": {"realtime_playback": self.realtime_playback},
             }
         )
-        ready = await self.wait_for(lambda e: e["type"] in ("ready", "end"), timeout=30)
+        try:
+            ready = await self.wait_for(lambda e: e["type"] in ("ready", "end"), timeout=30)
+        except BaseException:
+            await self.hang_up()
+            raise
         if ready["type"] != "ready":
+            await self.hang_up()
             raise ConnectionError(f"the server refused the call: {self.events}")
         self.call_id = ready["call_id"]
         return self

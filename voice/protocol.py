@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -72,6 +73,7 @@ CallerMessage = TextQuestion | HangUp
 
 _START_KEYS = {"type", "version", "audio", "caller_id", "language", "metadata", "options"}
 _MAX_TEXT_CHARS = 2000
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
 
 
 def parse_start(message: str | bytes) -> Start:
@@ -115,10 +117,15 @@ def parse_start(message: str | bytes) -> Start:
         raise ProtocolError(
             "bad_start", '"options" and "metadata" must be JSON objects.', CLOSE_BAD_START
         )
+    language = _optional_text(data, "language")
+    if language is not None and not _LANGUAGE.fullmatch(language):
+        raise ProtocolError(
+            "bad_start", '"language" must be a language code such as "en".', CLOSE_BAD_START
+        )
     return Start(
         audio=audio_format,
         caller_id=_optional_text(data, "caller_id"),
-        language=_optional_text(data, "language"),
+        language=language,
         metadata=metadata,
         realtime_playback=bool(options.get("realtime_playback", True)),
     )

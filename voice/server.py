@@ -93,64 +93,94 @@ async def call_handler(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     call_id = uuid.uuid4().hex[:12]
     transport = WebSocketTransport(ws, settings.call.send_timeout_s)
-    try:
-        start = await _receive_start(ws, settings)
-    except ProtocolError as err:
-        log.info("call %s refused: %s", call_id, err.code)
-        await _close(ws, transport, _Ending("error", err.close_code or 4400, err))
-        return ws
-    session = CallSession(services, start, transport)
-    log.info("call %s started (%s %d Hz)", call_id, start.audio.encoding, start.audio.sample_rate)
     request.app[CALLS].add(ws)
-    ready = protocol.Ready(
-        call_id=call_id,
-        version=protocol.VERSION,
-        audio={"encoding": start.audio.encoding, "sample_rate": start.audio.sample_rate},
-    )
-    ending = _Ending()
-    listener = asyncio.create_task(session.listen())
     try:
-        await transport.send_text(protocol.encode(ready))
-        receiver = asyncio.create_task(_receive_loop(ws, session, settings, transport, ending))
-        stalled = asyncio.create_task(transport.stalled.wait())
-        done, _ = await asyncio.wait(
-            {listener, receiver, stalled}, return_when=asyncio.FIRST_COMPLETED
-        )
-        receiver.cancel()
-        stalled.cancel()
-        await asyncio.gather(receiver, stalled, return_exceptions=True)
-        if stalled in done:
-            ending = _Ending("not_reading", protocol.CLOSE_NOT_READING)
-        failure = listener.exception() if listener in done and not listener.cancelled() else None
-        if failure is not None and not isinstance(failure, CallClosed):
-            log.error("call %s failed: %r", call_id, failure)
-            ending = _Ending("error", protocol.CLOSE_INTERNAL)
-    except CallClosed:
-        pass
+        try:
+            start = await _receive_start(ws, services)
+        except ProtocolError as err:
+            log.info("call %s refused: %s", call_id, err.code)
+            ending = _Ending("error", err.close_code or protocol.CLOSE_BAD_START, err)
+        else:
+            log.info(
+                "call %s started (%s %d Hz)", call_id, start.audio.encoding, start.audio.sample_rate
+            )
+            ending = await _run_call(ws, call_id, start, services, transport)
     finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
-        await session.close()
         request.app[CALLS].discard(ws)
-        await _close(ws, transport, ending)
-        log.info("call %s ended: %s", call_id, ending.reason)
+    await _close(ws, transport, ending)
+    log.info("call %s ended: %s", call_id, ending.reason)
     return ws
 
 
-async def _receive_start(ws: web.WebSocketResponse, settings: Settings) -> protocol.Start:
+async def _run_call(
+    ws: web.WebSocketResponse,
+    call_id: str,
+    start: protocol.Start,
+    services: Services,
+    transport: WebSocketTransport,
+) -> _Ending:
+    """Serve one started call until it ends; returns how it ended."""
+    session = CallSession(services, start, transport)
+    ending = _Ending()
+    listener = asyncio.create_task(session.listen())
+    receiver = asyncio.create_task(_receive_loop(ws, session, services.settings, transport, ending))
+    stalled = asyncio.create_task(transport.stalled.wait())
     try:
-        message = await ws.receive(timeout=settings.call.start_timeout_s)
+        await transport.send_text(
+            protocol.encode(
+                protocol.Ready(
+                    call_id=call_id,
+                    version=protocol.VERSION,
+                    audio={
+                        "encoding": start.audio.encoding,
+                        "sample_rate": start.audio.sample_rate,
+                    },
+                )
+            )
+        )
+        await asyncio.wait({listener, receiver, stalled}, return_when=asyncio.FIRST_COMPLETED)
+    except CallClosed:
+        pass
+    finally:
+        for task in (listener, receiver, stalled):
+            task.cancel()
+        await asyncio.gather(listener, receiver, stalled, return_exceptions=True)
+        await session.close()
+    if stalled.done() and not stalled.cancelled():
+        return _Ending("not_reading", protocol.CLOSE_NOT_READING)
+    for task in (listener, receiver):
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None and not isinstance(failure, CallClosed):
+            log.error("call %s failed: %r", call_id, failure)
+            return _Ending("error", protocol.CLOSE_INTERNAL)
+    return ending
+
+
+async def _receive_start(ws: web.WebSocketResponse, services: Services) -> protocol.Start:
+    """The start message, within `start_timeout_s` overall (pings do not extend it)."""
+    timeout_s = services.settings.call.start_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            message = await ws.receive()
     except TimeoutError:
         raise ProtocolError(
             "start_timeout",
-            f"No start message within {settings.call.start_timeout_s:g} s.",
+            f"No start message within {timeout_s:g} s.",
             protocol.CLOSE_START_TIMEOUT,
         ) from None
-    if message.type == WSMsgType.TEXT:
-        return protocol.parse_start(message.data)
-    if message.type == WSMsgType.BINARY:
-        return protocol.parse_start(message.data)
-    raise ProtocolError("bad_start", "The call closed before it started.", protocol.CLOSE_BAD_START)
+    if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        raise ProtocolError(
+            "bad_start", "The call closed before it started.", protocol.CLOSE_BAD_START
+        )
+    start = protocol.parse_start(message.data)
+    language = start.language
+    if language is not None and not services.transcriber.supports(language):
+        raise ProtocolError(
+            "unsupported_language",
+            f"This server does not recognize the language {language!r}.",
+            protocol.CLOSE_BAD_START,
+        )
+    return start
 
 
 async def _receive_loop(

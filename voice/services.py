@@ -31,13 +31,13 @@ def load_services(settings: Settings, agent: Agent | None = None) -> Services:
     log.info("voice activity detection: Silero %s", vad.path.name)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if agent is None:
-        from agent.agent import KnowledgeAgent
+        from agent.selection import build_agent
 
-        knowledge = KnowledgeAgent.from_settings(settings.agent)
-        kb = settings.agent.kb_dir or "the bundled demo KB"
-        log.info("answers: extractive from %s (the Ollama backend is not built yet)", kb)
+        knowledge, why = build_agent(settings.agent)
+        log.info("answers: %s; knowledge base: %s", why, settings.agent.kb_dir or "the demo KB")
         if settings.agent.kb_dir is not None:
             background.append(knowledge.watch_kb)
+        background.append(knowledge.watch_backend)
         agent = knowledge
     return Services(
         settings=settings,

@@ -88,6 +88,13 @@ class TurnDetector:
             return 0
         return self.position_ms - self._start_sample * 1000 // SAMPLE_RATE
 
+    @property
+    def voiced_ms(self) -> int:
+        """From the start of the current utterance to its last voiced window; 0 between them."""
+        if self._start_sample is None:
+            return 0
+        return self._last_voice_ms - self._start_sample * 1000 // SAMPLE_RATE
+
     def utterance(self) -> np.ndarray:
         """The current utterance so far, with its pre-roll (empty between utterances)."""
         if self._start_sample is None:
@@ -186,9 +193,13 @@ and without the hint the small model hears "mm-hmm" as "in memory"."""
 
 
 INTERRUPTIONS = frozenset(
-    "stop wait no hold hang sorry excuse pardon hello hey agent human person operator".split()
+    """
+    stop wait no hold hang sorry excuse pardon hello hey agent human person operator
+    what what's whats why how where when which who
+    """.split()
 )
-"""Words that interrupt a reply even in the shortest utterance ("stop", "wait", "no, I mean")."""
+"""Words that interrupt a reply even in a short utterance: "stop", "wait", "no, I mean", and
+question words ("what's the price?")."""
 
 
 def _acknowledges(word: str) -> bool:

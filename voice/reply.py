@@ -1,0 +1,124 @@
+"""A reply on its way out: clauses → speech normalization → Piper → caller's format → paced send."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.types import AnswerEnd
+from tts.normalize import normalize_for_speech
+from tts.piper import Synthesizer
+from voice.codecs import AudioFormat, StreamResampler, float_to_int16, int16_to_float
+from voice.config import CallSettings
+
+
+@dataclass
+class Reply:
+    """One turn's reply while it is being made and played. Belongs to one call."""
+
+    turn: int
+    question: str
+    spoken_at: float
+    """Monotonic time the end of the caller's speech was detected (or the typed question came)."""
+    timings: dict[str, int | None]
+    text: list[str] = field(default_factory=list)
+    clauses: list[tuple[str, int, int]] = field(default_factory=list)
+    """(clause, start ms, end ms) in the reply audio."""
+    sent_ms: int = 0
+    play_start: float | None = None
+    """Monotonic time the caller started playing the reply (None: no audio yet)."""
+    stopped_at: float | None = None
+    """Monotonic time the reply was interrupted."""
+    end: AnswerEnd = field(default_factory=AnswerEnd)
+    task: asyncio.Task[None] | None = None
+
+    def mark(self, name: str) -> None:
+        """Record a timing, in ms since the question, the first time it happens."""
+        if self.timings.get(name) is None:
+            self.timings[name] = round((time.monotonic() - self.spoken_at) * 1000)
+
+    def played_ms(self, realtime: bool) -> int:
+        """Reply audio the caller has played: what was sent, less what was still buffered
+        ahead of real time when the reply stopped (a `clear` drops that)."""
+        if not realtime or self.play_start is None:
+            return self.sent_ms
+        until = self.stopped_at if self.stopped_at is not None else time.monotonic()
+        return max(0, min(self.sent_ms, round((until - self.play_start) * 1000)))
+
+    def heard(self, played_ms: int) -> str:
+        """The reply up to `played_ms` of its audio: whole clauses, then a share of words."""
+        parts = []
+        for clause, start, end in self.clauses:
+            if start >= played_ms:
+                break
+            if end <= played_ms:
+                parts.append(clause)
+            else:
+                clause_words = clause.split()
+                share = (played_ms - start) / max(1, end - start)
+                parts.append(" ".join(clause_words[: round(share * len(clause_words))]))
+        return " ".join(p for p in parts if p)
+
+
+class Speaker:
+    """Speaks replies into one call, in the caller's format, paced like playback."""
+
+    def __init__(
+        self,
+        synthesizer: Synthesizer,
+        audio_format: AudioFormat,
+        settings: CallSettings,
+        realtime: bool,
+        send_bytes: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        self._synthesizer = synthesizer
+        self._format = audio_format
+        self._settings = settings
+        self.realtime = realtime
+        """False: send audio as fast as it is made (testers); True: at most
+        `playback_lead_ms` ahead of real time."""
+        self._send_bytes = send_bytes
+
+    async def speak(self, reply: Reply, clauses: asyncio.Queue[str | None]) -> None:
+        """Speak clauses until None, then wait until the caller has played them."""
+        resampler = StreamResampler(self._synthesizer.sample_rate, self._format.sample_rate)
+        while (clause := await clauses.get()) is not None:
+            spoken = normalize_for_speech(clause)
+            if not spoken.strip():
+                continue
+            audio = await self._synthesizer.synthesize(spoken)
+            if not len(audio):
+                continue
+            samples = float_to_int16(resampler.process(int16_to_float(audio)))
+            start = reply.sent_ms
+            end = start + len(samples) * 1000 // self._format.sample_rate
+            reply.clauses.append((clause.strip(), start, end))
+            await self._send(reply, samples)
+        await self._send(reply, float_to_int16(resampler.flush()))
+        if self.realtime and reply.play_start is not None:
+            remaining = reply.play_start + reply.sent_ms / 1000 - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+
+    async def _send(self, reply: Reply, samples: np.ndarray) -> None:
+        rate = self._format.sample_rate
+        step = rate * self._settings.reply_frame_ms // 1000
+        lead_ms = self._settings.playback_lead_ms
+        for offset in range(0, len(samples), step):
+            frame = samples[offset : offset + step]
+            now = time.monotonic()
+            if reply.play_start is None:
+                reply.play_start = now
+                reply.mark("first_audio")
+            elif self.realtime:
+                played_ms = (now - reply.play_start) * 1000
+                if played_ms > reply.sent_ms:  # the caller ran dry: playback restarts now
+                    reply.play_start = now - reply.sent_ms / 1000
+                elif reply.sent_ms - played_ms > lead_ms:
+                    await asyncio.sleep((reply.sent_ms - played_ms - lead_ms) / 1000)
+            await self._send_bytes(self._format.encode(frame))
+            reply.sent_ms += len(frame) * 1000 // rate
