@@ -33,15 +33,17 @@ def kb_check(kb_dir: Path, out: TextIO) -> int:
     return 0
 
 
-def ask(question: str, kb_dir: Path | None, out: TextIO) -> int:
-    """Answer one question with the extractive backend and print answer, sources and rules.
+def ask(question: str, settings: AgentSettings, out: TextIO) -> int:
+    """Answer one question with the configured backend (as the server would) and print the
+    answer, its sources and the rules that fired.
 
     Returns:
         0 when answered (a handoff is an answer too); 1 when the KB does not load.
     """
-    settings = AgentSettings(kb_dir=kb_dir, backend="extractive")
+    from agent.selection import build_agent
+
     try:
-        agent = KnowledgeAgent.from_settings(settings)
+        agent, _ = build_agent(settings)
     except KbError as err:
         print(f"error: {err}", file=out)
         return 1

@@ -13,6 +13,7 @@ BM25 ranks; it does not say whether the best hit answers the question. That is
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -24,6 +25,9 @@ import numpy as np
 
 from agent.kb import KnowledgeBase
 from agent.normalize import terms
+
+# bm25s sets its own logger to DEBUG when imported, which would print every index build.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 HitKind = Literal["passage", "faq"]
 

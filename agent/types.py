@@ -79,7 +79,11 @@ class Exchange:
 
 @dataclass(frozen=True)
 class AnswerText:
-    """The next piece of the answer's text, in order; pieces concatenate to the answer."""
+    """The next piece of the answer's text, in order; pieces concatenate to the answer.
+
+    A piece that ends with a sentence end (". ", "! ", "? ") closes that sentence: the voice loop
+    speaks it at once rather than waiting for the next piece to tell "Dr." from a full stop.
+    """
 
     text: str
     filler: bool = False

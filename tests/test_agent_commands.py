@@ -10,6 +10,9 @@ import pytest
 import prompts
 from agent.commands import ask, kb_check
 from agent.kb import demo_kb_dir
+from agent.types import AgentSettings
+
+EXTRACTIVE = AgentSettings(backend="extractive")
 
 
 def test_kb_check_lists_passages_and_faq_ids() -> None:
@@ -35,7 +38,7 @@ def test_kb_check_names_the_broken_file_and_line(tmp_path: Path) -> None:
 
 def test_ask_prints_the_answer_and_its_sources() -> None:
     out = io.StringIO()
-    assert ask("my blub is flashing red", None, out) == 0
+    assert ask("my blub is flashing red", EXTRACTIVE, out) == 0
     text = out.getvalue()
     assert "2.4 GHz" in text
     assert "sources: troubleshooting#4.2\n" in text
@@ -44,13 +47,13 @@ def test_ask_prints_the_answer_and_its_sources() -> None:
 
 def test_ask_reports_a_handoff(tmp_path: Path) -> None:
     out = io.StringIO()
-    assert ask("whats the weather like", None, out) == 0
+    assert ask("whats the weather like", EXTRACTIVE, out) == 0
     assert "rules: out_of_scope\nhandoff: yes\n" in out.getvalue()
 
 
 def test_ask_fails_on_a_broken_kb(tmp_path: Path) -> None:
     out = io.StringIO()
-    assert ask("anything", tmp_path, out) == 1
+    assert ask("anything", AgentSettings(kb_dir=tmp_path, backend="extractive"), out) == 1
     assert out.getvalue().startswith("error: ")
 
 

@@ -6,14 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tts.normalize import (
-    decimal_words,
-    digit_words,
-    normalize_for_speech,
-    number_words,
-    ordinal_words,
-    year_words,
-)
+from tts.normalize import normalize_for_speech
+from tts.numbers import decimal_words, digit_words, number_words, ordinal_words, year_words
 
 # ----------------------------------------------------------------------------- number words
 

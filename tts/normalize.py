@@ -22,39 +22,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-_ONES = (
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
+from tts.numbers import (
+    TENS,
+    decimal_words,
+    digit_words,
+    int_words,
+    number_words,
+    ordinal_words,
+    say_number,
+    year_words,
 )
-_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
-_SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"))
-_IRREGULAR_ORDINALS = {
-    "one": "first",
-    "two": "second",
-    "three": "third",
-    "five": "fifth",
-    "eight": "eighth",
-    "nine": "ninth",
-    "twelve": "twelfth",
-}
+
 _MONTHS = (
     "January",
     "February",
@@ -69,85 +47,6 @@ _MONTHS = (
     "November",
     "December",
 )
-
-
-# ----------------------------------------------------------------------------- numbers
-
-
-def number_words(n: int) -> str:
-    """Cardinal words: 1200 → "one thousand two hundred" (US style, no "and").
-
-    Numbers from a trillion up are read digit by digit.
-    """
-    if n < 0:
-        return "minus " + number_words(-n)
-    if n >= 10**12:
-        return digit_words(str(n))
-    parts = []
-    for value, name in _SCALES:
-        count, n = divmod(n, value)
-        if count:
-            parts.append(f"{_under_thousand(count)} {name}")
-    if n or not parts:
-        parts.append(_under_thousand(n))
-    return " ".join(parts)
-
-
-def _under_thousand(n: int) -> str:
-    hundreds, rest = divmod(n, 100)
-    parts = [f"{_ONES[hundreds]} hundred"] if hundreds else []
-    if rest >= 20:
-        tens, ones = divmod(rest, 10)
-        parts.append(_TENS[tens] + (f"-{_ONES[ones]}" if ones else ""))
-    elif rest or not hundreds:
-        parts.append(_ONES[rest])
-    return " ".join(parts)
-
-
-def ordinal_words(n: int) -> str:
-    """21 → "twenty-first", 100 → "one hundredth"."""
-    head, last = re.fullmatch(r"(.*?)([a-z]+)", number_words(n)).groups()  # type: ignore[union-attr]
-    if last in _IRREGULAR_ORDINALS:
-        return head + _IRREGULAR_ORDINALS[last]
-    return head + (last[:-1] + "ieth" if last.endswith("y") else last + "th")
-
-
-def year_words(year: int) -> str:
-    """2024 → "twenty twenty-four", 1905 → "nineteen oh five", 2005 → "two thousand five"."""
-    century, rest = divmod(year, 100)
-    if not 1000 <= year <= 9999 or 2000 <= year <= 2009:
-        return number_words(year)
-    if rest == 0:
-        return f"{number_words(century)} hundred"
-    return f"{number_words(century)} {'oh ' if rest < 10 else ''}{number_words(rest)}"
-
-
-def digit_words(digits: str) -> str:
-    """ "0451" → "zero four five one" (non-digits are skipped)."""
-    return " ".join(_ONES[int(d)] for d in digits if d in "0123456789")
-
-
-def decimal_words(text: str) -> str:
-    """A written number to words: "1,200" → "one thousand two hundred", "2.4" → "two point
-    four"; dotted sections read part by part: "4.2.10" → "four point two point ten"."""
-    whole, *decimals = text.replace(",", "").split(".")
-    if len(decimals) == 1:
-        return f"{_int_words(whole)} point {digit_words(decimals[0])}".strip()
-    return " point ".join(_int_words(part) for part in [whole, *decimals])
-
-
-def _int_words(digits: str) -> str:
-    """Digits to cardinal words; too long to be a quantity ( > 15 digits): digit by digit."""
-    return number_words(int(digits)) if 0 < len(digits) <= 15 else digit_words(digits)
-
-
-def _say_number(text: str) -> str:
-    """A number token as found in text, with an optional sign."""
-    sign = "minus " if text[0] in "-−" else ""
-    text = text.lstrip("-−+")
-    if text.isdigit() and (len(text) >= 7 or (len(text) > 1 and text[0] == "0")):
-        return sign + digit_words(text)
-    return sign + decimal_words(text)
 
 
 def _plural(word: str) -> str:
@@ -442,7 +341,7 @@ def _money(symbol: str, amount: str, scale: str | None) -> str:
     cents = int(cents_text.ljust(2, "0") or 0)
     parts = []
     if whole.strip("0") or not cents:
-        parts.append(f"{_int_words(whole or '0')} {one if whole.lstrip('0') == '1' else many}")
+        parts.append(f"{int_words(whole or '0')} {one if whole.lstrip('0') == '1' else many}")
     if cents:
         parts.append(f"{number_words(cents)} {sub_one if cents == 1 else sub_many}")
     return " and ".join(parts)
@@ -534,7 +433,7 @@ def _unit_name(singular: str, one: bool) -> str:
 
 def _unit(m: re.Match[str]) -> str:
     one = m[1].lstrip("-−") == "1"
-    return f"{_say_number(m[1])} {_unit_name(_UNITS[m[2]], one)}{_sentence_period(m)}"
+    return f"{say_number(m[1])} {_unit_name(_UNITS[m[2]], one)}{_sentence_period(m)}"
 
 
 def _degrees(m: re.Match[str]) -> str:
@@ -542,7 +441,7 @@ def _degrees(m: re.Match[str]) -> str:
     if not m[1]:
         return f"degrees{scale}"
     one = m[1].lstrip("-−") == "1"
-    return f"{_say_number(m[1])} {'degree' if one else 'degrees'}{scale}"
+    return f"{say_number(m[1])} {'degree' if one else 'degrees'}{scale}"
 
 
 def _slash_numbers(m: re.Match[str]) -> str:
@@ -557,7 +456,7 @@ def _slash_numbers(m: re.Match[str]) -> str:
 
 
 def _decade(m: re.Match[str]) -> str:
-    words = year_words(int(m[1])) if m[1] else _TENS[int(m[2][0])]
+    words = year_words(int(m[1])) if m[1] else TENS[int(m[2][0])]
     return _plural(words) if words.endswith("y") else words + "s"
 
 
@@ -578,7 +477,7 @@ _AMOUNTS: list[Rule] = [
         re.IGNORECASE,
     ),
     _rule(rf"(?<![\w.])({_NUM})\s?€", lambda m: _money("€", m[1], None)),
-    _rule(rf"({_SIGNED})\s?%", lambda m: f"{_say_number(m[1])} percent"),
+    _rule(rf"({_SIGNED})\s?%", lambda m: f"{say_number(m[1])} percent"),
     _rule(rf"({_SIGNED})?\s?°\s?([CF])?(?![A-Za-z])", _degrees),
     _rule(rf"(?<![\w.])({_SIGNED})\s?({_UNIT})(?!\w)(?:\.(?=\s|$))?", _unit),
     _rule(
@@ -600,7 +499,7 @@ _NUMBERS: list[Rule] = [
         rf"\s+({_YEAR}){_NOT_MORE}",
         lambda m: f"{m[1]} {year_words(int(m[2]))}",
     ),
-    _rule(rf"{_SIGNED}(?:\.[0-9]+)*(?![0-9])", lambda m: _say_number(m.group(0))),
+    _rule(rf"{_SIGNED}(?:\.[0-9]+)*(?![0-9])", lambda m: say_number(m.group(0))),
 ]
 _SYMBOLS: list[Rule] = [
     _rule(r"\s+[-–—>]+\s+|[—–]", ", "),

@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("faster_whisper", "aiohttp.access", "bm25s"):
+    for noisy in ("faster_whisper", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = _settings(args)
@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", help="answer a typed question from the knowledge base")
     ask.add_argument("question")
-    ask.add_argument("--kb", type=Path)
+    _setting_flags(ask)
     ask.set_defaults(handler=_ask)
 
     doctor = commands.add_parser("doctor", help="show which answer backend is used, and why")
@@ -213,7 +213,7 @@ def _write_wav(path: Path, audio_format: Any, turns: list[Any]) -> None:
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from agent.commands import ask
 
-    return ask(args.question, args.kb or settings.agent.kb_dir, sys.stdout)
+    return ask(args.question, settings.agent, sys.stdout)
 
 
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:

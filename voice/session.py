@@ -347,7 +347,10 @@ class CallSession:
                 reply.mark("first_text")
                 reply.text.append(event.text)
                 await self._send(protocol.ReplyText(turn=reply.turn, text=event.text))
-                for clause in splitter.feed(event.text):
+                ready = splitter.feed(event.text)
+                if event.text.rstrip().endswith((".", "!", "?")):
+                    ready += splitter.flush()  # the agent ended the sentence; speak it now
+                for clause in ready:
                     await clauses.put(clause)
             elif isinstance(event, AnswerEnd):
                 reply.end = event
