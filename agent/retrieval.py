@@ -31,6 +31,16 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 HitKind = Literal["passage", "faq"]
 
+SERVICE_INTENTS = frozenset(
+    terms(
+        "return refund exchange warranty ship delivery track cancel trade pickup repair broken faulty"
+    )
+)
+"""What a caller wants done, as opposed to what it is about: in "can I return the smart plug" the
+rare product word would otherwise outweigh "return" and find the plug's troubleshooting page."""
+INTENT_WEIGHT = 3
+"""How many times a service-intent term counts, in ranking and in confidence."""
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -128,7 +138,8 @@ class Retriever:
         known = [t for t in query if t in self._df]
         if not known:
             return Search(question, query, ())
-        scores = self._bm25.get_scores(known)
+        weighted = known + [t for t in known if t in SERVICE_INTENTS] * (INTENT_WEIGHT - 1)
+        scores = self._bm25.get_scores(weighted)
         hits: dict[str, Hit] = {}
         for index in np.argsort(-scores, kind="stable"):
             score = float(scores[index])
@@ -144,13 +155,16 @@ class Retriever:
         return Search(question, query, tuple(hits.values()))
 
     def _confidence(self, query: Iterable[str], doc: _Doc) -> float:
-        asked = {t: self.idf(t) for t in query}
+        asked = {t: self._weight(t) for t in query}
         total = sum(asked.values())
         shared = sum(w for t, w in asked.items() if t in doc.match_terms)
         if doc.kind == "passage":
             return shared / total if total else 0.0
-        both = total + sum(self.idf(t) for t in doc.match_terms)
+        both = total + sum(self._weight(t) for t in doc.match_terms)
         return 2 * shared / both if both else 0.0
+
+    def _weight(self, term: str) -> float:
+        return self.idf(term) * (INTENT_WEIGHT if term in SERVICE_INTENTS else 1)
 
     def _correct(self, term: str) -> str:
         """The KB term closest to an unknown ``term``, or ``term`` itself."""

@@ -137,3 +137,16 @@ def test_an_faq_needs_the_question_to_match_both_ways() -> None:
     assert faq is None or faq.confidence < 0.7
     exact = RETRIEVER.search("how long does a refund take").best("faq")
     assert exact is not None and exact.id == "faq#refund-time" and exact.confidence == 1.0
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("can i return the smart plug", {"faq#return-window", "after-sales#1"}),
+        ("i want to return my door lock", {"faq#return-window", "after-sales#1"}),
+        ("the camera arrived broken", {"faq#faulty-exchange", "after-sales#2"}),
+        ("my smart plug keeps going offline", {"troubleshooting#2.1"}),
+    ],
+)
+def test_what_the_caller_wants_done_outweighs_the_product_named(question, expected) -> None:
+    assert RETRIEVER.search(question).hits[0].id in expected
