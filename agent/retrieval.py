@@ -33,7 +33,8 @@ HitKind = Literal["passage", "faq"]
 
 SERVICE_INTENTS = frozenset(
     terms(
-        "return refund exchange warranty ship delivery track cancel trade pickup repair broken faulty"
+        "return refund exchange warranty ship delivery track cancel trade pickup repair "
+        "broken faulty"
     )
 )
 """What a caller wants done, as opposed to what it is about: in "can I return the smart plug" the
