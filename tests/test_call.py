@@ -135,3 +135,35 @@ async def test_a_cough_does_not_interrupt(demo_url, say):
         end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=60)
     assert not end["interrupted"]
     assert not [e for e in call.events if e["type"] == "clear"]
+
+
+async def test_a_short_comment_over_the_reply_neither_interrupts_nor_becomes_a_question(
+    demo_url, say
+):
+    async with CallClient(demo_url, PCM16) as call:
+        await call.send_audio(say(WARRANTY), realtime=True)
+        await call.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
+        await asyncio.sleep(0.8)
+        await call.send_audio(say("Nice one."), realtime=True)
+        end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=60)
+        await asyncio.sleep(2.0)
+    assert not end["interrupted"]
+    kinds = [e["type"] for e in call.events]
+    assert "clear" not in kinds and kinds.count("reply.end") == 1
+
+
+async def test_a_typed_question_while_the_caller_speaks_keeps_turns_apart(demo_url, say):
+    async with CallClient(demo_url, PCM16, realtime_playback=False) as call:
+        speaking = asyncio.create_task(call.send_audio(say(RETURNS), realtime=True))
+        await call.wait_for(lambda e: e["type"] == "speech.started", timeout=30)
+        await call.send_text("how long is the warranty")
+        await speaking
+        await call.wait_for(
+            lambda e: e["type"] == "reply.end" and "return" in e["text"].lower(), timeout=60
+        )
+    finals = [e["turn"] for e in call.events if e["type"] == "transcript.final"]
+    ends = [e["turn"] for e in call.events if e["type"] == "reply.end"]
+    assert sorted(finals) == sorted(set(finals)) and len(finals) == 2
+    assert len(ends) == len(set(ends))
+    spoken = next(e for e in call.events if e["type"] == "speech.started")["turn"]
+    assert spoken in finals
