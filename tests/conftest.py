@@ -19,7 +19,7 @@ from tts.piper import Synthesizer
 from voice.codecs import int16_to_float, resample
 from voice.config import AsrSettings, Settings, TtsSettings
 from voice.server import start_server
-from voice.session import Services
+from voice.services import Services
 
 
 @dataclass

@@ -104,6 +104,21 @@ class CallSettings:
 
 
 @dataclass(frozen=True)
+class RecordsSettings:
+    enabled: bool = True
+    """Keep every call and turn in the store (SQLite in the data dir)."""
+    recordings: bool = True
+    """Keep a stereo WAV of every call: the caller left, the assistant right."""
+    redact: bool = True
+    """Replace card numbers, phone numbers and email addresses in stored transcripts and in the
+    live feed."""
+    retention_days: int = 90
+    """Calls older than this are deleted by `voicedesk purge` (and daily while serving)."""
+    session_hours: float = 12.0
+    """How long a supervisor's login lasts."""
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
@@ -111,6 +126,7 @@ class Settings:
     turns: TurnSettings = field(default_factory=TurnSettings)
     call: CallSettings = field(default_factory=CallSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
+    records: RecordsSettings = field(default_factory=RecordsSettings)
 
 
 FLAG_KEYS: Mapping[str, str] = {

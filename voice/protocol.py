@@ -264,6 +264,15 @@ class ReplyEnd(Event):
     rules: list[str]
     timings_ms: dict[str, int | None]
     """asr, first_text, first_audio: ms from the detected end of the caller's speech."""
+    backend: str = ""
+    """What wrote the reply: "faq", "extractive", "ollama", "guardrail" or "supervisor"."""
+
+
+@dataclass(frozen=True)
+class Handoff(Event):
+    type: ClassVar[str] = "handoff"
+    by: str
+    """"assistant" (the reply handed off) or "supervisor" (a person took the call over)."""
 
 
 @dataclass(frozen=True)

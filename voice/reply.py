@@ -74,6 +74,7 @@ class Speaker:
         settings: CallSettings,
         realtime: bool,
         send_bytes: Callable[[bytes], Awaitable[None]],
+        on_frame: Callable[[np.ndarray], None] = lambda frame: None,
     ) -> None:
         self._synthesizer = synthesizer
         self._format = audio_format
@@ -82,6 +83,8 @@ class Speaker:
         """False: send audio as fast as it is made (testers); True: at most
         `playback_lead_ms` ahead of real time."""
         self._send_bytes = send_bytes
+        self._on_frame = on_frame
+        """Sees each int16 frame at the caller's rate as it is sent (the call recording)."""
 
     async def speak(self, reply: Reply, clauses: asyncio.Queue[str | None]) -> None:
         """Speak clauses until None, then wait until the caller has played them."""
@@ -120,5 +123,6 @@ class Speaker:
                     reply.play_start = now - reply.sent_ms / 1000
                 elif reply.sent_ms - played_ms > lead_ms:
                     await asyncio.sleep((reply.sent_ms - played_ms - lead_ms) / 1000)
+            self._on_frame(frame)
             await self._send_bytes(self._format.encode(frame))
             reply.sent_ms += len(frame) * 1000 // rate

@@ -15,7 +15,9 @@ from aiohttp import WSMsgType, web
 from voice import chat, protocol
 from voice.config import Settings
 from voice.protocol import ProtocolError
-from voice.session import CallClosed, CallSession, Services
+from voice.services import Services
+from voice.session import CallSession
+from voice.transport import CallClosed
 
 log = logging.getLogger(__name__)
 

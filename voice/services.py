@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.types import Agent
@@ -11,9 +12,27 @@ from asr.vad import VadModel
 from asr.whisper import Transcriber
 from tts.piper import Synthesizer
 from voice.config import Settings
-from voice.session import Services
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """The loaded models and the agent; one set serves every call."""
+
+    settings: Settings
+    transcriber: Transcriber
+    synthesizer: Synthesizer
+    vad: VadModel
+    agent: Agent
+    hotwords: str = ""
+    """Words to bias recognition toward (the knowledge base's own terms)."""
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    """Work that runs as long as the server does (watching the KB for changes)."""
+
+    def close(self) -> None:
+        self.transcriber.close()
+        self.synthesizer.close()
 
 
 def load_services(settings: Settings, agent: Agent | None = None) -> Services:

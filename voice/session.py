@@ -13,21 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from agent.types import Agent, AnswerEnd, AnswerText, Exchange
-from asr.vad import VadModel
-from asr.whisper import Transcriber
+from agent.types import AnswerEnd, AnswerEvent, AnswerText, Exchange
 from tts.clauses import ClauseSplitter
-from tts.piper import Synthesizer
 from voice import protocol
 from voice.codecs import AudioFormat, StreamResampler, int16_to_float
-from voice.config import Settings
+from voice.observer import CallObserver, Unobserved
 from voice.reply import Reply, Speaker
+from voice.services import Services
+from voice.transport import CallClosed, Transport
 from voice.turns import (
     ACKNOWLEDGEMENT_HINT,
     TurnDetector,
@@ -42,37 +41,6 @@ from voice.turns import (
 log = logging.getLogger(__name__)
 
 ASR_RATE = 16_000
-
-
-@dataclass
-class Services:
-    """The loaded models and the agent; one set serves every call."""
-
-    settings: Settings
-    transcriber: Transcriber
-    synthesizer: Synthesizer
-    vad: VadModel
-    agent: Agent
-    hotwords: str = ""
-    """Words to bias recognition toward (the knowledge base's own terms)."""
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
-    """Work that runs as long as the server does (watching the KB for changes)."""
-
-    def close(self) -> None:
-        self.transcriber.close()
-        self.synthesizer.close()
-
-
-class CallClosed(Exception):
-    """The caller is gone or stalled; the call is being closed. Tasks that see it just stop."""
-
-
-class Transport(Protocol):
-    """How a session talks to its caller. Both sends raise CallClosed once the call is over."""
-
-    async def send_text(self, text: str) -> None: ...
-
-    async def send_bytes(self, data: bytes) -> None: ...
 
 
 @dataclass
@@ -92,8 +60,15 @@ class _Utterance:
 
 
 class CallSession:
-    def __init__(self, services: Services, start: protocol.Start, transport: Transport) -> None:
+    def __init__(
+        self,
+        services: Services,
+        start: protocol.Start,
+        transport: Transport,
+        observer: CallObserver | None = None,
+    ) -> None:
         self._services = services
+        self._observer: CallObserver = observer or Unobserved()
         self._settings = services.settings
         self._start = start
         self._transport = transport
@@ -112,6 +87,7 @@ class CallSession:
             self._settings.call,
             start.realtime_playback,
             transport.send_bytes,
+            on_frame=self._observer.reply_audio,
         )
         self._last_turn = 0
         self._utterance: _Utterance | None = None
@@ -133,8 +109,9 @@ class CallSession:
 
     async def on_audio(self, frame: bytes) -> None:
         """Queue a checked caller frame. Waits (holding back the socket) when the queue is full."""
-        samples = int16_to_float(self._format.decode(frame))
-        await self._inbound.put(self._inbound_resampler.process(samples))
+        samples = self._inbound_resampler.process(int16_to_float(self._format.decode(frame)))
+        self._observer.caller_audio(samples)
+        await self._inbound.put(samples)
 
     async def on_text(self, text: str) -> None:
         """A typed question: a turn of its own, answered without speech recognition."""
@@ -144,6 +121,25 @@ class CallSession:
             await self._interrupt()
             await self._send(protocol.FinalTranscript(turn=turn, text=text))
             self._begin_reply(turn, text, arrived_at, {"asr": None})
+
+    async def say(self, text: str) -> None:
+        """A supervisor's message, spoken into the call at once in place of any reply."""
+        arrived_at = time.monotonic()
+        turn = self._next_turn()
+        async with self._turn_lock:
+            await self._interrupt()
+            self._begin_reply(turn, "", arrived_at, {"asr": None}, script=text)
+
+    async def stop_reply(self) -> None:
+        """A supervisor stops the current answer."""
+        async with self._turn_lock:
+            await self._interrupt()
+
+    async def hand_off(self) -> None:
+        """A supervisor takes the call over: the reply stops and the caller is told."""
+        async with self._turn_lock:
+            await self._interrupt()
+            await self._send(protocol.Handoff(by="supervisor"))
 
     async def listen(self) -> None:
         """Process caller audio and answer the caller's turns, until cancelled."""
@@ -309,19 +305,25 @@ class CallSession:
     # ------------------------------------------------------------ the reply
 
     def _begin_reply(
-        self, turn: int, question: str, spoken_at: float, timings: dict[str, int | None]
+        self,
+        turn: int,
+        question: str,
+        spoken_at: float,
+        timings: dict[str, int | None],
+        script: str | None = None,
     ) -> None:
+        """Answer `question` (or speak `script`, a supervisor's words) as the reply of `turn`."""
         reply = Reply(turn=turn, question=question, spoken_at=spoken_at, timings=timings)
         self._reply = reply
-        reply.task = asyncio.create_task(self._run_reply(reply))
+        reply.task = asyncio.create_task(self._run_reply(reply, script))
         reply.task.add_done_callback(_log_failure)
 
-    async def _run_reply(self, reply: Reply) -> None:
+    async def _run_reply(self, reply: Reply, script: str | None) -> None:
         clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
         failed = closed = False
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._write_answer(reply, clauses))
+                group.create_task(self._write_answer(reply, clauses, script))
                 group.create_task(self._speaker.speak(reply, clauses))
         except* CallClosed:
             closed = True
@@ -339,10 +341,17 @@ class CallSession:
             )
         await self._finish_reply(reply, interrupted=False)
 
-    async def _write_answer(self, reply: Reply, clauses: asyncio.Queue[str | None]) -> None:
+    async def _write_answer(
+        self, reply: Reply, clauses: asyncio.Queue[str | None], script: str | None
+    ) -> None:
         splitter = ClauseSplitter()
         memory = self._memory[-self._settings.agent.memory_turns :]
-        async for event in self._services.agent.answer(reply.question, memory):
+        answer = (
+            _scripted(script)
+            if script is not None
+            else self._services.agent.answer(reply.question, memory)
+        )
+        async for event in answer:
             if isinstance(event, AnswerText):
                 reply.mark("first_text")
                 reply.text.append(event.text)
@@ -368,6 +377,7 @@ class CallSession:
         reply.stopped_at = time.monotonic()
         reply.task.cancel()
         await asyncio.wait({reply.task})
+        self._observer.reply_cleared()
         if self._reply is reply:
             await self._send(protocol.Clear(turn=reply.turn))
             await self._finish_reply(reply, interrupted=True)
@@ -378,7 +388,8 @@ class CallSession:
         self._reply = None
         text = "".join(reply.text).strip()
         heard = reply.heard(reply.played_ms(self._speaker.realtime)) if interrupted else text
-        self._memory.append(Exchange(question=reply.question, answer=heard))
+        if reply.question:
+            self._memory.append(Exchange(question=reply.question, answer=heard))
         reply.timings.setdefault("first_text", None)
         reply.timings.setdefault("first_audio", None)
         await self._send(
@@ -391,12 +402,16 @@ class CallSession:
                 interrupted=interrupted,
                 rules=list(reply.end.rules),
                 timings_ms=reply.timings,
+                backend=reply.end.backend,
             )
         )
+        if reply.end.handoff and not interrupted:
+            await self._send(protocol.Handoff(by="assistant"))
 
     # ------------------------------------------------------------ plumbing
 
     async def _send(self, event: protocol.Event) -> None:
+        self._observer.event(event)
         await self._transport.send_text(protocol.encode(event))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -405,6 +420,11 @@ class CallSession:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
         return task
+
+
+async def _scripted(text: str) -> AsyncIterator[AnswerEvent]:
+    yield AnswerText(text)
+    yield AnswerEnd(backend="supervisor")
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

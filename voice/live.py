@@ -1,0 +1,101 @@
+"""The live feed: every call's events fanned out to the supervisors' consoles.
+
+Publishing never waits: each console has a bounded queue, and a console whose queue is full
+(slow or stalled) is dropped — its feed ends — so a console can never slow a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 500
+"""Events a console may fall behind by before it is dropped."""
+
+
+class Subscription:
+    """One console's feed. Iterate it for events; it ends when the console is dropped."""
+
+    def __init__(self, hub: LiveHub, size: int) -> None:
+        self._hub = hub
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(size)
+        self.dropped = False
+
+    def offer(self, event: dict[str, Any]) -> bool:
+        """Queue an event without waiting; False when the queue is full."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def end(self) -> None:
+        self.dropped = True
+        while True:  # make room for the end marker
+            try:
+                self._queue.put_nowait(None)
+                return
+            except asyncio.QueueFull:
+                self._queue.get_nowait()
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        while (event := await self._queue.get()) is not None:
+            yield event
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class LiveHub:
+    """Fans out call events to consoles, and keeps the state of live calls for late joiners.
+
+    One per server; use it from the event loop only.
+    """
+
+    def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+        self._subscribers: set[Subscription] = set()
+        self._queue_size = queue_size
+        self._live: dict[str, list[dict[str, Any]]] = {}
+        """call id → the events of that call so far (bounded per call)."""
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Send an event (with a "call_id") to every console; never blocks."""
+        call_id = event.get("call_id")
+        if event["type"] == "call.started" and call_id:
+            self._live[call_id] = []
+        history = self._live.get(call_id or "")
+        if history is not None:
+            history.append(event)
+            del history[: max(0, len(history) - 200)]
+        if event["type"] == "call.ended" and call_id:
+            self._live.pop(call_id, None)
+        for subscriber in list(self._subscribers):
+            if not subscriber.offer(event):
+                log.warning("a supervisor console fell %d events behind; dropped", self._queue_size)
+                self.unsubscribe(subscriber)
+                subscriber.end()
+
+    def subscribe(self) -> Subscription:
+        """A new feed, starting with the events so far of every live call."""
+        subscription = Subscription(self, self._queue_size + 200 * len(self._live))
+        for events in self._live.values():
+            for event in events:
+                subscription.offer(event)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    @property
+    def live_calls(self) -> list[str]:
+        return list(self._live)
+
+    def close(self) -> None:
+        for subscriber in list(self._subscribers):
+            self.unsubscribe(subscriber)
+            subscriber.end()
