@@ -12,9 +12,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from voice import chat, protocol
+from voice import chat, console, protocol
 from voice.config import Settings
+from voice.office import OFFICE, Office
 from voice.protocol import ProtocolError
+from voice.records import Channel
 from voice.services import Services
 from voice.session import CallSession
 from voice.transport import CallClosed
@@ -106,7 +108,7 @@ async def call_handler(request: web.Request) -> web.WebSocketResponse:
             log.info(
                 "call %s started (%s %d Hz)", call_id, start.audio.encoding, start.audio.sample_rate
             )
-            ending = await _run_call(ws, call_id, start, services, transport)
+            ending = await _run_call(ws, call_id, start, request.app, transport)
     finally:
         request.app[CALLS].discard(ws)
     await _close(ws, transport, ending)
@@ -118,11 +120,36 @@ async def _run_call(
     ws: web.WebSocketResponse,
     call_id: str,
     start: protocol.Start,
-    services: Services,
+    app: web.Application,
     transport: WebSocketTransport,
 ) -> _Ending:
-    """Serve one started call until it ends; returns how it ended."""
-    session = CallSession(services, start, transport)
+    """Serve one started call until it ends, watched by the back office; returns how it ended."""
+    services, office = app[SERVICES], app[OFFICE]
+    channel: Channel = "kiosk" if start.metadata.get("channel") == "kiosk" else "call"
+    monitor = office.monitor(
+        call_id, channel, start.caller_id, start.metadata, start.audio.sample_rate
+    )
+    monitor.started()
+    session = CallSession(services, start, transport, observer=monitor)
+    office.calls[call_id] = session
+    reason = "server_shutdown"
+    try:
+        ending = await _serve_session(ws, call_id, start, services, session, transport)
+        reason = ending.reason
+        return ending
+    finally:
+        office.calls.pop(call_id, None)
+        monitor.ended(reason)
+
+
+async def _serve_session(
+    ws: web.WebSocketResponse,
+    call_id: str,
+    start: protocol.Start,
+    services: Services,
+    session: CallSession,
+    transport: WebSocketTransport,
+) -> _Ending:
     ending = _Ending()
     listener = asyncio.create_task(session.listen())
     receiver = asyncio.create_task(_receive_loop(ws, session, services.settings, transport, ending))
@@ -261,9 +288,11 @@ async def health_handler(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "calls": len(request.app[CALLS])})
 
 
-def create_app(services: Services) -> web.Application:
+def create_app(services: Services, office: Office | None = None) -> web.Application:
     app = web.Application()
     app[SERVICES] = services
+    app[OFFICE] = office or Office()
+    console.add_routes(app)
     app[CALLS] = set()
     app[CHAT_MEMORY] = chat.ChatMemory()
     app.router.add_get("/call", call_handler)
@@ -300,9 +329,11 @@ async def _close_calls(app: web.Application) -> None:
     await asyncio.gather(*(close(ws) for ws in list(calls)))
 
 
-async def start_server(services: Services, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_server(
+    services: Services, host: str, port: int, office: Office | None = None
+) -> tuple[web.AppRunner, int]:
     """Start serving in the running loop; returns the runner (call `cleanup()`) and the port."""
-    runner = web.AppRunner(create_app(services), handle_signals=False, access_log=None)
+    runner = web.AppRunner(create_app(services, office), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
