@@ -78,6 +78,31 @@ def _parser() -> argparse.ArgumentParser:
     _setting_flags(doctor)
     doctor.set_defaults(handler=_doctor)
 
+    user = commands.add_parser("user", help="supervisor logins for the console")
+    user_commands = user.add_subparsers(required=True, metavar="USER_COMMAND")
+    add = user_commands.add_parser("add", help="add a supervisor (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=_user_add)
+    remove = user_commands.add_parser("remove", help="remove a supervisor")
+    remove.add_argument("name")
+    remove.set_defaults(handler=_user_remove)
+    listing = user_commands.add_parser("list", help="list the supervisors")
+    listing.set_defaults(handler=_user_list)
+    for command in (add, remove, listing):
+        _setting_flags(command)
+
+    purge = commands.add_parser("purge", help="delete calls older than records.retention_days")
+    _setting_flags(purge)
+    purge.set_defaults(handler=_purge)
+
+    report = commands.add_parser("report", help="reports from the call records")
+    report_commands = report.add_subparsers(required=True, metavar="REPORT")
+    gaps = report_commands.add_parser("gaps", help="questions the knowledge base does not answer")
+    _setting_flags(gaps)
+    gaps.add_argument("--days", type=int, default=30)
+    gaps.set_defaults(handler=_report_gaps)
+
     kb = commands.add_parser("kb", help="knowledge-base tools")
     kb_commands = kb.add_subparsers(required=True, metavar="KB_COMMAND")
     check = kb_commands.add_parser("check", help="validate a knowledge base and list its passages")
@@ -116,11 +141,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from voice.services import load_services
 
     async def run() -> None:
+        from voice.office import open_office
         from voice.server import start_server
 
         services = load_services(settings)
-        runner, port = await start_server(services, settings.server.host, settings.server.port)
+        office = open_office(settings)
+        runner, port = await start_server(
+            services, settings.server.host, settings.server.port, office
+        )
         log.info("serving callers on ws://%s:%d/call", settings.server.host, port)
+        log.info("supervisor console on http://%s:%d/console", settings.server.host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -128,6 +158,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         await stop.wait()
         log.info("shutting down")
         await runner.cleanup()
+        await asyncio.to_thread(office.close)
         services.close()
 
     asyncio.run(run())
@@ -220,6 +251,37 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     from agent.commands import doctor
 
     return doctor(settings.agent, sys.stdout)
+
+
+def _user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.admin import user_add
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    return user_add(settings, args.name, password, sys.stdout)
+
+
+def _user_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.admin import user_remove
+
+    return user_remove(settings, args.name, sys.stdout)
+
+
+def _user_list(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.admin import user_list
+
+    return user_list(settings, sys.stdout)
+
+
+def _purge(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.admin import purge
+
+    return purge(settings, sys.stdout)
+
+
+def _report_gaps(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.admin import report_gaps
+
+    return report_gaps(settings, args.days, sys.stdout)
 
 
 def _kb_check(args: argparse.Namespace, settings: Settings) -> int:

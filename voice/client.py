@@ -264,6 +264,8 @@ class CallClient:
             turn.ignored = event.get("ignored", False)
             if not turn.ignored:
                 self._reply_turn = number
+        elif kind == "reply.text":
+            self._reply_turn = number  # a supervisor's message has no transcript before it
         elif kind == "clear":
             turn.cleared = True
         elif kind == "reply.end":

@@ -52,7 +52,7 @@ class Office:
             call_id=call_id,
             channel=channel,
             started_at=time.time(),
-            caller_id=self.redact(caller_id) if caller_id and self.redact else caller_id,
+            caller_id=caller_id,
             metadata=metadata,
         )
         return CallMonitor(
