@@ -35,11 +35,8 @@ async def office_server(models, tmp_path_factory):
     agent, _ = build_agent(AgentSettings(backend="extractive"))
     runner, port = await start_server(make_services(models, agent), "127.0.0.1", 0, office)
     base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
-            f"{base}/api/login", json={"name": "alice", "password": PASSWORD}
-        ) as r:
-            token = (await r.json())["token"]
+    _, login = await post(f"{base}/api/login", json={"name": "alice", "password": PASSWORD})
+    token = login["token"]
     yield base, {"Authorization": f"Bearer {token}"}, office
     await runner.cleanup()
     office.close()
