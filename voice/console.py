@@ -10,9 +10,11 @@ import dataclasses
 import io
 import json
 import logging
+import sqlite3
 import time
+from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import WSMsgType, web
 
@@ -22,6 +24,7 @@ from voice.records import CallDetail, CallQuery, CallRecord, Feedback
 log = logging.getLogger(__name__)
 
 COOKIE = "voicedesk_session"
+T = TypeVar("T")
 
 
 def add_routes(app: web.Application) -> None:
@@ -168,6 +171,17 @@ def _store(request: web.Request) -> Any:
     return store
 
 
+async def _read(method: Callable[..., T], *args: Any) -> T:
+    """A store read, off the event loop; a store that is down answers 503."""
+    try:
+        return await asyncio.to_thread(method, *args)
+    except (sqlite3.Error, OSError) as err:
+        log.error("records store unavailable: %s", err)
+        raise web.HTTPServiceUnavailable(
+            text="The call records are unavailable right now."
+        ) from err
+
+
 def _query(request: web.Request) -> CallQuery:
     q = request.query
 
@@ -193,9 +207,9 @@ async def list_calls(request: web.Request) -> web.Response:
     if await _supervisor(request) is None:
         return _unauthorized()
     store, query = _store(request), _query(request)
-    calls = await asyncio.to_thread(store.calls, query)
+    calls = await _read(store.calls, query)
     if request.query.get("format") == "csv":
-        details = [await asyncio.to_thread(store.call, c.call_id) for c in calls]
+        details = [await _read(store.call, c.call_id) for c in calls]
         return _csv([d for d in details if d is not None], "calls.csv")
     live = set(request.app[OFFICE].calls)
     return web.json_response({"calls": [_call_json(c, c.call_id in live) for c in calls]})
@@ -205,7 +219,7 @@ async def get_call(request: web.Request) -> web.Response:
     if await _supervisor(request) is None:
         return _unauthorized()
     call_id = request.match_info["call_id"]
-    detail = await asyncio.to_thread(_store(request).call, call_id)
+    detail = await _read(_store(request).call, call_id)
     if detail is None:
         return _error(404, "not_found", f"No call {call_id}.")
     if request.query.get("format") == "csv":
@@ -224,7 +238,7 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
     if await _supervisor(request) is None:
         return _unauthorized()
     office = request.app[OFFICE]
-    detail = await asyncio.to_thread(_store(request).call, request.match_info["call_id"])
+    detail = await _read(_store(request).call, request.match_info["call_id"])
     name = detail.call.recording if detail is not None else None
     if not name or office.recordings_dir is None or not (office.recordings_dir / name).is_file():
         return _error(404, "not_found", "This call has no recording.")
@@ -342,8 +356,8 @@ async def gaps_report(request: web.Request) -> web.Response:
         return _error(400, "bad_request", "days must be a whole number.")
     store = _store(request)
     since = time.time() - days * 86400
-    questions = await asyncio.to_thread(store.gaps, since)
-    daily = await asyncio.to_thread(store.daily, since)
+    questions = await _read(store.gaps, since)
+    daily = await _read(store.daily, since)
     return web.json_response(
         {
             "days": days,
