@@ -92,6 +92,12 @@ SYNONYMS: dict[str, str] = {
     "arrives": "delivery",
     "handle": "support",
     "handles": "support",
+    "send it back": "return it",
+    "send them back": "return them",
+    "send back": "return",
+    "send something back": "return something",
+    "sending it back": "returning it",
+    "ship it back": "return it",
 }
 
 _REPLACEMENTS = ASR_CONFUSIONS | SYNONYMS
@@ -140,6 +146,10 @@ fillers a transcript keeps ("um", "okay"), and everyday words that callers pad q
 ("i bought it last week"); left in, they would make a long question look out of scope."""
 
 _APOSTROPHES = re.compile(r"['’`]")
+_NOT = {"can": "can not", "won": "will not"}
+_IRREGULAR_NOT = re.compile(r"\b(can|won)['’]t\b")
+_CONTRACTIONS = re.compile(r"(?<=[a-z])['’](?:s|re|ve|ll|d|m)\b|n['’]t\b")
+"""where's, we're, I've, it'll, I'd, I'm: the short word is a stopword, so it goes; n't: not."""
 _NON_WORD = re.compile(r"[^a-z0-9.]+")
 _LONE_DOT = re.compile(r"(?<!\d)\.|\.(?!\d)")
 _DIGIT_LETTER = re.compile(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)")
@@ -152,9 +162,11 @@ def words(text: str) -> list[str]:
     """Lowercase words with punctuation removed, numbers as digits and confusions fixed.
 
     ``"My blub's flashing red on two point four Wi-Fi!"`` ->
-    ``["my", "bulbs", "flashing", "red", "on", "2.4", "wifi"]``.
+    ``["my", "bulb", "flashing", "red", "on", "2.4", "wifi"]``.
     """
-    text = _APOSTROPHES.sub("", text.lower())
+    text = _IRREGULAR_NOT.sub(lambda m: _NOT[m.group(1)], text.lower())
+    text = _CONTRACTIONS.sub(lambda m: " not" if m.group(0)[0] == "n" else "", text)
+    text = _APOSTROPHES.sub("", text)
     text = _LONE_DOT.sub(" ", _NON_WORD.sub(" ", text))
     text = _DIGIT_LETTER.sub(" ", text)
     text = " ".join(_numbers_to_digits(text.split()))
