@@ -1,10 +1,11 @@
-"""The `voicedesk` command: serve, call, config, ask, kb check."""
+"""The `voicedesk` command: serve, call, eval, config, ask, kb check."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -68,6 +69,28 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--rate", type=int, default=16000, help="caller sample rate (Hz)")
     _setting_flags(call)
     call.set_defaults(handler=_call)
+
+    evaluate = commands.add_parser(
+        "eval", help="call a server with a suite of recorded questions and score the answers"
+    )
+    evaluate.add_argument("suite", type=Path, help="the suite (YAML; see docs/eval.md)")
+    evaluate.add_argument("--url", help="ws://HOST:PORT/call (default: an in-process server)")
+    evaluate.add_argument(
+        "--realtime",
+        action="store_true",
+        help="stream in real time and time what callers feel (default: as fast as it goes)",
+    )
+    evaluate.add_argument("--json", metavar="OUT", help="write the results as JSON ('-': stdout)")
+    evaluate.add_argument("--html", metavar="OUT", type=Path, help="write an HTML report")
+    evaluate.add_argument(
+        "--min-pass",
+        metavar="RATE",
+        type=float,
+        default=1.0,
+        help="exit 0 only when at least this share of cases passes (default 1.0: all)",
+    )
+    _setting_flags(evaluate)
+    evaluate.set_defaults(handler=_eval)
 
     ask = commands.add_parser("ask", help="answer a typed question from the knowledge base")
     ask.add_argument("question")
@@ -239,6 +262,48 @@ def _write_wav(path: Path, audio_format: Any, turns: list[Any]) -> None:
         out.setsampwidth(2)
         out.setframerate(audio_format.sample_rate)
         out.writeframes(samples.astype("<i2").tobytes())
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.eval_suite import SuiteError, load_suite
+
+    if not 0.0 <= args.min_pass <= 1.0:
+        print("voicedesk eval: --min-pass is a fraction from 0 to 1", file=sys.stderr)
+        return 2
+    try:
+        suite = load_suite(args.suite)
+    except SuiteError as err:
+        count = len(err.problems)
+        plural = "s" if count > 1 else ""
+        print(f"voicedesk eval: the suite cannot run ({count} problem{plural}):", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if not args.verbose:  # a line per call would bury the progress
+        logging.getLogger("voice.server").setLevel(logging.WARNING)
+    if suite.kb is not None and args.kb is None:  # --kb wins over the suite's kb
+        agent = dataclasses.replace(settings.agent, kb_dir=suite.kb)
+        settings = dataclasses.replace(settings, agent=agent)
+    return asyncio.run(_run_eval(args, settings, suite))
+
+
+async def _run_eval(args: argparse.Namespace, settings: Settings, suite: Any) -> int:
+    from voice.eval_report import print_table, progress_line, write_html, write_json
+    from voice.evaluation import exit_code, run_suite, summarize
+
+    def progress(done: int, total: int, result: Any) -> None:
+        print(progress_line(done, total, result), file=sys.stderr, flush=True)
+
+    async with contextlib.AsyncExitStack() as stack:
+        url = args.url or await _in_process_server(stack, settings)
+        results = await run_suite(suite, url, realtime=args.realtime, progress=progress)
+    summary = summarize(results, realtime=args.realtime)
+    print_table(results, summary, sys.stderr if args.json == "-" else sys.stdout)
+    if args.json:
+        write_json(args.json, results, summary, sys.stdout)
+    if args.html:
+        write_html(args.html, results, summary, f"voicedesk eval: {suite.path}")
+    return exit_code(summary, args.min_pass)
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
