@@ -376,11 +376,8 @@ def write_suite(
         f"# Made by eval/make_audio.py from {source.name}: edit that list and run it again.\n"
         f"# Condition {condition.name!r}: {condition.about}.\n"
     )
-    if condition.channel == "telephone":
-        header += (
-            "# TODO(eval): channel key, so that voicedesk eval calls as a phone line (mu-law,\n"
-            "# 8 kHz); until then the audio itself carries the telephone channel.\n"
-        )
+    if condition.channel == "telephone":  # call as a phone line does: 8 kHz G.711 mu-law
+        extra = {**extra, "channel": {"encoding": "mulaw", "sample_rate": 8000}}
     body = yaml.safe_dump({**extra, "cases": cases}, sort_keys=False, allow_unicode=True, width=100)
     path.write_text(header + body, encoding="utf-8")
 
