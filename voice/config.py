@@ -64,6 +64,9 @@ class TtsSettings:
 class TurnSettings:
     vad_threshold: float = 0.5
     """Silero speech probability at which a window counts as speech."""
+    phone_vad_threshold: float = 0.35
+    """The same for callers at 8 kHz: Silero scores telephone-band speech lower (a short
+    question on a μ-law line can stay under 0.5 throughout; see docs/benchmarks.md)."""
     min_speech_ms: int = 160
     """Voiced audio needed before a turn starts (clicks and pops are shorter)."""
     silence_ms: int = 700

@@ -11,6 +11,7 @@ shared by every call and run in their own threads.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -80,7 +81,10 @@ class CallSession:
         self._ended: asyncio.Queue[tuple[_Utterance, TurnEnded, float]] = asyncio.Queue(4)
         """Ended utterances waiting to be recognized and answered, in order."""
         self._vad = services.vad.stream()
-        self._turns = TurnDetector(self._settings.turns)
+        turns = self._settings.turns
+        if self._format.sample_rate <= 8000:
+            turns = dataclasses.replace(turns, vad_threshold=turns.phone_vad_threshold)
+        self._turns = TurnDetector(turns)
         self._speaker = Speaker(
             services.synthesizer,
             self._format,
