@@ -164,10 +164,28 @@ async def test_unhelpful_answers_show_up_in_the_gaps_report(office_server):
 async def test_a_stalled_console_is_dropped_without_slowing_calls(office_server):
     base, auth, office = office_server
     async with aiohttp.ClientSession() as http:
-        await http.ws_connect(base.replace("http", "ws") + "/api/live", headers=auth)
+        feed = await http.ws_connect(  # kept: a console that is connected but reads nothing
+            base.replace("http", "ws") + "/api/live", headers=auth
+        )
         await asyncio.sleep(0.2)
         subscription = next(iter(office.hub._subscribers))
         for index in range(2000):  # a console that reads nothing falls behind
             office.hub.publish({"type": "reply.text", "call_id": "load", "text": str(index)})
         assert subscription.dropped
         assert subscription not in office.hub._subscribers
+        await feed.close()
+
+
+async def test_a_console_that_goes_away_is_unsubscribed_at_once(office_server):
+    """Its feed ends when it closes, not at the next call event (nor at server shutdown)."""
+    base, auth, office = office_server
+    async with aiohttp.ClientSession() as http:
+        feed = await http.ws_connect(base.replace("http", "ws") + "/api/live", headers=auth)
+        await asyncio.sleep(0.2)
+        assert len(office.hub._subscribers) == 1
+        await feed.close()
+    for _ in range(200):
+        if not office.hub._subscribers:
+            break
+        await asyncio.sleep(0.01)
+    assert not office.hub._subscribers

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from aiohttp import WSMsgType, web
 
+from voice.live import Subscription
 from voice.office import OFFICE
 from voice.records import CallDetail, CallQuery, CallRecord, Feedback
 
@@ -62,7 +63,7 @@ async def login_form(request: web.Request) -> web.Response:
     if token is None:
         page = _page("login.html").replace("<!--error-->", "Wrong name or password.")
         return web.Response(text=page, content_type="text/html", status=401)
-    response = web.HTTPSeeOther("/console")
+    response = _see_other("/console")
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
     return response
 
@@ -84,9 +85,15 @@ async def logout(request: web.Request) -> web.Response:
     token = _token(request)
     if users is not None and token:
         await asyncio.to_thread(users.logout, token)
-    response = web.HTTPSeeOther("/login")
+    response = _see_other("/login")
     response.del_cookie(COOKIE, path="/")
     return response
+
+
+def _see_other(location: str) -> web.Response:
+    """A 303 redirect that can carry cookies (aiohttp deprecates returning `HTTPSeeOther`, and
+    a raised one may lose its cookies in later versions)."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 async def _login(request: web.Request, name: str, password: str) -> str | None:
@@ -140,7 +147,25 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=20.0)
     await ws.prepare(request)
     subscription = request.app[OFFICE].hub.subscribe()
+    sender = asyncio.create_task(_send(ws, subscription))
     reader = asyncio.create_task(_drain(ws))
+    try:
+        # Whichever ends first ends the feed: the hub dropped this console, a send failed, or
+        # the console went away. (Waiting on the sender alone kept the handler of a closed
+        # console alive until the next call event, and held up the server's shutdown.)
+        await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        subscription.close()
+        sender.cancel()
+        reader.cancel()
+        results = await asyncio.gather(sender, reader, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.error("live feed failed", exc_info=result)
+    return ws
+
+
+async def _send(ws: web.WebSocketResponse, subscription: Subscription) -> None:
     try:
         async for event in subscription:
             await asyncio.wait_for(ws.send_str(json.dumps(event)), 5)
@@ -148,11 +173,6 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
             await ws.close(code=1013, message=b"too slow")
     except (TimeoutError, ConnectionError, RuntimeError):
         pass
-    finally:
-        subscription.close()
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-    return ws
 
 
 async def _drain(ws: web.WebSocketResponse) -> None:
