@@ -14,7 +14,7 @@ from aiohttp import web
 
 from voice.config import Settings
 from voice.live import LiveHub
-from voice.records import CallRecord, Channel, Store
+from voice.records import CallRecord, Channel, Store, TurnRecord
 
 if TYPE_CHECKING:
     from voice.monitor import CallMonitor
@@ -37,6 +37,8 @@ class Office:
     redact: Callable[[str], str] | None = None
     calls: dict[str, CallSession] = field(default_factory=dict)
     """Live calls by id, for a supervisor to step in."""
+    _text_turns: dict[str, int] = field(default_factory=dict)
+    """Turns so far of recent text-API sessions (the newest 10,000)."""
 
     def monitor(
         self,
@@ -57,6 +59,33 @@ class Office:
         )
         return CallMonitor(
             record, self.hub, self.store, self.recordings_dir, caller_rate, self.redact
+        )
+
+    def record_text_turn(
+        self, session_id: str, question: str, answer: dict[str, Any], at: float
+    ) -> None:
+        """Keep a text-API exchange: each chat session is a call on the "text" channel."""
+        if self.store is None:
+            return
+        call_id = f"text-{session_id}"[:64]
+        turn = self._text_turns.pop(call_id, 0) + 1
+        self._text_turns[call_id] = turn
+        if len(self._text_turns) > 10_000:
+            self._text_turns.pop(next(iter(self._text_turns)))
+        if turn == 1:
+            self.store.start_call(CallRecord(call_id=call_id, channel="text", started_at=at))
+        redact = self.redact or (lambda text: text)
+        self.store.add_turn(
+            TurnRecord(
+                call_id=call_id,
+                turn=turn,
+                at=at,
+                question=redact(question),
+                reply=redact(answer["reply"]),
+                sources=tuple(answer["sources"]),
+                handoff=answer["handoff"],
+                rules=tuple(answer["rules"]),
+            )
         )
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -274,13 +275,16 @@ async def chat_handler(request: web.Request) -> web.Response:
         message, session_id = chat.parse_request(await request.read())
     except chat.ChatError as err:
         return chat.error_response(err)
+    asked_at = time.time()
+    session_id = session_id or chat.new_session_id()
     result = await chat.answer(
         services.agent,
         request.app[CHAT_MEMORY],
         message,
-        session_id or chat.new_session_id(),
+        session_id,
         services.settings.agent.memory_turns,
     )
+    request.app[OFFICE].record_text_turn(session_id, message, result, asked_at)
     return web.json_response(result)
 
 
