@@ -11,7 +11,7 @@ from voice.turns import (
     TurnPaused,
     TurnResumed,
     TurnStarted,
-    is_backchannel,
+    interrupts,
 )
 
 SETTINGS = TurnSettings(min_speech_ms=96, silence_ms=320, early_asr_ms=160, preroll_ms=64)
@@ -87,12 +87,18 @@ def test_audio_chunks_need_not_align_with_windows():
 
 
 @pytest.mark.parametrize(
-    "text", ["Uh-huh.", "mm-hmm", "Okay.", "yeah okay", "", " . ", "Thank you."]
+    "text", ["Uh-huh.", "mm-hmm", "Okay.", "yeah okay", "", " . ", "Thank you.", "Emm... hmmm"]
 )
-def test_acknowledgements_are_backchannels(text):
-    assert is_backchannel(text)
+@pytest.mark.parametrize("speech_ms", [300, 2500])
+def test_acknowledgements_never_interrupt(text, speech_ms):
+    assert not interrupts(text, speech_ms, min_words_ms=1000)
 
 
 @pytest.mark.parametrize("text", ["Wait, what about the camera?", "stop", "no I meant the plug"])
-def test_real_words_are_not_backchannels(text):
-    assert not is_backchannel(text)
+def test_interrupting_words_interrupt_even_short_speech(text):
+    assert interrupts(text, 400, min_words_ms=1000)
+
+
+def test_other_words_interrupt_only_past_the_words_threshold():
+    assert not interrupts("and then, mom", 700, min_words_ms=1000)  # a misheard "mm-hmm"
+    assert interrupts("the camera is broken too", 1200, min_words_ms=1000)

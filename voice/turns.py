@@ -206,11 +206,6 @@ def _acknowledges(word: str) -> bool:
     return word in BACKCHANNELS or _FILLER.fullmatch(word) is not None
 
 
-def is_backchannel(text: str) -> bool:
-    """True when a transcript holds no words, or only acknowledgements ("uh-huh", "okay")."""
-    return all(_acknowledges(word) for word in words(text))
-
-
 def interrupts(text: str, speech_ms: int, min_words_ms: int) -> bool:
     """Whether speech over a reply interrupts it (docs/protocol.md, "Barge-in").
 
