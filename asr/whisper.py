@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,15 +78,23 @@ class Transcriber:
     async def transcribe(
         self, audio: np.ndarray, *, hotwords: str | None = None, language: str | None = None
     ) -> Transcript:
-        """Transcribe 16 kHz mono float32 audio."""
+        """Transcribe 16 kHz mono float32 audio.
+
+        A worker counts as busy until its transcription really ends, even when the caller
+        stopped waiting (cancelled), so `busy` never lets a partial pile onto a running job.
+        """
+        loop = asyncio.get_running_loop()
+        job = self._pool.submit(self.transcribe_blocking, audio, hotwords, language)
         self._busy += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._pool, self.transcribe_blocking, audio, hotwords, language
-            )
-        finally:
-            self._busy -= 1
+        job.add_done_callback(lambda _: self._release_from_thread(loop))
+        return await asyncio.wrap_future(job)
+
+    def _release_from_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed while the job ran
+            loop.call_soon_threadsafe(self._release)
+
+    def _release(self) -> None:
+        self._busy -= 1
 
     def transcribe_blocking(
         self, audio: np.ndarray, hotwords: str | None = None, language: str | None = None
