@@ -7,6 +7,7 @@ import contextlib
 import json
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,51 @@ class Turn:
         }
 
 
+class SpokenLine:
+    """A caller's side of a real-time line: speech when there is some, silence otherwise, in
+    `FRAME_MS` frames on the wall clock, as a microphone or a phone line sends it."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self._step = sample_rate * FRAME_MS // 1000
+        self._speech: deque[tuple[np.ndarray, int, asyncio.Future[float]]] = deque()
+
+    def say(self, samples: np.ndarray) -> asyncio.Future[float]:
+        """Queue float32 speech; the future resolves with the wall time (monotonic) its last
+        voiced sample went out."""
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        voiced = np.flatnonzero(np.abs(samples) > VOICED_LEVEL)
+        self._speech.append((samples, int(voiced[-1]) if len(voiced) else 0, done))
+        return done
+
+    async def run(self, send: Callable[[np.ndarray], Awaitable[None]]) -> None:
+        """Send int16 frames until the connection fails (ConnectionError, RuntimeError) or the
+        task is cancelled."""
+        silence = np.zeros(self._step, np.float32)
+        began, sent = time.monotonic(), 0
+        offset = 0
+        while True:
+            frame, finished = silence, None
+            if self._speech:
+                samples, last_voiced, future = self._speech[0]
+                frame = samples[offset : offset + self._step]
+                if offset <= last_voiced < offset + self._step and not future.done():
+                    future.set_result(time.monotonic())
+                offset += self._step
+                if offset >= len(samples):
+                    self._speech.popleft()
+                    offset, finished = 0, future
+            try:
+                await send(float_to_int16(frame))
+            except (ConnectionError, RuntimeError):
+                return
+            if finished is not None and not finished.done():
+                finished.set_result(time.monotonic())
+            sent += 1
+            delay = began + sent * FRAME_MS / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
 class CallClient:
     """One call to a voicedesk server. Events are read in the background into `events`."""
 
@@ -80,8 +126,8 @@ class CallClient:
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._spoken = SpokenLine(audio.sample_rate)
         self._line: asyncio.Task[None] | None = None
-        self._speech: deque[tuple[np.ndarray, int, asyncio.Future[float]]] = deque()
 
     async def __aenter__(self) -> CallClient:
         self._session = aiohttp.ClientSession()
@@ -148,39 +194,14 @@ class CallClient:
         """Say `samples` on the line: a real-time stream that carries silence between utterances,
         as a microphone or phone line does. Returns when the last voiced sample was sent."""
         if self._line is None:
-            self._line = asyncio.create_task(self._run_line())
-        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        voiced = np.flatnonzero(np.abs(samples) > VOICED_LEVEL)
-        self._speech.append((samples, int(voiced[-1]) if len(voiced) else 0, done))
-        return await done
+            self._line = asyncio.create_task(self._spoken.run(self._send_frame))
+        return await self._spoken.say(samples)
 
-    async def _run_line(self) -> None:
+    async def _send_frame(self, frame: np.ndarray) -> None:
         assert self._ws is not None
-        step = self.format.sample_rate * FRAME_MS // 1000
-        silence = np.zeros(step, np.float32)
-        began, sent = time.monotonic(), 0
-        offset = 0
-        while not self._ws.closed:
-            frame, finished = silence, None
-            if self._speech:
-                samples, last_voiced, future = self._speech[0]
-                frame = samples[offset : offset + step]
-                if offset <= last_voiced < offset + step:
-                    future.set_result(time.monotonic())
-                offset += step
-                if offset >= len(samples):
-                    self._speech.popleft()
-                    offset, finished = 0, future
-            try:
-                await self._ws.send_bytes(self.format.encode(float_to_int16(frame)))
-            except (ConnectionError, RuntimeError):
-                return
-            if finished is not None and not finished.done():
-                finished.set_result(time.monotonic())
-            sent += 1
-            delay = began + sent * FRAME_MS / 1000 - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        if self._ws.closed:
+            raise ConnectionError("the call is closed")
+        await self._ws.send_bytes(self.format.encode(frame))
 
     async def send_silence(self, ms: int) -> None:
         """Send silence as fast as the server takes it (the --fast end of a question)."""

@@ -122,6 +122,18 @@ class RecordsSettings:
 
 
 @dataclass(frozen=True)
+class TwilioSettings:
+    auth_token: str | None = None
+    """The Twilio account's auth token. When set, `/twilio` refuses a connection whose upgrade
+    request lacks a valid X-Twilio-Signature. A secret: `voicedesk config` does not print it and
+    nothing logs it; set it with VOICEDESK_TWILIO_AUTH_TOKEN rather than in a file."""
+    public_url: str | None = None
+    """The wss:// URL of `/twilio` as written in the TwiML `<Stream url=...>`, which is what
+    Twilio signs. Default: wss://<the request's Host header>/twilio (right unless a proxy
+    rewrites the host or path)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
@@ -130,6 +142,7 @@ class Settings:
     call: CallSettings = field(default_factory=CallSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     records: RecordsSettings = field(default_factory=RecordsSettings)
+    twilio: TwilioSettings = field(default_factory=TwilioSettings)
 
 
 FLAG_KEYS: Mapping[str, str] = {
@@ -146,6 +159,9 @@ FLAG_KEYS: Mapping[str, str] = {
 """Command-line flag (argparse dest) → setting key."""
 
 ENV_PREFIX = "VOICEDESK_"
+
+SECRETS = frozenset({"twilio.auth_token"})
+"""Settings that `settings_as_toml` never prints."""
 
 
 def load_settings(
@@ -189,7 +205,9 @@ def settings_as_toml(settings: Settings) -> str:
         lines.append(f"[{section.name}]")
         for item in dataclasses.fields(getattr(settings, section.name)):
             value = getattr(getattr(settings, section.name), item.name)
-            if value is None:
+            if f"{section.name}.{item.name}" in SECRETS and value is not None:
+                lines.append(f"# {item.name} = (set; not shown)")
+            elif value is None:
                 lines.append(f"# {item.name} = (not set)")
             else:
                 lines.append(f"{item.name} = {_toml_value(value)}")

@@ -1,6 +1,7 @@
 """The caller protocol, version 1 (docs/protocol.md): parsed once at the edge, without I/O.
 
-Caller → server messages become `Start`, `AudioFrame`, `TextQuestion` or `HangUp`; anything
+Caller → server messages become `Start`, `TextQuestion`, `StopReply`, `KeyPress` or `HangUp`
+(audio frames are checked by `check_audio_frame`); anything
 else raises `ProtocolError` carrying the stable error code, a human sentence, and the close code
 when the call cannot go on. Server → caller events are dataclasses turned into JSON by `encode`.
 """
@@ -65,11 +66,27 @@ class TextQuestion:
 
 
 @dataclass(frozen=True)
+class StopReply:
+    """The caller stops the reply now (a stop button, or push-to-talk pressed over the reply)."""
+
+
+@dataclass(frozen=True)
+class KeyPress:
+    """A telephone keypad digit (DTMF) the caller pressed."""
+
+    digit: str
+    """One of 0-9, *, #, A-D."""
+
+
+@dataclass(frozen=True)
 class HangUp:
     """The caller ends the call."""
 
 
-CallerMessage = TextQuestion | HangUp
+CallerMessage = TextQuestion | StopReply | KeyPress | HangUp
+
+DIGITS = frozenset("0123456789*#ABCD")
+"""The DTMF keys."""
 
 _START_KEYS = {"type", "version", "audio", "caller_id", "language", "metadata", "options"}
 _MAX_TEXT_CHARS = 2000
@@ -131,6 +148,13 @@ def parse_start(message: str | bytes) -> Start:
     )
 
 
+def start_timed_out(timeout_s: float) -> ProtocolError:
+    """The error of a caller (or carrier) that sent no start in time."""
+    return ProtocolError(
+        "start_timeout", f"No start message within {timeout_s:g} s.", CLOSE_START_TIMEOUT
+    )
+
+
 def parse_message(message: str) -> CallerMessage:
     """Parse a text message after the start; errors here leave the call going."""
     data = _json_object(message, None)
@@ -146,9 +170,20 @@ def parse_message(message: str) -> CallerMessage:
         return TextQuestion(text.strip())
     if kind == "hangup":
         return HangUp()
+    if kind == "stop":
+        return StopReply()
+    if kind == "dtmf":
+        return KeyPress(parse_digit(data.get("digit")))
     if kind == "start":
         raise ProtocolError("bad_message", "The call has already started.")
     raise ProtocolError("unknown_type", f"Unknown message type {kind!r}.")
+
+
+def parse_digit(digit: object) -> str:
+    """A keypad digit as sent by a caller or a carrier; the call goes on when it is bad."""
+    if not isinstance(digit, str) or digit.upper() not in DIGITS or len(digit) != 1:
+        raise ProtocolError("bad_message", 'A "dtmf" message needs one "digit": 0-9, *, # or A-D.')
+    return digit.upper()
 
 
 def check_audio_frame(data: bytes, audio: AudioFormat, max_frame_ms: int) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,13 @@ from tts.normalize import normalize_for_speech
 from tts.piper import Synthesizer
 from voice.codecs import AudioFormat, StreamResampler, float_to_int16, int16_to_float
 from voice.config import CallSettings
+from voice.transport import Transport
+
+log = logging.getLogger(__name__)
+
+PLAYBACK_REPORT_GRACE_S = 2.0
+"""How long past the expected end of a reply to wait for the caller's side to report that it
+was played (a carrier's last mark), before going on without the report."""
 
 
 @dataclass
@@ -73,7 +81,7 @@ class Speaker:
         audio_format: AudioFormat,
         settings: CallSettings,
         realtime: bool,
-        send_bytes: Callable[[bytes], Awaitable[None]],
+        transport: Transport,
         on_frame: Callable[[np.ndarray], None] = lambda frame: None,
     ) -> None:
         self._synthesizer = synthesizer
@@ -82,7 +90,7 @@ class Speaker:
         self.realtime = realtime
         """False: send audio as fast as it is made (testers); True: at most
         `playback_lead_ms` ahead of real time."""
-        self._send_bytes = send_bytes
+        self._transport = transport
         self._on_frame = on_frame
         """Sees each int16 frame at the caller's rate as it is sent (the call recording)."""
 
@@ -102,10 +110,31 @@ class Speaker:
             reply.clauses.append((clause.strip(), start, end))
             await self._send(reply, samples)
         await self._send(reply, float_to_int16(resampler.flush()))
-        if self.realtime and reply.play_start is not None:
-            remaining = reply.play_start + reply.sent_ms / 1000 - time.monotonic()
-            if remaining > 0:
+        await self._played_out(reply)
+
+    def played_ms(self, reply: Reply) -> int:
+        """Reply audio the caller has played: as their side reports it, else as estimated."""
+        reported = self._transport.played_ms(reply.turn)
+        return reported if reported is not None else reply.played_ms(self.realtime)
+
+    async def _played_out(self, reply: Reply) -> None:
+        """Wait until the caller has played the whole reply: until their side reports it, or
+        (on a wire that does not report) until the clock says so."""
+        if reply.play_start is None:
+            return
+        remaining = reply.play_start + reply.sent_ms / 1000 - time.monotonic()
+        if self._transport.played_ms(reply.turn) is None:
+            if self.realtime and remaining > 0:
                 await asyncio.sleep(remaining)
+            return
+        deadline = time.monotonic() + max(0.0, remaining) + PLAYBACK_REPORT_GRACE_S
+        while (self._transport.played_ms(reply.turn) or 0) < reply.sent_ms:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "turn %d: the caller's side never reported the reply played", reply.turn
+                )
+                return
+            await asyncio.sleep(self._settings.reply_frame_ms / 1000)
 
     async def _send(self, reply: Reply, samples: np.ndarray) -> None:
         rate = self._format.sample_rate
@@ -124,5 +153,6 @@ class Speaker:
                 elif reply.sent_ms - played_ms > lead_ms:
                     await asyncio.sleep((reply.sent_ms - played_ms - lead_ms) / 1000)
             self._on_frame(frame)
-            await self._send_bytes(self._format.encode(frame))
+            await self._transport.send_audio(self._format.encode(frame))
             reply.sent_ms += len(frame) * 1000 // rate
+            await self._transport.mark(reply.turn, reply.sent_ms)

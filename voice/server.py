@@ -1,189 +1,95 @@
-"""The HTTP and websocket server: `/call` for callers, `/healthz`; thin I/O around CallSession."""
+"""The HTTP and websocket server: `/call` for callers (the phone dialect `/twilio` is in
+`voice.phone`), `/api/chat`, `/healthz`; thin I/O around CallSession."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-import uuid
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from voice import chat, console, protocol
+from voice import chat, console, phone, protocol
 from voice.config import Settings
+from voice.line import (
+    CALLS,
+    SERVICES,
+    Ending,
+    StartedCall,
+    WebSocketLine,
+    answer_websocket,
+    serve_call,
+)
 from voice.office import OFFICE, Office
 from voice.protocol import ProtocolError
 from voice.records import Channel
 from voice.services import Services
 from voice.session import CallSession
-from voice.transport import CallClosed
 
 log = logging.getLogger(__name__)
 
-HARD_MESSAGE_LIMIT = 1 << 20
-"""Messages over this are cut off by the websocket layer itself (close 1009, no error event)."""
-
-SERVICES = web.AppKey("services", Services)
-CALLS = web.AppKey("calls", set[web.WebSocketResponse])
 CHAT_MEMORY = web.AppKey("chat_memory", chat.ChatMemory)
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 
 
-class WebSocketTransport:
-    """Sends to one caller; a caller that takes nothing for `send_timeout_s` is closed (4409)."""
+class CallerTransport:
+    """The caller protocol's side of a session: events as JSON text, audio as binary frames.
+    Callers report no playback; the session estimates it."""
 
-    def __init__(self, ws: web.WebSocketResponse, send_timeout_s: float) -> None:
-        self.ws = ws
-        self._timeout = send_timeout_s
-        self.closed_code: int | None = None
-        self.stalled = asyncio.Event()
-        """Set when the caller stopped reading; the call is to be closed."""
-        self._pending: set[asyncio.Future[None]] = set()
+    def __init__(self, line: WebSocketLine) -> None:
+        self._line = line
 
-    async def send_text(self, text: str) -> None:
-        self._check_open()
-        await self._send(self.ws.send_str(text))
+    async def send_event(self, event: protocol.Event) -> None:
+        await self._line.send_str(protocol.encode(event))
 
-    async def send_bytes(self, data: bytes) -> None:
-        self._check_open()
-        await self._send(self.ws.send_bytes(data))
+    async def send_audio(self, data: bytes) -> None:
+        await self._line.send_bytes(data)
 
-    def _check_open(self) -> None:
-        if self.closed_code is not None or self.ws.closed:
-            raise CallClosed()
+    async def mark(self, turn: int, position_ms: int) -> None:
+        pass
 
-    async def _send(self, sending: Coroutine[Any, Any, None]) -> None:
-        # The send is shielded: cancelling a task that waits in aiohttp's drain cancels the
-        # shared drain future, and every later send on the connection would then fail at once.
-        # A send abandoned by barge-in has written its frame already; only the drain is left.
-        task = asyncio.ensure_future(sending)
-        self._pending.add(task)
-        task.add_done_callback(self._settled)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self._timeout)
-        except TimeoutError:
-            log.warning("caller stopped reading for %g s; closing the call", self._timeout)
-            self.closed_code = protocol.CLOSE_NOT_READING
-            self.stalled.set()
-            raise CallClosed() from None
-        except (ConnectionError, RuntimeError) as err:
-            raise CallClosed() from err
-
-    def _settled(self, task: asyncio.Future[None]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a failed send is reported through the awaiting caller
-
-    def abandon(self) -> None:
-        """Cancel sends still waiting for a caller that will never drain them."""
-        for task in list(self._pending):
-            task.cancel()
-
-
-@dataclass
-class _Ending:
-    reason: str = "hangup"
-    close_code: int = protocol.CLOSE_NORMAL
-    error: ProtocolError | None = None
+    def played_ms(self, turn: int) -> int | None:
+        return None
 
 
 async def call_handler(request: web.Request) -> web.WebSocketResponse:
-    services = request.app[SERVICES]
-    settings = services.settings
-    ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=20.0)
-    await ws.prepare(request)
-    call_id = uuid.uuid4().hex[:12]
-    transport = WebSocketTransport(ws, settings.call.send_timeout_s)
-    request.app[CALLS].add(ws)
+    """`/call`: the caller protocol (docs/protocol.md)."""
+    return await answer_websocket(request, functools.partial(_run_call, request.app), _farewell)
+
+
+async def _run_call(app: web.Application, line: WebSocketLine, call_id: str) -> Ending:
+    services = app[SERVICES]
     try:
-        try:
-            start = await _receive_start(ws, services)
-        except ProtocolError as err:
-            log.info("call %s refused: %s", call_id, err.code)
-            ending = _Ending("error", err.close_code or protocol.CLOSE_BAD_START, err)
-        else:
-            log.info(
-                "call %s started (%s %d Hz)", call_id, start.audio.encoding, start.audio.sample_rate
-            )
-            ending = await _run_call(ws, call_id, start, request.app, transport)
-    finally:
-        request.app[CALLS].discard(ws)
-    await _close(ws, transport, ending)
-    log.info("call %s ended: %s", call_id, ending.reason)
-    return ws
-
-
-async def _run_call(
-    ws: web.WebSocketResponse,
-    call_id: str,
-    start: protocol.Start,
-    app: web.Application,
-    transport: WebSocketTransport,
-) -> _Ending:
-    """Serve one started call until it ends, watched by the back office; returns how it ended."""
-    services, office = app[SERVICES], app[OFFICE]
+        start = await _receive_start(line.ws, services)
+    except ProtocolError as err:
+        log.info("call %s refused: %s", call_id, err.code)
+        return Ending("error", err.close_code or protocol.CLOSE_BAD_START, err)
+    log.info("call %s started (%s %d Hz)", call_id, start.audio.encoding, start.audio.sample_rate)
     channel: Channel = "kiosk" if start.metadata.get("channel") == "kiosk" else "call"
-    monitor = office.monitor(
-        call_id, channel, start.caller_id, start.metadata, start.audio.sample_rate
+    transport = CallerTransport(line)
+    ready = protocol.Ready(
+        call_id=call_id,
+        version=protocol.VERSION,
+        audio={"encoding": start.audio.encoding, "sample_rate": start.audio.sample_rate},
     )
-    monitor.started()
-    session = CallSession(services, start, transport, observer=monitor)
-    office.calls[call_id] = session
-    reason = "server_shutdown"
-    try:
-        ending = await _serve_session(ws, call_id, start, services, session, transport)
-        reason = ending.reason
-        return ending
-    finally:
-        office.calls.pop(call_id, None)
-        monitor.ended(reason)
+    return await serve_call(
+        app,
+        services,
+        StartedCall(call_id, start, channel),
+        line,
+        transport,
+        functools.partial(_receive_loop, line.ws, services.settings, transport),
+        greet=functools.partial(transport.send_event, ready),
+    )
 
 
-async def _serve_session(
-    ws: web.WebSocketResponse,
-    call_id: str,
-    start: protocol.Start,
-    services: Services,
-    session: CallSession,
-    transport: WebSocketTransport,
-) -> _Ending:
-    ending = _Ending()
-    listener = asyncio.create_task(session.listen())
-    receiver = asyncio.create_task(_receive_loop(ws, session, services.settings, transport, ending))
-    stalled = asyncio.create_task(transport.stalled.wait())
-    try:
-        await transport.send_text(
-            protocol.encode(
-                protocol.Ready(
-                    call_id=call_id,
-                    version=protocol.VERSION,
-                    audio={
-                        "encoding": start.audio.encoding,
-                        "sample_rate": start.audio.sample_rate,
-                    },
-                )
-            )
-        )
-        await asyncio.wait({listener, receiver, stalled}, return_when=asyncio.FIRST_COMPLETED)
-    except CallClosed:
-        pass
-    finally:
-        for task in (listener, receiver, stalled):
-            task.cancel()
-        await asyncio.gather(listener, receiver, stalled, return_exceptions=True)
-        await session.close()
-    if stalled.done() and not stalled.cancelled():
-        return _Ending("not_reading", protocol.CLOSE_NOT_READING)
-    for task in (listener, receiver):
-        failure = None if task.cancelled() else task.exception()
-        if failure is not None and not isinstance(failure, CallClosed):
-            log.error("call %s failed: %r", call_id, failure)
-            return _Ending("error", protocol.CLOSE_INTERNAL)
-    return ending
+async def _farewell(line: WebSocketLine, ending: Ending) -> None:
+    if ending.error is not None:
+        error = protocol.Error(code=ending.error.code, message=ending.error.message, fatal=True)
+        await line.send_str(protocol.encode(error))
+    await line.send_str(protocol.encode(protocol.End(reason=ending.reason)))
 
 
 async def _receive_start(ws: web.WebSocketResponse, services: Services) -> protocol.Start:
@@ -193,11 +99,7 @@ async def _receive_start(ws: web.WebSocketResponse, services: Services) -> proto
         async with asyncio.timeout(timeout_s):
             message = await ws.receive()
     except TimeoutError:
-        raise ProtocolError(
-            "start_timeout",
-            f"No start message within {timeout_s:g} s.",
-            protocol.CLOSE_START_TIMEOUT,
-        ) from None
+        raise protocol.start_timed_out(timeout_s) from None
     if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         raise ProtocolError(
             "bad_start", "The call closed before it started.", protocol.CLOSE_BAD_START
@@ -215,10 +117,10 @@ async def _receive_start(ws: web.WebSocketResponse, services: Services) -> proto
 
 async def _receive_loop(
     ws: web.WebSocketResponse,
-    session: CallSession,
     settings: Settings,
-    transport: WebSocketTransport,
-    ending: _Ending,
+    transport: CallerTransport,
+    session: CallSession,
+    ending: Ending,
 ) -> None:
     """Read caller messages until hang-up, close, or a fatal error (recorded in `ending`)."""
     limits = settings.call
@@ -237,35 +139,18 @@ async def _receive_loop(
                 parsed = protocol.parse_message(message.data)
                 if isinstance(parsed, protocol.HangUp):
                     return
-                await session.on_text(parsed.text)
+                if isinstance(parsed, protocol.TextQuestion):
+                    await session.on_text(parsed.text)
+                elif isinstance(parsed, protocol.StopReply):
+                    await session.stop_reply()
+                elif isinstance(parsed, protocol.KeyPress):
+                    await session.on_key(parsed.digit)
         except ProtocolError as err:
             if err.close_code is not None:
                 ending.reason, ending.close_code, ending.error = "error", err.close_code, err
                 return
-            await transport.send_text(
-                protocol.encode(protocol.Error(code=err.code, message=err.message))
-            )
+            await transport.send_event(protocol.Error(code=err.code, message=err.message))
     ending.reason = "disconnected"
-
-
-async def _close(ws: web.WebSocketResponse, transport: WebSocketTransport, ending: _Ending) -> None:
-    if ws.closed:
-        return
-    if transport.closed_code is not None:
-        # The caller reads nothing: try the close frame briefly, then drop the connection.
-        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-            await asyncio.wait_for(ws.close(code=transport.closed_code), 1)
-        if ws._req is not None and ws._req.transport is not None:
-            ws._req.transport.abort()
-        transport.abandon()
-        return
-    with contextlib.suppress(CallClosed, ConnectionError, RuntimeError):
-        if ending.error is not None:
-            error = protocol.Error(code=ending.error.code, message=ending.error.message, fatal=True)
-            await transport.send_text(protocol.encode(error))
-        await transport.send_text(protocol.encode(protocol.End(reason=ending.reason)))
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await asyncio.wait_for(ws.close(code=ending.close_code), 5)
 
 
 async def chat_handler(request: web.Request) -> web.Response:
@@ -297,6 +182,7 @@ def create_app(services: Services, office: Office | None = None) -> web.Applicat
     app[SERVICES] = services
     app[OFFICE] = office or Office()
     console.add_routes(app)
+    phone.add_routes(app)
     app[CALLS] = set()
     app[CHAT_MEMORY] = chat.ChatMemory()
     app.router.add_get("/call", call_handler)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.guardrails import HUMAN_HANDOFF_MESSAGE, HUMAN_REQUEST
 from agent.types import AnswerEnd, AnswerEvent, AnswerText, Exchange
 from tts.clauses import ClauseSplitter
 from voice import protocol
@@ -90,12 +91,14 @@ class CallSession:
             self._format,
             self._settings.call,
             start.realtime_playback,
-            transport.send_bytes,
+            transport,
             on_frame=self._observer.reply_audio,
         )
         self._last_turn = 0
         self._utterance: _Utterance | None = None
         self._memory: list[Exchange] = []
+        self._last_answer = ""
+        """The last reply's words, for the keypad's repeat."""
         self._reply: Reply | None = None
         self._partial_at = 0
         self._partial_task: asyncio.Task[None] | None = None
@@ -119,23 +122,45 @@ class CallSession:
 
     async def on_text(self, text: str) -> None:
         """A typed question: a turn of its own, answered without speech recognition."""
-        arrived_at = time.monotonic()
-        turn = self._next_turn()
-        async with self._turn_lock:
-            await self._interrupt()
-            await self._send(protocol.FinalTranscript(turn=turn, text=text))
-            self._begin_reply(turn, text, arrived_at, {"asr": None})
+        await self._immediate_turn(shown=text, question=text)
 
     async def say(self, text: str) -> None:
         """A supervisor's message, spoken into the call at once in place of any reply."""
+        await self._immediate_turn(script=Script(text, backend="supervisor"))
+
+    async def on_key(self, digit: str) -> None:
+        """A keypad digit (docs/phone.md, "Keypad"): 0 asks for a person, * repeats the last
+        answer, # stops the reply. Other digits are noted and change nothing."""
+        log.info("keypad %s", digit)
+        if digit == "0":
+            await self._immediate_turn(
+                shown=f"[keypad {digit}]",
+                script=Script(
+                    HUMAN_HANDOFF_MESSAGE, "keypad", handoff=True, rules=(HUMAN_REQUEST,)
+                ),
+            )
+        elif digit == "*":
+            await self.stop_reply()  # a reply cut short is repeated whole
+            if self._last_answer:
+                await self._immediate_turn(script=Script(self._last_answer, backend="keypad"))
+        elif digit == "#":
+            await self.stop_reply()
+
+    async def _immediate_turn(
+        self, shown: str = "", question: str = "", script: Script | None = None
+    ) -> None:
+        """A turn that needs no listening (typed, keypad, a supervisor's words), taken at once in
+        place of any reply: answers `question`, or speaks `script`. `shown` is its transcript."""
         arrived_at = time.monotonic()
         turn = self._next_turn()
         async with self._turn_lock:
             await self._interrupt()
-            self._begin_reply(turn, "", arrived_at, {"asr": None}, script=text)
+            if shown:
+                await self._send(protocol.FinalTranscript(turn=turn, text=shown))
+            self._begin_reply(turn, question, arrived_at, {"asr": None}, script=script)
 
     async def stop_reply(self) -> None:
-        """A supervisor stops the current answer."""
+        """Stop the current answer (a supervisor, the caller's stop button or keypad)."""
         async with self._turn_lock:
             await self._interrupt()
 
@@ -314,15 +339,16 @@ class CallSession:
         question: str,
         spoken_at: float,
         timings: dict[str, int | None],
-        script: str | None = None,
+        script: Script | None = None,
     ) -> None:
-        """Answer `question` (or speak `script`, a supervisor's words) as the reply of `turn`."""
+        """Answer `question` (or speak `script`: a supervisor's words, a keypad reply) as the
+        reply of `turn`."""
         reply = Reply(turn=turn, question=question, spoken_at=spoken_at, timings=timings)
         self._reply = reply
         reply.task = asyncio.create_task(self._run_reply(reply, script))
         reply.task.add_done_callback(_log_failure)
 
-    async def _run_reply(self, reply: Reply, script: str | None) -> None:
+    async def _run_reply(self, reply: Reply, script: Script | None) -> None:
         clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
         failed = closed = False
         try:
@@ -346,7 +372,7 @@ class CallSession:
         await self._finish_reply(reply, interrupted=False)
 
     async def _write_answer(
-        self, reply: Reply, clauses: asyncio.Queue[str | None], script: str | None
+        self, reply: Reply, clauses: asyncio.Queue[str | None], script: Script | None
     ) -> None:
         splitter = ClauseSplitter()
         memory = self._memory[-self._settings.agent.memory_turns :]
@@ -391,9 +417,11 @@ class CallSession:
             return
         self._reply = None
         text = "".join(reply.text).strip()
-        heard = reply.heard(reply.played_ms(self._speaker.realtime)) if interrupted else text
+        heard = reply.heard(self._speaker.played_ms(reply)) if interrupted else text
         if reply.question:
             self._memory.append(Exchange(question=reply.question, answer=heard))
+        if text:
+            self._last_answer = text
         reply.timings.setdefault("first_text", None)
         reply.timings.setdefault("first_audio", None)
         await self._send(
@@ -416,7 +444,7 @@ class CallSession:
 
     async def _send(self, event: protocol.Event) -> None:
         self._observer.event(event)
-        await self._transport.send_text(protocol.encode(event))
+        await self._transport.send_event(event)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
@@ -426,9 +454,20 @@ class CallSession:
         return task
 
 
-async def _scripted(text: str) -> AsyncIterator[AnswerEvent]:
-    yield AnswerText(text)
-    yield AnswerEnd(backend="supervisor")
+@dataclass(frozen=True)
+class Script:
+    """Fixed words spoken as a reply, instead of an answer from the agent."""
+
+    text: str
+    backend: str
+    """What `reply.end` names as the writer: "supervisor" or "keypad"."""
+    handoff: bool = False
+    rules: tuple[str, ...] = ()
+
+
+async def _scripted(script: Script) -> AsyncIterator[AnswerEvent]:
+    yield AnswerText(script.text)
+    yield AnswerEnd(handoff=script.handoff, rules=script.rules, backend=script.backend)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
