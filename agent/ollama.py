@@ -11,7 +11,13 @@ so a slow or broken model never holds the caller in silence:
   answer is spoken instead; after: ``llm_failure_message`` and a handoff. Either way
   ``llm_fallback`` is recorded in ``AnswerEnd.rules`` and the reason is logged.
 
-Closing the answer (barge-in) cancels the producer, which closes the HTTP stream.
+Each failure counts toward the backend's :class:`~agent.breaker.CircuitBreaker`: after
+``breaker_failures`` in a row, questions skip the model for ``breaker_open_s`` and get the
+extractive answer at once, without a connection to Ollama (``llm_fallback`` and
+``llm_skipped`` recorded, "ollama skipped: 3 failures in a row, retrying in 12.3 s" logged).
+
+Closing the answer (barge-in) cancels the producer, which closes the HTTP stream; it is
+neither a success nor a failure for the breaker.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import ollama
 
 import prompts
 from agent.backend import AnswerBackend, BackendRequest
+from agent.breaker import Attempt, CircuitBreaker
 from agent.extractive import ExtractiveBackend
 from agent.health import FAILURES, client_options, describe_error, ssl_context
 from agent.llm import ReplyFilter, chat_messages, passage_budget, prompt_ids, system_prompt
@@ -38,6 +45,9 @@ log = logging.getLogger(__name__)
 
 LLM_FALLBACK = "llm_fallback"
 """Recorded in ``AnswerEnd.rules`` when the LLM did not write (all of) the answer."""
+
+LLM_SKIPPED = "llm_skipped"
+"""Recorded with :data:`LLM_FALLBACK` when the LLM was not even called: its breaker is open."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,8 @@ _Item = str | _Done | _Failed
 
 
 class OllamaBackend:
-    """Streams answers from Ollama. Stateless between answers: share it across calls.
+    """Streams answers from Ollama. Share it across calls: its only state between answers is
+    the breaker, which all calls share (from one event loop).
 
     Each answer opens its own HTTP connection and closes it when the answer ends or is
     closed, so nothing outlives an answer and there is nothing to shut down.
@@ -71,16 +82,26 @@ class OllamaBackend:
         settings: AgentSettings,
         fallback: AnswerBackend | None = None,
         guardrail_prompt: str | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         """
         Args:
-            settings: model, URL, options and timeouts.
+            settings: model, URL, options, timeouts and the breaker's limits.
             fallback: answers when the model fails; the extractive backend by default.
             guardrail_prompt: the system prompt's rules; ``prompts/guardrail.md`` by default.
+            breaker: counts the model's failures; by default one from ``breaker_failures``
+                and ``breaker_open_s``.
         """
         self._settings = settings
         self._fallback = fallback if fallback is not None else ExtractiveBackend(settings)
         self._prompt = guardrail_prompt if guardrail_prompt is not None else load_prompt()
+        self.breaker = (
+            breaker
+            if breaker is not None
+            else CircuitBreaker(settings.breaker_failures, settings.breaker_open_s)
+        )
+        """Shared by every answer of this backend; ``breaker.state`` says whether questions
+        skip the model now (for readiness checks and metrics)."""
         ssl_context()  # built here, at start, rather than on the event loop in the first call
 
     def _client(self) -> ollama.AsyncClient:
@@ -92,6 +113,16 @@ class OllamaBackend:
 
         Never raises for a model or network failure: it falls back (see the module docstring).
         """
+        attempt = self.breaker.attempt()
+        if attempt is None:
+            refusal = self.breaker.refusal()
+            log.info("%s; the %s backend answers", refusal, self._fallback.name)
+            async with aclosing(
+                fallback_answer(self._fallback, request, (LLM_FALLBACK, LLM_SKIPPED))
+            ) as events:
+                async for event in events:
+                    yield event
+            return
         s = self._settings
         memory, question = request.memory, request.question
         budget = passage_budget(s.num_ctx, s.num_predict, self._prompt, memory, question)
@@ -99,10 +130,12 @@ class OllamaBackend:
         messages = chat_messages(system, memory, question)
         queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max(64, s.num_predict + 16))
         producer = asyncio.create_task(self._produce(messages, queue), name="ollama-chat")
+        ids = prompt_ids(system, request.passages)
         try:
-            async for event in self._relay(request, queue, prompt_ids(system, request.passages)):
+            async for event in self._relay(request, queue, ids, attempt):
                 yield event
         finally:
+            attempt.abandon()  # closed before an outcome (barge-in); else a no-op
             producer.cancel()
             await asyncio.wait({producer})
 
@@ -134,12 +167,17 @@ class OllamaBackend:
         await queue.put(item)
 
     async def _relay(
-        self, request: BackendRequest, queue: asyncio.Queue[_Item], ids: tuple[str, ...]
+        self,
+        request: BackendRequest,
+        queue: asyncio.Queue[_Item],
+        ids: tuple[str, ...],
+        attempt: Attempt,
     ) -> AsyncGenerator[AnswerEvent, None]:
         """The answer as the caller hears it, from the producer's queue, with the timeouts.
 
         The first-token clock runs from the question; the stall clock from each time this
-        waits on an empty queue, so time the listener spent elsewhere never counts.
+        waits on an empty queue, so time the listener spent elsewhere never counts. The
+        outcome goes to ``attempt`` as soon as it is known, before the rest is yielded.
         """
         s = self._settings
         loop = asyncio.get_running_loop()
@@ -159,7 +197,7 @@ class OllamaBackend:
                 limit = f"stall_timeout_s={s.stall_timeout_s}" if heard else "first_token_timeout_s"
                 item = _Failed(f"the model sent no text within {limit} ({wait:.1f} s)")
             if isinstance(item, _Failed):
-                async for event in self._recover(request, item.reason, said > 0):
+                async for event in self._recover(request, item.reason, said > 0, attempt):
                     yield event
                 return
             if isinstance(item, str):
@@ -167,16 +205,23 @@ class OllamaBackend:
                 sentences = reply.feed(item)
             else:
                 sentences = reply.finish(item.complete)
+                if said or sentences or reply.handoff:  # else _end finds it empty: a failure
+                    attempt.succeeded()
             for sentence in sentences:
                 said += 1
                 yield AnswerText(sentence if said == 1 else " " + sentence)
             if isinstance(item, _Done):
                 break
-        async for event in self._end(request, reply, said, ids):
+        async for event in self._end(request, reply, said, ids, attempt):
             yield event
 
     async def _end(
-        self, request: BackendRequest, reply: ReplyFilter, said: int, ids: tuple[str, ...]
+        self,
+        request: BackendRequest,
+        reply: ReplyFilter,
+        said: int,
+        ids: tuple[str, ...],
+        attempt: Attempt,
     ) -> AsyncGenerator[AnswerEvent, None]:
         """The ``AnswerEnd`` of a reply the model finished."""
         if reply.handoff:
@@ -186,17 +231,18 @@ class OllamaBackend:
             return
         if not said:
             empty = "the model's reply had nothing to say"
-            async for event in self._recover(request, empty, False):
+            async for event in self._recover(request, empty, False, attempt):
                 yield event
             return
         cited = tuple(i for i in reply.cited if i in ids)
         yield AnswerEnd(sources=cited or (request.passages[0].id,), backend=self.name)
 
     async def _recover(
-        self, request: BackendRequest, reason: str, said: bool
+        self, request: BackendRequest, reason: str, said: bool, attempt: Attempt
     ) -> AsyncGenerator[AnswerEvent, None]:
         """After a failure: the apology and a handoff when part of the answer was spoken,
-        otherwise the fallback backend's whole answer."""
+        otherwise the fallback backend's whole answer. The failure counts for the breaker."""
+        attempt.failed(reason)
         if said:
             log.warning("ollama failed mid-answer (%s); apologising and handing off", reason)
             yield AnswerText(" " + self._settings.llm_failure_message)
@@ -208,13 +254,14 @@ class OllamaBackend:
 
 
 async def fallback_answer(
-    backend: AnswerBackend, request: BackendRequest
+    backend: AnswerBackend, request: BackendRequest, rules: tuple[str, ...] = (LLM_FALLBACK,)
 ) -> AsyncGenerator[AnswerEvent, None]:
-    """``backend``'s answer with :data:`LLM_FALLBACK` added to its ``AnswerEnd.rules``."""
+    """``backend``'s answer with ``rules`` (:data:`LLM_FALLBACK`) added to its
+    ``AnswerEnd.rules``."""
     async with aclosing(backend.answer(request)) as events:
         async for event in events:
             if isinstance(event, AnswerEnd):
-                event = replace(event, rules=(*event.rules, LLM_FALLBACK))
+                event = replace(event, rules=(*event.rules, *rules))
             yield event
 
 

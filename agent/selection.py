@@ -6,7 +6,9 @@
 - ``ollama``: Ollama; when it is not ready at start the server still starts and answers through
   the extractive fallback while :class:`~agent.standby.StandbyBackend` keeps checking.
 
-Every choice comes with a sentence for the log and ``voicedesk doctor``.
+Every choice comes with a sentence for the log and ``voicedesk doctor``. Whichever backend
+talks to Ollama, its failures go through one :class:`~agent.breaker.CircuitBreaker`;
+:func:`breaker_state` reads it for readiness checks and metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 
 from agent.agent import KnowledgeAgent
 from agent.backend import AnswerBackend
+from agent.breaker import BreakerState
 from agent.extractive import ExtractiveBackend
 from agent.health import OllamaStatus, check_ollama, check_ollama_sync
 from agent.kb import demo_kb_dir, load_kb
@@ -41,6 +44,14 @@ def explain(settings: AgentSettings, status: OllamaStatus | None) -> str:
         f"ollama: {settings.model} at {settings.ollama_url} once it is ready; until then "
         f"extractive, because {status.reason} (checking again every {settings.health_retry_s:g} s)"
     )
+
+
+def breaker_state(backend: AnswerBackend) -> BreakerState | None:
+    """Whether ``backend`` skips the model now after failures in a row (``open``), with the
+    run of failures and when it retries; None for a backend without a model (extractive)."""
+    if isinstance(backend, OllamaBackend | StandbyBackend):
+        return backend.breaker.state
+    return None
 
 
 def backend_for(settings: AgentSettings, status: OllamaStatus | None) -> AnswerBackend:

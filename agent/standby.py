@@ -4,6 +4,11 @@
 the extractive backend (recording ``llm_fallback``) until then. It checks again in the
 background: every ``health_retry_s`` while :meth:`StandbyBackend.watch` runs (the server can run
 it as a task), and otherwise at most that often when a question comes in while it is down.
+
+While ready, answers go through :class:`~agent.ollama.OllamaBackend` and so through its
+breaker: a model that keeps failing (503, hanging) although ``/api/tags`` answers is skipped
+for ``breaker_open_s`` after ``breaker_failures`` failures in a row. A health check neither
+opens nor closes the breaker: the server listing its models says nothing about its answers.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from agent.backend import AnswerBackend, BackendRequest
+from agent.breaker import CircuitBreaker
 from agent.extractive import ExtractiveBackend
 from agent.health import OllamaStatus, check_ollama
 from agent.ollama import OllamaBackend, fallback_answer
@@ -50,6 +56,11 @@ class StandbyBackend:
         self._checked_at = -math.inf if status is None else _now()
         self._checking: asyncio.Task[OllamaStatus] | None = None
         self._watching = 0
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The breaker of the Ollama backend it answers through when ready."""
+        return self.ollama.breaker
 
     @property
     def ready(self) -> bool:

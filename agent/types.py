@@ -50,16 +50,36 @@ class AgentSettings:
     """Longest LLM answer, in tokens; an unfinished last sentence is not spoken."""
     temperature: float = 0.1
     connect_timeout_s: float = 2.0
-    """Opening the connection to Ollama; also the whole budget of a health check."""
-    first_token_timeout_s: float = 8.0
-    """From the question to the model's first text (a cold model loads in this time)."""
+    """Opening the connection to Ollama; also the whole budget of a health check. An answer
+    never waits longer than ``first_token_timeout_s`` for it: a host that drops packets falls
+    back at whichever comes first."""
+    first_token_timeout_s: float = 2.0
+    """From the question (the transcript ready) to the model's first text; past it the
+    extractive answer is spoken. 2 s keeps a hung Ollama inside a 3 s budget from the detected
+    end of speech (recognition ~0.3 s, the first spoken clause ~0.3 s; measured by
+    ``bench/ollama_faults.py``). The price: a model
+    slower than that to start always falls back. On a CPU-only box phi3:mini's first token
+    often takes longer (prompt evaluation of the passages, and a cold model loads for seconds):
+    raise it there (8 s and more), and a hung Ollama then leaves that long between
+    ``ack_message`` and the answer."""
     stall_timeout_s: float = 4.0
     """Longest pause between two pieces of a streamed answer."""
     total_timeout_s: float = 20.0
     """Longest time one LLM answer may take, from the request to its last piece."""
-    first_token_ack_s: float = 1.5
-    """When the model has said nothing after this long, :attr:`ack_message` is spoken first."""
+    first_token_ack_s: float = 0.8
+    """When the model has said nothing after this long, :attr:`ack_message` is spoken first;
+    only before ``first_token_timeout_s`` (at or past it: never). The acknowledgement plays to
+    its end before the answer: the default one is 1.3 s of speech, so starting it 1.2 s before
+    the timeout ends it just as a fallback is ready, and it delays the fallback by nothing.
+    Raise it with ``first_token_timeout_s``, or shorten ``ack_message``."""
     ack_message: str = "Let me check that for you."
+    breaker_failures: int = 3
+    """After this many Ollama failures in a row (any that made an answer fall back), questions
+    skip the model for ``breaker_open_s`` and are answered by the extractive backend at once
+    (``llm_fallback`` and ``llm_skipped`` recorded). 0: never skip."""
+    breaker_open_s: float = 30.0
+    """How long the model is skipped; then the next question tries it again: a success
+    closes the breaker, a failure skips it for this long again."""
     health_retry_s: float = 10.0
     """With backend "ollama": how often an unreachable Ollama is checked again, while the
     extractive backend answers."""
@@ -101,7 +121,8 @@ class AnswerEnd:
     """True when the call should go to a human."""
     rules: tuple[str, ...] = field(default=())
     """Names of the guardrail rules that fired on this turn, and ``llm_fallback`` when the
-    LLM failed and the extractive backend (or an apology and a handoff) answered instead."""
+    LLM failed and the extractive backend (or an apology and a handoff) answered instead,
+    with ``llm_skipped`` too when the LLM was not called because it kept failing."""
     backend: str = "extractive"
     """What produced the text: "faq", "extractive", "ollama" or "guardrail"."""
 
