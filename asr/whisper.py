@@ -66,6 +66,13 @@ class Transcriber:
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="asr")
         self._busy = 0
 
+    def describe(self) -> dict[str, object]:
+        """What a worker process tells the server about its model at start."""
+        return {
+            "description": self.description,
+            "languages": sorted(self._model.supported_languages),
+        }
+
     def supports(self, language: str) -> bool:
         """Whether the model recognizes this language code (an English-only model: "en")."""
         return language in self._model.supported_languages

@@ -44,14 +44,14 @@ def require_browser() -> None:
 
 
 @contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
-    """Headless system Chromium, closed on exit."""
+async def chromium(*args: str) -> AsyncIterator[Browser]:
+    """Headless system Chromium with `args` besides its usual ones, closed on exit."""
     require_browser()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            executable_path=str(CHROMIUM), headless=True, args=[*CHROMIUM_ARGS, *args]
         )
         try:
             yield browser

@@ -149,24 +149,38 @@ async def _stall_and_check(url, stalled):
     }
     await loop.sock_sendall(stalled, _client_frame(0x1, json.dumps(start).encode()))
     question = _client_frame(0x1, b'{"type": "text", "text": "my bulb flashes red"}')
-    for _ in range(30):  # each reply is ~0.5 MB of audio: far more than the socket buffers hold
-        await loop.sock_sendall(stalled, question)
-        await asyncio.sleep(0.3)
     health = url.replace("ws://", "http://").replace("/call", "/healthz")
-    async with aiohttp.ClientSession() as session:
-        async with session.get(health) as response:
-            assert (await response.json())["calls"] == 1
-        async with CallClient(url, PCM16, realtime_playback=False) as other:
-            await other.send_text("is my bulb ok")
-            end = await other.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
-        assert end["text"]
-        for _ in range(100):
+
+    async def keep_asking() -> None:
+        """Each reply is ~0.5 MB of audio, made in well under 2 s: a question every 2 s fills
+        the socket buffers (megabytes) within a minute, however loaded the machine."""
+        while True:
+            try:
+                await loop.sock_sendall(stalled, question)
+            except OSError:  # the server dropped the connection
+                return
+            await asyncio.sleep(2.0)
+
+    asking = asyncio.create_task(keep_asking())
+    try:
+        await asyncio.sleep(3)
+        async with aiohttp.ClientSession() as session:
             async with session.get(health) as response:
-                if (await response.json())["calls"] == 0:
-                    break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the stalled call was never closed")
+                assert (await response.json())["calls"] == 1
+            async with CallClient(url, PCM16, realtime_playback=False) as other:
+                await other.send_text("is my bulb ok")
+                end = await other.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
+            assert end["text"]
+            for _ in range(900):
+                async with session.get(health) as response:
+                    if (await response.json())["calls"] == 0:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the stalled call was never closed")
+    finally:
+        asking.cancel()
+        await asyncio.gather(asking, return_exceptions=True)
 
 
 async def test_nothing_keeps_running_after_a_call(url):

@@ -51,6 +51,10 @@ class Synthesizer:
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="tts")
         self.sample_rate: int = self._voice.config.sample_rate
 
+    def describe(self) -> dict[str, object]:
+        """What a worker process tells the server about its voice at start."""
+        return {"description": self.description, "sample_rate": self.sample_rate}
+
     async def synthesize(self, text: str) -> np.ndarray:
         """Int16 mono audio of `text` at `sample_rate`; empty when there is nothing to say."""
         loop = asyncio.get_running_loop()

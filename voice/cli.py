@@ -1,4 +1,4 @@
-"""The `voicedesk` command: serve, call, eval, config, ask, kb check."""
+"""The `voicedesk` command: serve, call, mic, eval, config, ask, kb check."""
 
 from __future__ import annotations
 
@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--rate", type=int, default=16000, help="caller sample rate (Hz)")
     _setting_flags(call)
     call.set_defaults(handler=_call)
+
+    mic = commands.add_parser(
+        "mic", help="talk to a server from this machine's microphone and speaker (half-duplex)"
+    )
+    mic.add_argument("--url", help="ws://HOST:PORT/call (default: an in-process server)")
+    _setting_flags(mic)
+    mic.set_defaults(handler=_mic)
 
     evaluate = commands.add_parser(
         "eval", help="call a server with a suite of recorded questions and score the answers"
@@ -161,9 +168,22 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.access import CallerTokens, exposure_warning
+    from voice.logs import setup
+
+    setup(logging.DEBUG if args.verbose else logging.INFO, settings.server.log_format)
+    try:
+        CallerTokens.parse(settings.auth.caller_tokens)
+    except ConfigError as err:
+        print(f"voicedesk: configuration error: {err}", file=sys.stderr)
+        return 2
+    warning = exposure_warning(settings)
+    if warning is not None:
+        log.warning("SECURITY: %s", warning)
     from voice.services import load_services
 
     async def run() -> None:
+        from voice.line import drain
         from voice.office import open_office
         from voice.server import start_server
 
@@ -173,16 +193,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             services, settings.server.host, settings.server.port, office
         )
         log.info("serving callers on ws://%s:%d/call", settings.server.host, port)
+        log.info("phone carriers on ws://%s:%d/twilio", settings.server.host, port)
+        log.info("kiosk page on http://%s:%d/", settings.server.host, port)
         log.info("supervisor console on http://%s:%d/console", settings.server.host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
-        log.info("shutting down")
+        grace = settings.server.shutdown_grace_s
+        log.info("shutting down: no new calls; calls in progress finish their turn (%g s)", grace)
+        await drain(runner.app, grace)
         await runner.cleanup()
         await asyncio.to_thread(office.close)
         services.close()
+        log.info("stopped")
 
     asyncio.run(run())
     return 0
@@ -220,6 +245,15 @@ async def _run_call(args: argparse.Namespace, settings: Settings, audio_format: 
     if args.out:
         _write_wav(args.out, audio_format, turns)
     return 0
+
+
+def _mic(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.mic import run_mic
+
+    if not args.verbose:  # log lines would break up the conversation on the terminal
+        for name in ("voice.server", "voice.line", "voice.session"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    return run_mic(args.url, lambda stack: _in_process_server(stack, settings))
 
 
 async def _in_process_server(stack: contextlib.AsyncExitStack, settings: Settings) -> str:

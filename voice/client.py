@@ -45,6 +45,8 @@ class Turn:
     ignored: bool = False
     rules: list[str] = field(default_factory=list)
     timings_ms: dict[str, int | None] = field(default_factory=dict)
+    audio_ms: int = 0
+    """Reply audio the server says it sent (`reply.end.audio_ms`)."""
     audio: bytearray = field(default_factory=bytearray)
     """Reply audio received before any `clear`, in the call's format."""
     first_audio_at: float | None = None
@@ -113,8 +115,16 @@ class SpokenLine:
 class CallClient:
     """One call to a voicedesk server. Events are read in the background into `events`."""
 
-    def __init__(self, url: str, audio: AudioFormat, *, realtime_playback: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        audio: AudioFormat,
+        *,
+        realtime_playback: bool = True,
+        token: str | None = None,
+    ) -> None:
         self.url = url
+        self._token = token
         self.format = audio
         self.realtime_playback = realtime_playback
         self.events: list[dict[str, Any]] = []
@@ -137,14 +147,15 @@ class CallClient:
             await self._session.close()
             raise
         self._reader = asyncio.create_task(self._read())
-        await self._ws.send_json(
-            {
-                "type": "start",
-                "version": 1,
-                "audio": {"encoding": self.format.encoding, "sample_rate": self.format.sample_rate},
-                "options": {"realtime_playback": self.realtime_playback},
-            }
-        )
+        start: dict[str, Any] = {
+            "type": "start",
+            "version": 1,
+            "audio": {"encoding": self.format.encoding, "sample_rate": self.format.sample_rate},
+            "options": {"realtime_playback": self.realtime_playback},
+        }
+        if self._token is not None:
+            start["token"] = self._token
+        await self._ws.send_json(start)
         try:
             ready = await self.wait_for(lambda e: e["type"] in ("ready", "end"), timeout=30)
         except BaseException:
@@ -297,3 +308,4 @@ class CallClient:
             turn.interrupted = event["interrupted"]
             turn.rules = event["rules"]
             turn.timings_ms.update(event["timings_ms"])
+            turn.audio_ms = event.get("audio_ms", 0)

@@ -104,7 +104,8 @@ def int16_to_float(samples: np.ndarray) -> np.ndarray:
 
 def float_to_int16(samples: np.ndarray) -> np.ndarray:
     """Float samples in [-1, 1] to int16, rounded; louder samples clip and NaN becomes 0."""
-    scaled = np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0) * np.float32(32768)
+    with np.errstate(over="ignore"):  # values past float32 (or infinities) clip like the rest
+        scaled = np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0) * np.float32(32768)
     return np.clip(np.rint(scaled), -32768, 32767).astype(np.int16)
 
 
@@ -132,9 +133,11 @@ class AudioFormat:
             )
         if self.sample_rate not in rates:
             allowed = ", ".join(str(rate) for rate in rates)
-            raise CodecError(
-                f"{self.encoding} audio must be sampled at {allowed} Hz; got {self.sample_rate} Hz."
+            # str() refuses ints of over 4,300 digits (ValueError); no such rate needs showing.
+            got = (
+                f"{self.sample_rate} Hz" if abs(self.sample_rate) < 10**9 else "ten digits or more"
             )
+            raise CodecError(f"{self.encoding} audio must be sampled at {allowed} Hz; got {got}.")
 
     @classmethod
     def parse(cls, encoding: object, sample_rate: object) -> AudioFormat:

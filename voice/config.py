@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agent.types import AgentSettings
 
@@ -31,6 +31,16 @@ class ServerSettings:
     port: int = 8765
     data_dir: Path = Path("data")
     """Where call data is kept (created on demand)."""
+    shutdown_grace_s: float = 30.0
+    """On SIGTERM or SIGINT: new calls are refused, and each call in progress may finish its
+    current turn for up to this long before it is closed (1001)."""
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as text, or one JSON object a line; either way each line of a call carries its
+    call id."""
+    isolate_models: bool = True
+    """Run speech recognition and synthesis in worker processes: a crash or a kill there costs
+    the requests in flight (those calls get an apology and a handoff), never the server, and
+    the worker is restarted. False runs them in threads of the server process."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,17 @@ class CallSettings:
     """Time a caller has to send the start message."""
     send_timeout_s: float = 10.0
     """A caller that takes no data for this long is closed (it stopped reading)."""
+    idle_timeout_s: float = 120.0
+    """A caller that sends nothing (no audio, no message) for this long is closed (4410)."""
+    max_call_s: float = 3600.0
+    """Longest call; past it the call is ended (4413)."""
+    max_messages_per_s: float = 200.0
+    """Messages a caller may send per second, on average over `burst_s`; a caller that sends
+    more is closed (4429). 20 ms audio frames are 50 a second."""
+    burst_s: float = 2.0
+    """How many seconds' worth of messages may come at once (a network hiccup flushed)."""
+    ping_interval_s: float = 20.0
+    """The server pings every caller this often; one that does not answer in time is dropped."""
     max_frame_bytes: int = 65_536
     max_frame_ms: int = 100
     reply_frame_ms: int = 40
@@ -104,6 +125,10 @@ class CallSettings:
     """How far reply audio is sent ahead of real time; what barge-in can no longer take back."""
     inbound_queue_frames: int = 500
     """Audio frames waiting to be processed before the server stops reading the socket."""
+    failure_message: str = (
+        "I'm sorry, something went wrong on our side, so I'm transferring you to a colleague."
+    )
+    """Spoken when part of the server fails a call (a model's worker dies); a handoff follows."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +144,27 @@ class RecordsSettings:
     """Calls older than this are deleted by `voicedesk purge` (and daily while serving)."""
     session_hours: float = 12.0
     """How long a supervisor's login lasts."""
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    max_calls: int = 8
+    """Calls served at once; a caller beyond them hears `busy_message` and is closed with 1013.
+    The default is what this software holds on a 2-core CPU with the embedded models (see
+    docs/benchmarks.md, "Load"); measure yours with bench/load.py."""
+    busy_message: str = "All our lines are busy right now. Please call again in a few minutes."
+    """Synthesized once at start."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    caller_tokens: str | None = None
+    """Tokens a caller must present on /call, /twilio and /api/chat; unset: no token needed.
+    Comma-separated; `channel=token` (channel: call, twilio, chat) is for that endpoint only,
+    a bare token for all of them. A secret: not printed by `voicedesk config`, never logged."""
+    allowed_origins: str | None = None
+    """Comma-separated origins (https://kiosk.example.com) whose pages may use this server,
+    besides its own; a browser request from any other origin is refused (403)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +188,8 @@ class Settings:
     call: CallSettings = field(default_factory=CallSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     records: RecordsSettings = field(default_factory=RecordsSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
 
 
@@ -160,7 +208,7 @@ FLAG_KEYS: Mapping[str, str] = {
 
 ENV_PREFIX = "VOICEDESK_"
 
-SECRETS = frozenset({"twilio.auth_token"})
+SECRETS = frozenset({"twilio.auth_token", "auth.caller_tokens"})
 """Settings that `settings_as_toml` never prints."""
 
 

@@ -1,5 +1,7 @@
-"""Sending to one caller's websocket, without ever letting a caller who stopped reading hold a
-call up; and the life of a started call on the server, whatever the wire dialect."""
+"""A caller's websocket and the life of a started call on the server, whatever the dialect
+(the caller protocol on `/call`, Twilio Media Streams on `/twilio`): admission against the line
+limit, the per-connection limits, sending without ever letting a caller who stopped reading hold
+a call up, and the close."""
 
 from __future__ import annotations
 
@@ -7,14 +9,21 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMessage, WSMsgType, web
 
 from voice import protocol
+from voice.access import CallerTokens
+from voice.admission import CLOSE_BUSY, Admission, BusySignal, MessageRate
+from voice.config import CallSettings
+from voice.logs import call_scope
+from voice.metrics import Metrics
+from voice.observer import Observers
 from voice.office import OFFICE
 from voice.protocol import ProtocolError
 from voice.records import Channel
@@ -26,32 +35,39 @@ log = logging.getLogger(__name__)
 
 HARD_MESSAGE_LIMIT = 1 << 20
 """Messages over this are cut off by the websocket layer itself (close 1009, no error event)."""
-PING_INTERVAL_S = 20.0
-"""The server pings every caller this often; one that does not answer is disconnected."""
+
+CLOSE_IDLE = 4410
+CLOSE_TOO_LONG = 4413
+CLOSE_TOO_MANY = 4429
 
 SERVICES = web.AppKey("services", Services)
-CALLS = web.AppKey("calls", set[web.WebSocketResponse])
-"""Every caller connection open on the server, started or not."""
+ADMISSION = web.AppKey("admission", Admission)
+BUSY = web.AppKey("busy", BusySignal)
+METRICS = web.AppKey("metrics", Metrics)
+TOKENS = web.AppKey("tokens", CallerTokens)
 
 
 class WebSocketLine:
     """Sends on one websocket; a caller that takes nothing for `send_timeout_s` is closed (4409).
 
-    `ended` is set when the call is to be closed from the sending side: the caller stopped
-    reading (`closed_code` is then set), or the wire's dialect ends the call (a phone handoff).
+    `ended` is set when the call is to be closed from the server's side: the caller stopped
+    reading (`closed_code` is then set), or `finish` (a phone handoff, the server shutting down).
     """
 
     def __init__(self, ws: web.WebSocketResponse, send_timeout_s: float) -> None:
         self.ws = ws
         self._timeout = send_timeout_s
+        self.started = False
+        """True once the caller's start message was taken."""
         self.closed_code: int | None = None
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
+        self.end_code = protocol.CLOSE_NORMAL
         self._pending: set[asyncio.Future[None]] = set()
 
-    def finish(self, reason: str) -> None:
-        """End the call from the sending side, for the dialect's own reason (a phone handoff)."""
-        self.end_reason = reason
+    def finish(self, reason: str, code: int = protocol.CLOSE_NORMAL) -> None:
+        """End the call from the server's side: `reason` is kept in its record."""
+        self.end_reason, self.end_code = reason, code
         self.ended.set()
 
     async def send_str(self, text: str) -> None:
@@ -109,6 +125,10 @@ class WebSocketLine:
             await asyncio.wait_for(ws.close(code=code), 5)
 
 
+LINES = web.AppKey("lines", set[WebSocketLine])
+"""Every caller connection open on the server, started or not."""
+
+
 @dataclass
 class Ending:
     """How a call ended: the reason kept in its record, the close code, the error if any."""
@@ -117,27 +137,82 @@ class Ending:
     close_code: int = protocol.CLOSE_NORMAL
     error: ProtocolError | None = None
 
+    def end_with(self, error: ProtocolError) -> None:
+        """The caller broke a rule that ends the call: a per-connection limit (the reason is
+        its code) or the protocol (the reason is "error")."""
+        assert error.close_code is not None
+        limit = error.close_code in (CLOSE_IDLE, CLOSE_TOO_MANY)
+        self.reason = error.code if limit else "error"
+        self.close_code, self.error = error.close_code, error
+
 
 async def answer_websocket(
     request: web.Request,
     run: Callable[[WebSocketLine, str], Coroutine[Any, Any, Ending]],
     farewell: Callable[[WebSocketLine, Ending], Coroutine[Any, Any, None]],
-) -> web.WebSocketResponse:
+) -> web.StreamResponse:
     """Take a caller's websocket, `run` its call (given the line and a new call id), then say
-    the dialect's `farewell` and close with the ending's code."""
-    services = request.app[SERVICES]
-    ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=PING_INTERVAL_S)
+    the dialect's `farewell` and close with the ending's code. While the server shuts down,
+    new callers are refused with HTTP 503 before the upgrade."""
+    app = request.app
+    if app[ADMISSION].draining:
+        app[METRICS].refused.labels("shutting_down").inc()
+        return _refusal(503, "shutting_down", "The server is shutting down; call again shortly.")
+    settings = app[SERVICES].settings.call
+    ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=settings.ping_interval_s)
     await ws.prepare(request)
     call_id = uuid.uuid4().hex[:12]
-    line = WebSocketLine(ws, services.settings.call.send_timeout_s)
-    request.app[CALLS].add(ws)
-    try:
-        ending = await run(line, call_id)
-    finally:
-        request.app[CALLS].discard(ws)
-    await line.close(ending.close_code, functools.partial(farewell, line, ending))
-    log.info("call %s ended: %s", call_id, ending.reason)
+    line = WebSocketLine(ws, settings.send_timeout_s)
+    with call_scope(call_id):
+        app[LINES].add(line)
+        try:
+            ending = await run(line, call_id)
+        finally:
+            app[LINES].discard(line)
+        if ending.error is not None:
+            app[METRICS].errors.labels(ending.error.code).inc()
+        await line.close(ending.close_code, functools.partial(farewell, line, ending))
+        log.info("call ended: %s (close %d)", ending.reason, ending.close_code)
     return ws
+
+
+def _refusal(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def unauthorized() -> web.Response:
+    """HTTP 401 for a caller whose `Authorization` header holds no valid token."""
+    return _refusal(401, "unauthorized", "A valid caller token is required.")
+
+
+async def messages(ws: web.WebSocketResponse, limits: CallSettings) -> AsyncIterator[WSMessage]:
+    """The caller's text and binary messages until the websocket closes.
+
+    Raises:
+        ProtocolError: the caller sent nothing for `idle_timeout_s` (4410), or more messages
+            than `max_messages_per_s` allows (4429).
+    """
+    rate = MessageRate(limits.max_messages_per_s, limits.burst_s)
+    while True:
+        try:
+            message = await ws.receive(timeout=limits.idle_timeout_s)
+        except TimeoutError:
+            raise ProtocolError(
+                "idle_timeout",
+                f"Nothing came from the caller for {limits.idle_timeout_s:g} s.",
+                CLOSE_IDLE,
+            ) from None
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            continue
+        if not rate.take():
+            raise ProtocolError(
+                "too_many_messages",
+                f"A caller may send at most {limits.max_messages_per_s:g} messages a second.",
+                CLOSE_TOO_MANY,
+            )
+        yield message
 
 
 Receiver = Callable[[CallSession, Ending], Coroutine[Any, Any, None]]
@@ -154,48 +229,88 @@ class StartedCall:
 
 async def serve_call(
     app: web.Application,
-    services: Services,
     call: StartedCall,
     line: WebSocketLine,
     transport: Transport,
     receive: Receiver,
     greet: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    overhear: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> Ending:
-    """Serve one started call, watched by the back office, until the caller is done, the line
-    ends it, or the session fails; returns how it ended. Nothing the call started keeps running
-    after this returns."""
-    office = app[OFFICE]
+    """Serve one started call until the caller is done, the server ends it, or the session
+    fails; returns how it ended. A caller beyond `limits.max_calls` hears the busy message
+    instead (meanwhile `overhear` reads what their side sends: a carrier's marks) and is closed
+    with 1013. Nothing the call started keeps running after this."""
+    line.started = True
+    admission, metrics = app[ADMISSION], app[METRICS]
+    if not admission.admit():
+        reason = "shutting_down" if admission.draining else "busy"
+        log.warning("caller turned away: %s (%d calls)", reason, admission.active)
+        metrics.refused.labels(reason).inc()
+        busy = app[BUSY]
+        listening = asyncio.create_task(overhear()) if overhear is not None else None
+        try:
+            with contextlib.suppress(CallClosed):
+                await say_busy(transport, busy, call.start)
+        finally:
+            if listening is not None:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
+        return Ending(reason, CLOSE_BUSY, ProtocolError("busy", busy.text, CLOSE_BUSY))
+    try:
+        return await _watched(app, call, line, transport, receive, greet)
+    finally:
+        admission.release()
+
+
+async def _watched(
+    app: web.Application,
+    call: StartedCall,
+    line: WebSocketLine,
+    transport: Transport,
+    receive: Receiver,
+    greet: Callable[[], Coroutine[Any, Any, None]] | None,
+) -> Ending:
+    """The call, watched by the back office and counted in the metrics."""
+    services, office, metrics = app[SERVICES], app[OFFICE], app[METRICS]
     start = call.start
     monitor = office.monitor(
         call.call_id, call.channel, start.caller_id, start.metadata, start.audio.sample_rate
     )
     monitor.started()
-    session = CallSession(services, start, transport, observer=monitor)
+    observers = Observers(monitor, metrics.observer(call.channel))
+    session = CallSession(services, start, transport, observer=observers)
     office.calls[call.call_id] = session
+    metrics.calls_active.labels(call.channel).inc()
     ending = Ending(reason="server_shutdown")
     try:
-        ending = await _run(call.call_id, session, line, receive, greet)
+        ending = await _run(session, line, receive, greet, services.settings.call.max_call_s)
         return ending
     finally:
         office.calls.pop(call.call_id, None)
         monitor.ended(ending.reason)
+        metrics.calls_active.labels(call.channel).dec()
+        metrics.calls.labels(call.channel, ending.reason).inc()
 
 
 async def _run(
-    call_id: str,
     session: CallSession,
     line: WebSocketLine,
     receive: Receiver,
     greet: Callable[[], Coroutine[Any, Any, None]] | None,
+    max_call_s: float,
 ) -> Ending:
     ending = Ending()
     listener = asyncio.create_task(session.listen())
     receiver = asyncio.create_task(receive(session, ending))
     ended = asyncio.create_task(line.ended.wait())
+    too_long = False
     try:
         if greet is not None:
             await greet()
-        await asyncio.wait({listener, receiver, ended}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {listener, receiver, ended}, timeout=max_call_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        too_long = not done
     except CallClosed:
         pass
     finally:
@@ -206,10 +321,66 @@ async def _run(
     if line.closed_code is not None:
         return Ending("not_reading", line.closed_code)
     if line.end_reason is not None:
-        return Ending(line.end_reason)
+        return Ending(line.end_reason, line.end_code)
+    if too_long:
+        log.info("call reached call.max_call_s (%g s)", max_call_s)
+        error = ProtocolError(
+            "call_too_long", f"Calls last at most {max_call_s:g} s.", CLOSE_TOO_LONG
+        )
+        return Ending("max_duration", CLOSE_TOO_LONG, error)
     for task in (listener, receiver):
         failure = None if task.cancelled() else task.exception()
         if failure is not None and not isinstance(failure, CallClosed):
-            log.error("call %s failed: %r", call_id, failure)
+            log.error("call failed: %r", failure)
             return Ending("error", protocol.CLOSE_INTERNAL)
     return ending
+
+
+BUSY_TURN = 0
+"""The busy message is marked as turn 0: no real turn has that number."""
+
+
+async def say_busy(transport: Transport, busy: BusySignal, start: protocol.Start) -> None:
+    """Play the busy message to a caller who gets no line, and wait until it has played (as
+    the caller's side reports, or by the clock), at most its length and two seconds more."""
+    data = busy.encoded(start.audio)
+    step = start.audio.frame_bytes(40)
+    for offset in range(0, len(data), step):
+        await transport.send_audio(data[offset : offset + step])
+    length_ms = round(start.audio.duration_ms(len(data)))
+    await transport.mark(BUSY_TURN, length_ms)
+    if not start.realtime_playback:
+        return
+    deadline = time.monotonic() + length_ms / 1000 + 2.0
+    while time.monotonic() < deadline:
+        played = transport.played_ms(BUSY_TURN)
+        if played is None:  # this wire does not report: the clock says when it has played
+            await asyncio.sleep(length_ms / 1000)
+            return
+        if played >= length_ms:
+            return
+        await asyncio.sleep(0.04)
+
+
+async def drain(app: web.Application, grace_s: float) -> None:
+    """Shut down the calls: take no new ones, let each finish its current turn for up to
+    `grace_s`, then close every connection with 1001."""
+    app[ADMISSION].draining = True
+    sessions = list(app[OFFICE].calls.values())
+    if sessions:
+        log.info("letting %d calls finish their turn (up to %g s)", len(sessions), grace_s)
+        finishing = [asyncio.create_task(s.finish_turn()) for s in sessions]
+        _, late = await asyncio.wait(finishing, timeout=grace_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*finishing, return_exceptions=True)
+    lines: set[WebSocketLine] = app[LINES]
+    for line in list(lines):
+        if line.started:
+            line.finish("server_shutdown", protocol.CLOSE_GOING_AWAY)
+        else:
+            with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+                await asyncio.wait_for(line.ws.close(code=protocol.CLOSE_GOING_AWAY), 2)
+    deadline = time.monotonic() + 5
+    while app[LINES] and time.monotonic() < deadline:  # noqa: ASYNC110 (handlers end on their own)
+        await asyncio.sleep(0.05)

@@ -44,3 +44,26 @@ class Unobserved:
 
     def reply_cleared(self) -> None:
         pass
+
+
+class Observers:
+    """Several observers of one call, each told everything, in order."""
+
+    def __init__(self, *observers: CallObserver) -> None:
+        self._observers = observers
+
+    def event(self, event: protocol.Event) -> None:
+        for observer in self._observers:
+            observer.event(event)
+
+    def caller_audio(self, samples: np.ndarray) -> None:
+        for observer in self._observers:
+            observer.caller_audio(samples)
+
+    def reply_audio(self, samples: np.ndarray) -> None:
+        for observer in self._observers:
+            observer.reply_audio(samples)
+
+    def reply_cleared(self) -> None:
+        for observer in self._observers:
+            observer.reply_cleared()

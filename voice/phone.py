@@ -10,8 +10,19 @@ import logging
 from aiohttp import WSMsgType, web
 
 from voice import protocol, twilio
-from voice.config import Settings, TwilioSettings
-from voice.line import SERVICES, Ending, StartedCall, WebSocketLine, answer_websocket, serve_call
+from voice.access import CLOSE_UNAUTHORIZED, bearer
+from voice.config import CallSettings, TwilioSettings
+from voice.line import (
+    METRICS,
+    SERVICES,
+    TOKENS,
+    Ending,
+    StartedCall,
+    WebSocketLine,
+    answer_websocket,
+    messages,
+    serve_call,
+)
 from voice.protocol import ProtocolError
 from voice.session import CallSession
 
@@ -63,9 +74,13 @@ class TwilioTransport:
 
 
 async def twilio_handler(request: web.Request) -> web.StreamResponse:
+    """`/twilio`: a carrier's Media Stream. When `twilio.auth_token` is set the upgrade must be
+    signed; when caller tokens are set, the stream's `token` parameter (or an `Authorization:
+    Bearer` header, for gateways that can send one) must hold one."""
     settings = request.app[SERVICES].settings
     if settings.twilio.auth_token is not None and not _signed(request, settings.twilio):
         log.warning("phone stream refused: no valid %s", twilio.SIGNATURE_HEADER)
+        request.app[METRICS].refused.labels("unauthorized").inc()
         return web.json_response(
             {
                 "error": {
@@ -75,7 +90,8 @@ async def twilio_handler(request: web.Request) -> web.StreamResponse:
             },
             status=403,
         )
-    return await answer_websocket(request, functools.partial(_run_call, request.app), _no_words)
+    run = functools.partial(_run_call, request.app, bearer(request))
+    return await answer_websocket(request, run, _no_words)
 
 
 def _signed(request: web.Request, settings: TwilioSettings) -> bool:
@@ -85,15 +101,22 @@ def _signed(request: web.Request, settings: TwilioSettings) -> bool:
     return twilio.signature_valid(settings.auth_token, [url], given)
 
 
-async def _run_call(app: web.Application, line: WebSocketLine, call_id: str) -> Ending:
-    services = app[SERVICES]
+async def _run_call(
+    app: web.Application, header_token: str | None, line: WebSocketLine, call_id: str
+) -> Ending:
+    limits = app[SERVICES].settings.call
     stream = twilio.CarrierStream()
     try:
-        begun = await _receive_stream_start(line.ws, stream, services.settings.call.start_timeout_s)
+        begun = await _receive_stream_start(line.ws, stream, limits.start_timeout_s)
     except ProtocolError as err:
-        log.warning("phone call %s refused: %s: %s", call_id, err.code, err.message)
+        log.warning("phone call refused: %s: %s", err.code, err.message)
         return Ending("error", err.close_code or twilio.CLOSE_CARRIER, err)
-    parameters = begun.custom_parameters
+    parameters = dict(begun.custom_parameters)
+    token = parameters.pop("token", None) or header_token
+    if not app[TOKENS].allows("twilio", token):
+        log.warning("phone call refused: no valid caller token")
+        app[METRICS].refused.labels("unauthorized").inc()
+        return Ending("unauthorized", CLOSE_UNAUTHORIZED)
     start = protocol.Start(
         audio=twilio.PHONE_AUDIO,
         caller_id=parameters.get("caller_id") or parameters.get("From") or parameters.get("from"),
@@ -103,20 +126,19 @@ async def _run_call(app: web.Application, line: WebSocketLine, call_id: str) -> 
             "parameters": parameters,
         },
     )
-    log.info("phone call %s started (stream %s)", call_id, begun.stream_sid)
+    log.info("phone call started (stream %s)", begun.stream_sid)
     transport = TwilioTransport(line, begun.stream_sid)
+    carrier = functools.partial(_carrier, line.ws, stream, limits, transport)
     ending = await serve_call(
         app,
-        services,
         StartedCall(call_id, start, "phone"),
         line,
         transport,
-        functools.partial(_receive_loop, line.ws, stream, services.settings, transport),
+        carrier,
+        overhear=functools.partial(carrier, None, Ending()),
     )
     if ending.error is not None:
-        log.warning(
-            "phone call %s closed: %s: %s", call_id, ending.error.code, ending.error.message
-        )
+        log.warning("phone call closed: %s: %s", ending.error.code, ending.error.message)
     return ending
 
 
@@ -139,33 +161,34 @@ async def _receive_stream_start(
         raise protocol.start_timed_out(timeout_s) from None
 
 
-async def _receive_loop(
+async def _carrier(
     ws: web.WebSocketResponse,
     stream: twilio.CarrierStream,
-    settings: Settings,
+    limits: CallSettings,
     transport: TwilioTransport,
-    session: CallSession,
+    session: CallSession | None,
     ending: Ending,
 ) -> None:
     """Read the carrier's messages until `stop`, a close, or a broken message (which ends the
-    call, recorded in `ending`)."""
-    async for message in ws:
-        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            continue
-        try:
+    call, recorded in `ending`). Without a session (a caller hearing the busy message) only the
+    marks are taken."""
+    try:
+        async for message in messages(ws, limits):
             parsed = stream.receive(message.data)
-            if isinstance(parsed, twilio.Media):
-                if parsed.track == "inbound":
-                    await _hear(session, parsed.audio, settings.call.max_frame_ms)
-            elif isinstance(parsed, twilio.Mark):
+            if isinstance(parsed, twilio.Mark):
                 transport.echoed(parsed.name)
-            elif isinstance(parsed, twilio.Dtmf):
-                await session.on_key(parsed.digit)
             elif isinstance(parsed, twilio.Stop):
                 return
-        except ProtocolError as err:
-            ending.reason, ending.close_code, ending.error = "error", twilio.CLOSE_CARRIER, err
-            return
+            elif session is None:
+                continue
+            elif isinstance(parsed, twilio.Media):
+                if parsed.track == "inbound":
+                    await _hear(session, parsed.audio, limits.max_frame_ms)
+            elif isinstance(parsed, twilio.Dtmf):
+                await session.on_key(parsed.digit)
+    except ProtocolError as err:
+        ending.end_with(err)
+        return
     ending.reason = "disconnected"
 
 

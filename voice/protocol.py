@@ -56,6 +56,8 @@ class Start:
     metadata: dict[str, Any] = field(default_factory=dict)
     realtime_playback: bool = True
     """False: send reply audio as fast as it is made instead of at the pace it plays (testers)."""
+    token: str | None = field(default=None, repr=False)
+    """The caller's token, when the server asks for one (never logged or kept)."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,16 @@ CallerMessage = TextQuestion | StopReply | KeyPress | HangUp
 DIGITS = frozenset("0123456789*#ABCD")
 """The DTMF keys."""
 
-_START_KEYS = {"type", "version", "audio", "caller_id", "language", "metadata", "options"}
+_START_KEYS = {
+    "type",
+    "version",
+    "audio",
+    "caller_id",
+    "language",
+    "metadata",
+    "options",
+    "token",
+}
 _MAX_TEXT_CHARS = 2000
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
 
@@ -145,6 +156,7 @@ def parse_start(message: str | bytes) -> Start:
         language=language,
         metadata=metadata,
         realtime_playback=bool(options.get("realtime_playback", True)),
+        token=_optional_text(data, "token"),
     )
 
 
@@ -203,15 +215,21 @@ def check_audio_frame(data: bytes, audio: AudioFormat, max_frame_ms: int) -> Non
 
 
 def _json_object(message: str, close_code: int | None) -> dict[str, Any]:
+    code = "bad_start" if close_code else "bad_message"
     try:
         data = json.loads(message)
-    except ValueError:
-        code = "bad_start" if close_code else "bad_message"
+        # JSON can escape a lone surrogate ("\\ud800"): not Unicode, so neither the records
+        # (SQLite) nor a websocket text frame could carry it on.
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            code, "Text messages must not hold lone surrogates such as \\ud800.", close_code
+        ) from None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         raise ProtocolError(
             code, "Text messages must be JSON objects; audio goes in binary frames.", close_code
         ) from None
     if not isinstance(data, dict):
-        code = "bad_start" if close_code else "bad_message"
         raise ProtocolError(code, "Text messages must be JSON objects.", close_code)
     return data
 
@@ -300,7 +318,10 @@ class ReplyEnd(Event):
     timings_ms: dict[str, int | None]
     """asr, first_text, first_audio: ms from the detected end of the caller's speech."""
     backend: str = ""
-    """What wrote the reply: "faq", "extractive", "ollama", "guardrail" or "supervisor"."""
+    """What wrote the reply: "faq", "extractive", "ollama", "guardrail", "supervisor", "keypad"
+    or "apology"."""
+    audio_ms: int = 0
+    """Reply audio sent for this turn, in ms (what a caller that lost none received)."""
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import numpy as np
 
 from agent.types import AnswerEnd
 from tts.normalize import normalize_for_speech
-from tts.piper import Synthesizer
 from voice.codecs import AudioFormat, StreamResampler, float_to_int16, int16_to_float
 from voice.config import CallSettings
+from voice.services import Voice
 from voice.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Speaker:
 
     def __init__(
         self,
-        synthesizer: Synthesizer,
+        synthesizer: Voice,
         audio_format: AudioFormat,
         settings: CallSettings,
         realtime: bool,

@@ -4,26 +4,43 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
-from voice import chat, console, phone, protocol
-from voice.config import Settings
+from tts.normalize import normalize_for_speech
+from voice import chat, console, kiosk, phone, protocol
+from voice.access import (
+    CLOSE_UNAUTHORIZED,
+    CallerTokens,
+    allowed_origins,
+    bearer,
+    origin_check,
+)
+from voice.admission import Admission, BusySignal
+from voice.config import CallSettings, Settings
 from voice.line import (
-    CALLS,
+    ADMISSION,
+    BUSY,
+    LINES,
+    METRICS,
     SERVICES,
+    TOKENS,
     Ending,
     StartedCall,
     WebSocketLine,
     answer_websocket,
+    drain,
+    messages,
     serve_call,
+    unauthorized,
 )
+from voice.metrics import CONTENT_TYPE, Metrics
 from voice.office import OFFICE, Office
 from voice.protocol import ProtocolError
+from voice.readiness import readiness, watch_services
 from voice.records import Channel
 from voice.services import Services
 from voice.session import CallSession
@@ -54,19 +71,35 @@ class CallerTransport:
         return None
 
 
-async def call_handler(request: web.Request) -> web.WebSocketResponse:
-    """`/call`: the caller protocol (docs/protocol.md)."""
-    return await answer_websocket(request, functools.partial(_run_call, request.app), _farewell)
+async def call_handler(request: web.Request) -> web.StreamResponse:
+    """`/call`: the caller protocol (docs/protocol.md). A caller token, when the server asks
+    for one, comes in the `Authorization: Bearer` header or the start message's `token`."""
+    header_token = bearer(request)
+    tokens = request.app[TOKENS]
+    if header_token is not None and not tokens.allows("call", header_token):
+        request.app[METRICS].refused.labels("unauthorized").inc()
+        return unauthorized()
+    run = functools.partial(_run_call, request.app, header_token)
+    return await answer_websocket(request, run, _farewell)
 
 
-async def _run_call(app: web.Application, line: WebSocketLine, call_id: str) -> Ending:
+async def _run_call(
+    app: web.Application, header_token: str | None, line: WebSocketLine, call_id: str
+) -> Ending:
     services = app[SERVICES]
     try:
         start = await _receive_start(line.ws, services)
     except ProtocolError as err:
-        log.info("call %s refused: %s", call_id, err.code)
+        log.info("call refused: %s", err.code)
         return Ending("error", err.close_code or protocol.CLOSE_BAD_START, err)
-    log.info("call %s started (%s %d Hz)", call_id, start.audio.encoding, start.audio.sample_rate)
+    if not app[TOKENS].allows("call", header_token or start.token):
+        log.warning("call refused: no valid caller token")
+        app[METRICS].refused.labels("unauthorized").inc()
+        error = ProtocolError(
+            "unauthorized", "A valid caller token is required.", CLOSE_UNAUTHORIZED
+        )
+        return Ending("unauthorized", CLOSE_UNAUTHORIZED, error)
+    log.info("call started (%s %d Hz)", start.audio.encoding, start.audio.sample_rate)
     channel: Channel = "kiosk" if start.metadata.get("channel") == "kiosk" else "call"
     transport = CallerTransport(line)
     ready = protocol.Ready(
@@ -76,11 +109,10 @@ async def _run_call(app: web.Application, line: WebSocketLine, call_id: str) -> 
     )
     return await serve_call(
         app,
-        services,
         StartedCall(call_id, start, channel),
         line,
         transport,
-        functools.partial(_receive_loop, line.ws, services.settings, transport),
+        functools.partial(_receive_loop, line.ws, services.settings),
         greet=functools.partial(transport.send_event, ready),
     )
 
@@ -118,43 +150,60 @@ async def _receive_start(ws: web.WebSocketResponse, services: Services) -> proto
 async def _receive_loop(
     ws: web.WebSocketResponse,
     settings: Settings,
-    transport: CallerTransport,
     session: CallSession,
     ending: Ending,
 ) -> None:
     """Read caller messages until hang-up, close, or a fatal error (recorded in `ending`)."""
     limits = settings.call
-    async for message in ws:
-        try:
-            if message.type == WSMsgType.BINARY:
-                if len(message.data) > limits.max_frame_bytes:
-                    raise ProtocolError(
-                        "frame_too_big",
-                        f"Frames may be at most {limits.max_frame_bytes} bytes.",
-                        protocol.CLOSE_TOO_BIG,
-                    )
-                protocol.check_audio_frame(message.data, session.audio_format, limits.max_frame_ms)
-                await session.on_audio(message.data)
-            elif message.type == WSMsgType.TEXT:
-                parsed = protocol.parse_message(message.data)
-                if isinstance(parsed, protocol.HangUp):
-                    return
-                if isinstance(parsed, protocol.TextQuestion):
-                    await session.on_text(parsed.text)
-                elif isinstance(parsed, protocol.StopReply):
-                    await session.stop_reply()
-                elif isinstance(parsed, protocol.KeyPress):
-                    await session.on_key(parsed.digit)
-        except ProtocolError as err:
-            if err.close_code is not None:
-                ending.reason, ending.close_code, ending.error = "error", err.close_code, err
+    try:
+        async for message in messages(ws, limits):
+            try:
+                await _take(message, session, limits)
+            except Hungup:
                 return
-            await transport.send_event(protocol.Error(code=err.code, message=err.message))
+            except ProtocolError as err:
+                if err.close_code is not None:
+                    raise
+                await session.report(protocol.Error(code=err.code, message=err.message))
+    except ProtocolError as err:
+        ending.end_with(err)
+        return
     ending.reason = "disconnected"
 
 
+class Hungup(Exception):
+    """The caller said `hangup`."""
+
+
+async def _take(message: WSMessage, session: CallSession, limits: CallSettings) -> None:
+    """One message from the caller, into the session."""
+    if message.type == WSMsgType.BINARY:
+        if len(message.data) > limits.max_frame_bytes:
+            raise ProtocolError(
+                "frame_too_big",
+                f"Frames may be at most {limits.max_frame_bytes} bytes.",
+                protocol.CLOSE_TOO_BIG,
+            )
+        protocol.check_audio_frame(message.data, session.audio_format, limits.max_frame_ms)
+        await session.on_audio(message.data)
+        return
+    parsed = protocol.parse_message(message.data)
+    if isinstance(parsed, protocol.HangUp):
+        raise Hungup()
+    if isinstance(parsed, protocol.TextQuestion):
+        await session.on_text(parsed.text)
+    elif isinstance(parsed, protocol.StopReply):
+        await session.stop_reply()
+    elif isinstance(parsed, protocol.KeyPress):
+        await session.on_key(parsed.digit)
+
+
 async def chat_handler(request: web.Request) -> web.Response:
-    """`POST /api/chat`: {"message", "session_id"?} → {"reply", "sources", "handoff", ...}."""
+    """`POST /api/chat`: {"message", "session_id"?} → {"reply", "sources", "handoff", ...}.
+    Takes a caller token in `Authorization: Bearer` when the server asks for one."""
+    if not request.app[TOKENS].allows("chat", bearer(request)):
+        request.app[METRICS].refused.labels("unauthorized").inc()
+        return unauthorized()
     services = request.app[SERVICES]
     try:
         message, session_id = chat.parse_request(await request.read())
@@ -174,24 +223,54 @@ async def chat_handler(request: web.Request) -> web.Response:
 
 
 async def health_handler(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "calls": len(request.app[CALLS])})
+    """`/healthz`: the server process is alive (and how many callers are connected)."""
+    return web.json_response({"status": "ok", "calls": len(request.app[LINES])})
+
+
+async def ready_handler(request: web.Request) -> web.Response:
+    """`/readyz`: 200 when calls can be taken — models loaded (their workers running), not
+    shutting down — with the answer backend's state; 503 otherwise."""
+    report = readiness(request.app)
+    return web.json_response(report, status=200 if report["ready"] else 503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def create_app(services: Services, office: Office | None = None) -> web.Application:
-    app = web.Application()
+    settings = services.settings
+    app = web.Application(middlewares=[origin_check(allowed_origins(settings.auth))])
     app[SERVICES] = services
     app[OFFICE] = office or Office()
+    app[TOKENS] = CallerTokens.parse(settings.auth.caller_tokens)
+    app[ADMISSION] = Admission(settings.limits.max_calls)
+    app[METRICS] = metrics = Metrics()
+    app[LINES] = set()
+    app[CHAT_MEMORY] = chat.ChatMemory()
     console.add_routes(app)
     phone.add_routes(app)
-    app[CALLS] = set()
-    app[CHAT_MEMORY] = chat.ChatMemory()
+    kiosk.add_routes(app)
     app.router.add_get("/call", call_handler)
     app.router.add_post("/api/chat", chat_handler)
     app.router.add_get("/healthz", health_handler)
+    app.router.add_get("/readyz", ready_handler)
+    app.router.add_get("/metrics", metrics_handler)
+    watch_services(metrics, app)
+    app.on_startup.append(_prepare_busy_signal)
     app.on_startup.append(_start_background)
     app.on_shutdown.append(_close_calls)
     app.on_cleanup.append(_stop_background)
     return app
+
+
+async def _prepare_busy_signal(app: web.Application) -> None:
+    """The busy message, synthesized once, before the first caller."""
+    services = app[SERVICES]
+    text = services.settings.limits.busy_message
+    audio = await services.synthesizer.synthesize(normalize_for_speech(text))
+    app[BUSY] = BusySignal(text, audio, services.synthesizer.sample_rate)
 
 
 async def _start_background(app: web.Application) -> None:
@@ -208,15 +287,8 @@ async def _stop_background(app: web.Application) -> None:
 
 
 async def _close_calls(app: web.Application) -> None:
-    async def close(ws: web.WebSocketResponse) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
-            await asyncio.wait_for(
-                ws.send_str(protocol.encode(protocol.End(reason="server_shutdown"))), 2
-            )
-            await asyncio.wait_for(ws.close(code=protocol.CLOSE_GOING_AWAY), 2)
-
-    calls: set[web.WebSocketResponse] = app[CALLS]
-    await asyncio.gather(*(close(ws) for ws in list(calls)))
+    """Close what is still open at cleanup (`serve` drains with a grace period first)."""
+    await drain(app, grace_s=0.0)
 
 
 async def start_server(

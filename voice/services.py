@@ -5,15 +5,49 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from agent.types import Agent
 from asr.vad import VadModel
-from asr.whisper import Transcriber
+from asr.whisper import Transcriber, Transcript
 from tts.piper import Synthesizer
 from voice.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Recognizer(Protocol):
+    """Speech recognition as calls use it: `asr.whisper.Transcriber` in this process, or
+    `voice.workers.RecognizerWorkers` in worker processes."""
+
+    description: str
+
+    @property
+    def busy(self) -> bool:
+        """True while every worker is busy (partial transcripts are skipped then)."""
+        ...
+
+    def supports(self, language: str) -> bool: ...
+
+    async def transcribe(
+        self, audio: np.ndarray, *, hotwords: str | None = None, language: str | None = None
+    ) -> Transcript: ...
+
+    def close(self) -> None: ...
+
+
+class Voice(Protocol):
+    """Speech synthesis as calls use it: `tts.piper.Synthesizer` or
+    `voice.workers.SynthesizerWorkers`."""
+
+    description: str
+    sample_rate: int
+
+    async def synthesize(self, text: str) -> np.ndarray: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -21,8 +55,8 @@ class Services:
     """The loaded models and the agent; one set serves every call."""
 
     settings: Settings
-    transcriber: Transcriber
-    synthesizer: Synthesizer
+    transcriber: Recognizer
+    synthesizer: Voice
     vad: VadModel
     agent: Agent
     hotwords: str = ""
@@ -37,14 +71,21 @@ class Services:
 
 def load_services(settings: Settings, agent: Agent | None = None) -> Services:
     """Load ASR, VAD and TTS models and build the agent (or use the one given)."""
-    transcriber = Transcriber(settings.asr)
+    transcriber: Recognizer
+    synthesizer: Voice
+    if settings.server.isolate_models:
+        from voice.workers import RecognizerWorkers, SynthesizerWorkers
+
+        transcriber, synthesizer = RecognizerWorkers(settings.asr), SynthesizerWorkers(settings.tts)
+    else:
+        transcriber, synthesizer = Transcriber(settings.asr), Synthesizer(settings.tts)
     log.info(
-        "speech recognition: %s, %s on %s",
+        "speech recognition: %s, %s on %s%s",
         transcriber.description,
         settings.asr.compute_type,
         settings.asr.device,
+        ", in worker processes" if settings.server.isolate_models else "",
     )
-    synthesizer = Synthesizer(settings.tts)
     log.info("speech synthesis: %s (%d Hz)", synthesizer.description, synthesizer.sample_rate)
     vad = VadModel()
     log.info("voice activity detection: Silero %s", vad.path.name)

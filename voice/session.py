@@ -39,10 +39,16 @@ from voice.turns import (
     TurnStarted,
     interrupts,
 )
+from voice.workers import WorkerDied
 
 log = logging.getLogger(__name__)
 
 ASR_RATE = 16_000
+APOLOGY = "apology"
+"""`reply.end.backend` of the words spoken when part of the server failed the call."""
+SERVER_FAILURE = "server_failure"
+"""The rule recorded on that turn."""
+FAILURE_SENTENCE = "Part of the server failed; the call is being handed to a person."
 
 
 @dataclass
@@ -107,6 +113,10 @@ class CallSession:
         self._turn_lock = asyncio.Lock()
         """Held while a turn's reply is started or stopped, so turns go out in order."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._answering = False
+        """An ended utterance is being recognized and its reply started."""
+        self._draining = False
+        """The server shuts down: the turn in progress finishes, no new one starts."""
 
     @property
     def audio_format(self) -> AudioFormat:
@@ -151,6 +161,8 @@ class CallSession:
     ) -> None:
         """A turn that needs no listening (typed, keypad, a supervisor's words), taken at once in
         place of any reply: answers `question`, or speaks `script`. `shown` is its transcript."""
+        if self._draining:
+            return
         arrived_at = time.monotonic()
         turn = self._next_turn()
         async with self._turn_lock:
@@ -175,6 +187,24 @@ class CallSession:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._hear())
             group.create_task(self._answer_utterances())
+
+    async def report(self, error: protocol.Error) -> None:
+        """Tell the caller their message was refused (the call goes on); watchers see it too."""
+        await self._send(error)
+
+    async def finish_turn(self) -> None:
+        """Let the turn in progress finish — the caller's words still being said, recognized,
+        answered and played — and start no new one. For a server shutting down."""
+        self._draining = True
+        # Several states end in several places; a short poll while shutting down is simpler
+        # than an event for each.
+        while (  # noqa: ASYNC110
+            self._utterance is not None
+            or self._answering
+            or not self._ended.empty()
+            or self._reply is not None
+        ):
+            await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         """Stop everything this call started; nothing keeps running after it returns."""
@@ -210,6 +240,8 @@ class CallSession:
 
     async def _on_turn_event(self, event: TurnEvent) -> None:
         if isinstance(event, TurnStarted):
+            if self._draining:
+                return
             started = _Utterance(turn=self._next_turn(), overlapped=self._reply is not None)
             self._utterance = started
             self._partial_at = self._settings.turns.partial_interval_ms
@@ -238,10 +270,15 @@ class CallSession:
         """Recognize and answer ended utterances one at a time, in the order they were said."""
         while True:
             utterance, ended, ended_at = await self._ended.get()
+            self._answering = True
             try:
                 await self._finish_utterance(utterance, ended, ended_at)
             except (CallClosed, asyncio.CancelledError):
                 raise
+            except WorkerDied as err:
+                log.error("turn %d: speech recognition failed: %s", utterance.turn, err)
+                await self._send(protocol.Error(code="asr_unavailable", message=FAILURE_SENTENCE))
+                await self._apologize()
             except Exception as err:
                 log.error("turn %d could not be recognized: %r", utterance.turn, err)
                 await self._send(
@@ -251,6 +288,7 @@ class CallSession:
                     )
                 )
             finally:
+                self._answering = False
                 utterance.drop_early()
 
     async def _finish_utterance(
@@ -350,26 +388,47 @@ class CallSession:
 
     async def _run_reply(self, reply: Reply, script: Script | None) -> None:
         clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
-        failed = closed = False
+        failed = closed = died = False
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._write_answer(reply, clauses, script))
                 group.create_task(self._speaker.speak(reply, clauses))
         except* CallClosed:
             closed = True
+        except* WorkerDied as deaths:
+            died = True
+            log.error(
+                "reply to turn %d: speech synthesis failed: %s", reply.turn, deaths.exceptions[0]
+            )
         except* Exception as failures:
             failed = True
             for failure in failures.exceptions:
                 log.error("reply to turn %d failed: %r", reply.turn, failure)
         if closed:
             return
-        if failed:
+        if died:
+            await self._send(protocol.Error(code="tts_unavailable", message=FAILURE_SENTENCE))
+        elif failed:
             await self._send(
                 protocol.Error(
                     code="answer_failed", message="Sorry, the answer could not be completed."
                 )
             )
         await self._finish_reply(reply, interrupted=False)
+        if died and (script is None or script.backend != APOLOGY):
+            self._spawn(self._apologize())
+
+    async def _apologize(self) -> None:
+        """Part of the server failed this call (a model's worker died): say sorry and hand
+        the call to a person; the worker is being restarted meanwhile."""
+        await self._immediate_turn(
+            script=Script(
+                self._settings.call.failure_message,
+                backend=APOLOGY,
+                handoff=True,
+                rules=(SERVER_FAILURE,),
+            )
+        )
 
     async def _write_answer(
         self, reply: Reply, clauses: asyncio.Queue[str | None], script: Script | None
@@ -435,6 +494,7 @@ class CallSession:
                 rules=list(reply.end.rules),
                 timings_ms=reply.timings,
                 backend=reply.end.backend,
+                audio_ms=reply.sent_ms,
             )
         )
         if reply.end.handoff and not interrupted:

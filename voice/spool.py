@@ -48,6 +48,13 @@ class Write:
     method: str
     args: tuple[Any, ...]
 
+    def __str__(self) -> str:
+        """Which record, without what was said in it (for logs at the default level)."""
+        first = self.args[0] if self.args else None
+        call_id = getattr(first, "call_id", first)
+        turn = getattr(first, "turn", None)
+        return f"{self.method} of call {call_id}" + (f" turn {turn}" if turn is not None else "")
+
 
 class SpooledStore:
     """A `Store` for live calls: writes are queued and applied in order by one worker thread.
@@ -113,7 +120,8 @@ class SpooledStore:
     def _put(self, write: Write) -> None:
         with self._cond:
             if self._closed:
-                log.error("store closed; record not kept: %r", write)
+                log.error("store closed; record not kept: %s", write)
+                log.debug("the record not kept: %r", write)
                 return
             self._queue.append(write)
             waiting = len(self._queue)
@@ -170,7 +178,8 @@ class SpooledStore:
             left = list(self._queue)
             self._cond.notify_all()
         for write in left:
-            log.error("store down at shutdown; record lost: %r", write)
+            log.error("store down at shutdown; record lost: %s", write)
+            log.debug("the record lost: %r", write)
         self._worker.join(max(timeout, 1.0))
         if self._worker.is_alive():
             log.error("store worker still busy at shutdown; the store is left open")
@@ -194,7 +203,7 @@ class SpooledStore:
             except Exception as err:
                 attempts += 1
                 if not self._transient(err) and attempts >= self._max_attempts:
-                    log.exception("store write failed %d times; set aside: %r", attempts, write)
+                    log.exception("store write failed %d times; set aside: %s", attempts, write)
                     self.failed.append(write)
                 else:
                     self._note_failure(err)

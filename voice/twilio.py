@@ -89,10 +89,10 @@ class CarrierStream:
     def receive(self, message: str | bytes) -> CarrierMessage:
         """The typed message; raises ProtocolError (close code CLOSE_CARRIER) when the carrier
         breaks the dialect, whatever the reason."""
+        if self.stopped:
+            raise _broken("after_stop", "A message came after stop.")
         data = _json_object(message)
         event = data.get("event")
-        if self.stopped:
-            raise _broken("after_stop", f"A {event!r} message came after stop.")
         if event == "connected":
             if self.stream_sid is not None:
                 raise _broken("bad_order", "A connected message came after start.")
@@ -141,6 +141,8 @@ class CarrierStream:
         if not isinstance(parameters, dict):
             raise _broken("bad_start", "customParameters must be an object.")
         tracks = start.get("tracks") or ["inbound"]
+        if not isinstance(tracks, list):
+            raise _broken("bad_start", "tracks must be a list.")
         self.stream_sid = stream_sid
         return StreamStart(
             stream_sid=stream_sid,
@@ -167,7 +169,12 @@ def _json_object(message: str | bytes) -> dict[str, Any]:
         raise _broken("binary_frame", "Media Streams messages are JSON text, not binary.")
     try:
         data = json.loads(message)
-    except ValueError:
+        # JSON can escape a lone surrogate ("\\ud800"): not Unicode, so the records (SQLite)
+        # could not keep it.
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise _broken("bad_json", "A Media Streams message holds a lone surrogate.") from None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         raise _broken("bad_json", "A Media Streams message is not JSON.") from None
     if not isinstance(data, dict):
         raise _broken("bad_json", "A Media Streams message is not a JSON object.")
@@ -213,25 +220,33 @@ def signature(auth_token: str, url: str, params: Mapping[str, str] | None = None
     upgrade is a GET: the URL alone."""
     fields = params or {}
     data = url + "".join(name + fields[name] for name in sorted(fields))
-    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    # surrogatepass: aiohttp decodes a Host header that is not UTF-8 into surrogates; such a
+    # URL must fail to match, not raise.
+    key, message = (text.encode(errors="surrogatepass") for text in (auth_token, data))
+    digest = hmac.new(key, message, hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
 def signature_valid(auth_token: str, urls: Iterable[str], given: str | None) -> bool:
-    """Whether `given` signs one of `urls` (with or without the default port written out, as
-    Twilio's own validators accept). Constant-time in the signature."""
-    if not given:
+    """Whether `given` signs one of `urls`: as written, or with or without the default port
+    written out, as Twilio's own validators accept. Constant-time in the signature."""
+    if not given or not given.isascii():  # compare_digest takes no other str; never valid
         return False
-    candidates = {variant for url in urls for variant in _port_variants(url)}
+    candidates = {variant for url in urls for variant in (url, *_port_variants(url))}
     return any(hmac.compare_digest(signature(auth_token, url), given) for url in candidates)
 
 
 def _port_variants(url: str) -> tuple[str, ...]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # e.g. a Host header "[::1" or "host:99999": no variants
+        return ()
     default = {"https": 443, "wss": 443, "http": 80, "ws": 80}.get(parts.scheme)
-    host = parts.hostname or ""
-    if parts.port is not None and parts.port != default:
-        return (url,)
+    if port is not None and port != default:
+        return ()
+    # As written: .hostname would lowercase the host and drop an IPv6 address's brackets.
+    host = parts.netloc.rpartition(":")[0] if port is not None else parts.netloc
     bare = urlunsplit(parts._replace(netloc=host))
     with_port = urlunsplit(parts._replace(netloc=f"{host}:{default}")) if default else bare
     return (bare, with_port)

@@ -1,0 +1,282 @@
+"""Load and soak: N callers speaking in real time at once to a real `voicedesk serve`.
+
+    python bench/load.py [--callers 8] [--minutes 3] [--json out.json]
+    python bench/load.py --callers 8 --minutes 10 --soak      # the 10-minute soak
+
+The server runs as its own process (`python -m voice.cli serve`, embedded models in worker
+processes, the extractive backend), the callers in this one. Each caller makes calls of three
+spoken questions (the bundled Piper voice, real time, the line carrying silence in between),
+listens to each reply to its end, pauses 1-3 s, and hangs up; then calls again, until the time
+is up. Callers start a second apart.
+
+Reports per turn: end of speech → first reply audio (the server's `first_audio`) and what the
+caller perceives (last voiced sample sent → first reply audio received), p50/p95/max; questions
+unanswered, error events and unexpected closes; reply audio lost or misplaced (each turn's audio
+received against its `reply.end.audio_ms`). With --soak also: the server's memory (its process
+and its model workers) every 10 s, growth between minute 2 and the end, and asyncio tasks and
+open files before the calls and after they all ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+from latency import QUESTIONS, machine, percentile  # noqa: E402
+
+from voice.client import CallClient  # noqa: E402
+from voice.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
+
+PCM16 = AudioFormat("pcm16", 16000)
+TURNS_PER_CALL = 3
+
+
+@dataclass
+class Tally:
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    calls: int = 0
+    errors: list[str] = field(default_factory=list)
+    """Error events and failed turns, in words."""
+    closes: list[int | None] = field(default_factory=list)
+    """Close codes of calls that did not end with 1000."""
+    audio_mismatches: list[str] = field(default_factory=list)
+
+
+class Server:
+    """`voicedesk serve` in its own process on a free port."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.port: int | None = None
+        self.log: list[str] = []
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, data_dir: str, max_calls: int) -> Server:
+        env = {
+            **os.environ,
+            "VOICEDESK_LLM": "extractive",
+            "VOICEDESK_DATA_DIR": data_dir,
+            "VOICEDESK_LIMITS_MAX_CALLS": str(max_calls),
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voice.cli", "serve", "--port", "0",
+            env=env, cwd=data_dir, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        server = cls(process)
+        deadline = time.monotonic() + 180
+        while server.port is None:
+            if process.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start:\n" + "\n".join(server.log))
+            await asyncio.sleep(0.2)
+        return server
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            self.log.append(line)
+            found = re.search(r"serving callers on ws://[\d.]+:(\d+)/call", line)
+            if found:
+                self.port = int(found.group(1))
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/call"
+
+    def memory_mb(self) -> float:
+        """Resident memory of the server and its worker processes."""
+        return sum(_rss_kb(pid) for pid in _tree(self.process.pid)) / 1024
+
+    async def gauges(self) -> dict[str, float]:
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            text = await response.text()
+        wanted = ("voicedesk_asyncio_tasks", "process_open_fds", "voicedesk_calls_active")
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            for name in wanted:
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+        return found
+
+    async def stop(self) -> int:
+        self.process.terminate()
+        code = await asyncio.wait_for(self.process.wait(), 90)
+        await self.reader
+        return code
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def make_clips() -> dict[str, np.ndarray]:
+    """Each question spoken by the bundled voice, 16 kHz float32, with 300 ms of lead."""
+    from tts.piper import Synthesizer
+    from voice.config import TtsSettings
+
+    voice = Synthesizer(TtsSettings())
+    clips = {}
+    for question in QUESTIONS:
+        audio = int16_to_float(voice.synthesize_blocking(question))
+        speech = resample(audio, voice.sample_rate, 16000).astype(np.float32)
+        clips[question] = np.concatenate([np.zeros(4800, np.float32), speech])
+    voice.close()
+    return clips
+
+
+async def caller(
+    number: int, url: str, clips: dict[str, np.ndarray], until: float, tally: Tally
+) -> None:
+    rng = random.Random(number)
+    await asyncio.sleep(number * 1.0)
+    while time.monotonic() < until:
+        try:
+            async with CallClient(url, PCM16) as call:
+                tally.calls += 1
+                for _ in range(TURNS_PER_CALL):
+                    if time.monotonic() >= until:
+                        break
+                    question = rng.choice(QUESTIONS)
+                    turn = await call.ask(clips[question], realtime=True, timeout=120)
+                    _check(turn, question, tally)
+                    await asyncio.sleep(rng.uniform(1, 3))
+            tally.errors += [
+                f"caller {number}: {e['code']}" for e in call.events if e["type"] == "error"
+            ]
+            if call.close_code != 1000:
+                tally.closes.append(call.close_code)
+        except (TimeoutError, ConnectionError, aiohttp.ClientError) as err:
+            tally.errors.append(f"caller {number}: {err!r}")
+
+
+def _check(turn: Any, question: str, tally: Tally) -> None:
+    received_ms = len(turn.audio) // PCM16.bytes_per_sample * 1000 // PCM16.sample_rate
+    if turn.ignored or not turn.reply:
+        tally.errors.append(f"unanswered: {question!r} heard as {turn.transcript!r}")
+    if abs(received_ms - turn.audio_ms) > 1:
+        tally.audio_mismatches.append(f"turn {turn.turn}: {received_ms} ms of {turn.audio_ms}")
+    tally.turns.append(
+        {"question": question, "transcript": turn.transcript, "audio_ms": turn.audio_ms,
+         **turn.timings_ms}
+    )  # fmt: skip
+
+
+async def run(callers: int, minutes: float, soak: bool) -> dict[str, Any]:
+    clips = make_clips()
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = await Server.start(data_dir, max_calls=callers)
+        try:
+            await asyncio.sleep(2)
+            before = await server.gauges()
+            tally = Tally()
+            began = time.monotonic()
+            until = began + minutes * 60
+            memory: list[tuple[float, float]] = []
+
+            async def sample() -> None:
+                while True:
+                    memory.append((round(time.monotonic() - began), server.memory_mb()))
+                    await asyncio.sleep(10)
+
+            sampler = asyncio.create_task(sample())
+            await asyncio.gather(
+                *(caller(n, server.url, clips, until, tally) for n in range(callers))
+            )
+            sampler.cancel()
+            memory.append((round(time.monotonic() - began), server.memory_mb()))
+            await asyncio.sleep(3)
+            after = await server.gauges()
+        finally:
+            code = await server.stop()
+
+    def stats(name: str) -> dict[str, float]:
+        values = [float(t[name]) for t in tally.turns if t.get(name) is not None]
+        return {
+            "p50": percentile(values, 50),
+            "p95": percentile(values, 95),
+            "max": max(values, default=float("nan")),
+            "n": len(values),
+        }
+
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "callers": callers,
+        "minutes": minutes,
+        "calls": tally.calls,
+        "turns": len(tally.turns),
+        "end_of_speech_to_first_audio_ms": stats("first_audio"),
+        "perceived_ms": stats("perceived"),
+        "asr_after_end_of_speech_ms": stats("asr"),
+        "errors": tally.errors,
+        "unexpected_closes": tally.closes,
+        "audio_mismatches": tally.audio_mismatches,
+        "server_exit_code": code,
+    }
+    if soak:
+        at_2 = next((mb for t, mb in memory if t >= 120), memory[0][1])
+        end = memory[-1][1]
+        result |= {
+            "memory_mb": memory,
+            "memory_growth_after_minute_2": (end - at_2) / at_2,
+            "before_calls": before,
+            "after_calls": after,
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--callers", type=int, default=8)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--soak", action="store_true", help="also track memory, tasks and files")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    result = asyncio.run(run(args.callers, args.minutes, args.soak))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    summary = {k: v for k, v in result.items() if k != "memory_mb"}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Worker processes: requests served in real child processes, and what happens when one dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from tests.worker_targets import Broken, Toy
+from voice.workers import WorkerDied, WorkerFailed, WorkerPool
+
+
+@pytest.fixture
+async def pool():
+    workers = WorkerPool("toy", Toy, size=2, request_timeout_s=2.0)
+    yield workers
+    workers.close()
+
+
+async def until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_requests_run_in_the_workers(pool):
+    assert await pool.call("echo", {"a": [1, 2]}) == {"a": [1, 2]}
+    pids = set(pool.pids)
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert await pool.call("pid") in pids
+    assert pool.info["pid"] in pids
+
+
+async def test_workers_serve_requests_at_the_same_time(pool):
+    began = time.monotonic()
+    assert pool.busy is False
+    both = asyncio.gather(pool.call("sleep", 0.6), pool.call("sleep", 0.6))
+    await asyncio.sleep(0.2)
+    assert pool.busy
+    await both
+    assert time.monotonic() - began < 1.1
+    assert pool.busy is False
+
+
+async def test_a_failing_request_leaves_the_worker_serving(pool):
+    with pytest.raises(WorkerFailed, match="this request is bad"):
+        await pool.call("fail")
+    assert await pool.call("echo", 3) == 3
+    assert pool.restarts == 0
+
+
+async def test_a_worker_that_dies_mid_request_is_replaced(pool):
+    before = set(pool.pids)
+    with pytest.raises(WorkerDied):
+        await pool.call("crash")
+    await until(lambda: pool.restarts == 1 and pool.alive == 2)
+    assert set(pool.pids) != before and len(set(pool.pids) & before) == 1
+    assert await asyncio.gather(*(pool.call("echo", n) for n in range(4))) == [0, 1, 2, 3]
+
+
+async def test_a_worker_killed_while_idle_is_replaced_before_it_is_needed(pool):
+    await pool.call("echo", 1)
+    victim = pool.pids[0]
+    os.kill(victim, signal.SIGKILL)
+    await until(lambda: pool.restarts == 1 and pool.alive == 2)
+    assert victim not in pool.pids
+    assert [await pool.call("echo", n) for n in range(3)] == [0, 1, 2]
+
+
+async def test_other_requests_go_on_while_a_worker_dies(pool):
+    slow = asyncio.create_task(pool.call("sleep", 0.8))
+    await asyncio.sleep(0.1)
+    with pytest.raises(WorkerDied):
+        await pool.call("crash")
+    assert await slow == 0.8
+
+
+async def test_a_cancelled_request_keeps_its_worker_busy_until_it_ends():
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        waiting = asyncio.create_task(workers.call("sleep", 0.6))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert workers.busy
+        began = time.monotonic()
+        assert await workers.call("echo", "next") == "next"
+        assert time.monotonic() - began > 0.3  # it waited for the abandoned request
+        assert not workers.busy
+    finally:
+        workers.close()
+
+
+async def test_a_hung_worker_is_killed_after_the_request_timeout():
+    workers = WorkerPool("toy", Toy, size=1, request_timeout_s=0.5)
+    try:
+        hung = workers.pids[0]
+        with pytest.raises(WorkerDied, match="hung"):
+            await workers.call("sleep", 30)
+        await until(lambda: workers.restarts == 1 and workers.alive == 1)
+        assert hung not in workers.pids
+        assert await workers.call("echo", "alive") == "alive"
+    finally:
+        workers.close()
+
+
+def test_a_worker_that_cannot_start_says_why():
+    with pytest.raises(RuntimeError, match="no such model"):
+        WorkerPool("broken", Broken)
+
+
+async def test_close_ends_the_workers():
+    workers = WorkerPool("toy", Toy, size=2)
+    await workers.call("echo", 1)
+    pids = workers.pids
+    workers.close()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

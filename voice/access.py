@@ -1,0 +1,147 @@
+"""Who may call: caller tokens per endpoint, the origins whose pages may use the server, and the
+warning for a server exposed without tokens. Pure functions, plus one aiohttp middleware."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from voice.config import AuthSettings, ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+Endpoint = Literal["call", "twilio", "chat"]
+ENDPOINTS: tuple[Endpoint, ...] = ("call", "twilio", "chat")
+
+CLOSE_UNAUTHORIZED = 4401
+"""Close code for a caller whose start message carried no valid token."""
+
+
+@dataclass(frozen=True)
+class CallerTokens:
+    """The tokens each caller endpoint takes. Empty: no token is needed anywhere."""
+
+    tokens: dict[str, frozenset[str]]
+
+    @classmethod
+    def parse(cls, text: str | None) -> CallerTokens:
+        """From `auth.caller_tokens`: `tok` (every endpoint) or `call=tok` (that one),
+        comma-separated.
+
+        Raises:
+            ConfigError: an unknown endpoint or an empty token.
+        """
+        if text is None or not text.strip():
+            return cls({})
+        shared: set[str] = set()
+        own: dict[str, set[str]] = {}
+        for item in text.split(","):
+            item = item.strip()
+            endpoint, equals, token = item.partition("=")
+            if not equals:
+                endpoint, token = "", item
+            endpoint, token = endpoint.strip(), token.strip()
+            if not token:
+                raise ConfigError("auth.caller_tokens: an empty token")
+            if endpoint and endpoint not in ENDPOINTS:
+                raise ConfigError(
+                    f"auth.caller_tokens: unknown endpoint {endpoint!r} "
+                    f"(known: {', '.join(ENDPOINTS)})"
+                )
+            (own.setdefault(endpoint, set()) if endpoint else shared).add(token)
+        return cls({e: frozenset(shared | own.get(e, set())) for e in ENDPOINTS})
+
+    @property
+    def required(self) -> bool:
+        return bool(self.tokens)
+
+    def allows(self, endpoint: Endpoint, token: str | None) -> bool:
+        """Whether `token` opens `endpoint`. Constant-time in the token. When tokens are set,
+        an endpoint without one of its own or a shared one is closed to everybody."""
+        if not self.tokens:
+            return True
+        if not token:
+            return False
+        found = False
+        for known in self.tokens.get(endpoint, frozenset()):
+            found |= hmac.compare_digest(known.encode(), token.encode())
+        return found
+
+
+def bearer(request: web.Request) -> str | None:
+    """The token of an `Authorization: Bearer …` header, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def origin_allowed(origin: str, host: str, allowed: Iterable[str]) -> bool:
+    """A browser page from `origin` may use the server at `host` (the Host header): its own
+    pages, and those of the allowed origins (compared as scheme://host[:port])."""
+    parts = urlsplit(origin)
+    if parts.netloc and parts.netloc.lower() == host.lower():
+        return True
+    return _normal(origin) in {_normal(a) for a in allowed}
+
+
+def _normal(origin: str) -> str:
+    parts = urlsplit(origin.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+def allowed_origins(settings: AuthSettings) -> tuple[str, ...]:
+    text = settings.allowed_origins or ""
+    return tuple(o.strip() for o in text.split(",") if o.strip())
+
+
+def origin_check(allowed: tuple[str, ...]) -> Middleware:
+    """Middleware: a request from a browser page (it carries `Origin`) of another origin is
+    refused with 403, before any handler runs. Requests without `Origin` (phones, scripts)
+    pass; tokens and logins guard those."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and not origin_allowed(origin, request.host, allowed):
+            log.warning("refused a page from origin %s on %s", origin[:100], request.path)
+            return web.json_response(
+                {
+                    "error": {
+                        "code": "origin_not_allowed",
+                        "message": "Pages from this origin may not use this server.",
+                    }
+                },
+                status=403,
+            )
+        return await handler(request)
+
+    return check
+
+
+def exposure_warning(settings: Settings) -> str | None:
+    """A warning when the server listens beyond this machine and callers need no token."""
+    host = settings.server.host
+    if _loopback(host) or CallerTokens.parse(settings.auth.caller_tokens).required:
+        return None
+    return (
+        f"listening on {host}, beyond this machine, and callers need no token: anyone who can "
+        "reach this port can call. Set auth.caller_tokens (VOICEDESK_AUTH_CALLER_TOKENS), "
+        "or bind 127.0.0.1 behind a proxy that checks callers."
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,808 @@
+// The kiosk page: a caller on the caller protocol (docs/protocol.md) at ws://<this host>/call.
+//
+//   microphone → AudioWorklet (16 kHz PCM16, 20 ms frames) → websocket → the server
+//   the server → JSON events (transcripts, reply text, clear, …) → the page
+//              → binary reply audio (PCM16, 16 kHz) → Player (gapless Web Audio) → speakers
+//
+// Hands-free sends the microphone all the time; the server decides where questions end.
+// Push-to-talk sends it only while the big button (or the space bar) is held, then 800 ms of
+// silence at once so the server's 700 ms silence window ends the turn.
+//
+// Caller text reaches the page only through textContent, never as HTML.
+"use strict";
+
+(() => {
+  const RATE = 16000; // the caller format, both ways: PCM16 mono at 16 kHz
+  const FRAME_MS = 20;
+  const FRAME_BYTES = (RATE / 1000) * FRAME_MS * 2; // 640
+  const RELEASE_SILENCE_MS = 800; // over the server's 700 ms turns.silence_ms
+  const PLAY_LEAD_S = 0.05; // start a reply this far ahead, so its first frame is whole
+  const MAX_BUFFERED_BYTES = 256 * 1024; // a socket this far behind drops microphone frames
+
+  const $ = (id) => document.getElementById(id);
+  const main = $("kiosk");
+
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, String(value));
+    }
+    node.append(...children);
+    return node;
+  }
+
+  // ------------------------------------------------------------ reply audio
+
+  /** Plays reply frames back to back on one AudioContext; `clear()` silences it at once. */
+  class Player {
+    constructor(ctx) {
+      this.ctx = ctx;
+      this.output = ctx.createGain();
+      this.output.connect(ctx.destination);
+      this.analyser = ctx.createAnalyser();
+      this.analyser.fftSize = 512;
+      this.output.connect(this.analyser);
+      this.queue = []; // {source, start, end, turn}: scheduled and not yet ended
+      this.nextTime = 0; // where the next frame starts, in ctx.currentTime seconds
+      this.settled = new Map(); // turn → ms played by sources that ended or were stopped
+      this.onidle = () => {};
+    }
+
+    play(turn, data) {
+      const view = new DataView(data);
+      const count = data.byteLength >> 1;
+      if (count === 0) return;
+      const buffer = this.ctx.createBuffer(1, count, RATE);
+      const samples = buffer.getChannelData(0);
+      for (let i = 0; i < count; i++) samples[i] = view.getInt16(2 * i, true) / 32768;
+      const source = this.ctx.createBufferSource();
+      source.buffer = buffer;
+      source.connect(this.output);
+      // Back to back; after a gap (the server was late, or a new reply), a little ahead of now.
+      const start = Math.max(this.nextTime, this.ctx.currentTime + PLAY_LEAD_S);
+      const item = {source, start, end: start + buffer.duration, turn};
+      source.onended = () => this.ended(item);
+      source.start(start);
+      this.queue.push(item);
+      this.nextTime = item.end;
+    }
+
+    ended(item) {
+      const index = this.queue.indexOf(item);
+      if (index < 0) return;
+      this.queue.splice(index, 1);
+      this.settle(item, item.end);
+      if (this.queue.length === 0) this.onidle();
+    }
+
+    settle(item, at) {
+      const ms = 1000 * Math.min(Math.max(at - item.start, 0), item.end - item.start);
+      this.settled.set(item.turn, (this.settled.get(item.turn) || 0) + ms);
+    }
+
+    /** Stop everything now and drop what is scheduled; returns the ms dropped unplayed. */
+    clear() {
+      const now = this.ctx.currentTime;
+      let dropped = 0;
+      for (const item of this.queue) {
+        item.source.onended = null;
+        item.source.stop();
+        item.source.disconnect();
+        this.settle(item, now);
+        dropped += 1000 * (item.end - Math.max(now, item.start));
+      }
+      const had = this.queue.length > 0;
+      this.queue = [];
+      this.nextTime = 0;
+      if (had) this.onidle();
+      return Math.round(dropped);
+    }
+
+    get playing() {
+      return this.queue.length > 0;
+    }
+
+    playedMs(turn) {
+      const now = this.ctx.currentTime;
+      let ms = 0;
+      for (const [t, settled] of this.settled) if (turn === undefined || t === turn) ms += settled;
+      for (const item of this.queue) {
+        if (turn !== undefined && item.turn !== turn) continue;
+        ms += 1000 * Math.min(Math.max(now - item.start, 0), item.end - item.start);
+      }
+      return Math.round(ms);
+    }
+
+    bufferedMs() {
+      const now = this.ctx.currentTime;
+      let ms = 0;
+      for (const item of this.queue) ms += 1000 * (item.end - Math.max(now, item.start));
+      return Math.round(ms);
+    }
+
+    /** RMS of what the speakers get right now (the last ~10 ms), 0 when silent. */
+    level() {
+      const data = new Float32Array(this.analyser.fftSize);
+      this.analyser.getFloatTimeDomainData(data);
+      let sum = 0;
+      for (const x of data) sum += x * x;
+      return Math.sqrt(sum / data.length);
+    }
+  }
+
+  // ------------------------------------------------------------ the page's state
+
+  const app = {
+    state: "idle",
+    mode: initialMode(),
+    started: false,
+    ctx: null,
+    player: null,
+    worklet: null, // the promise of the worklet module
+    mic: null, // {stream, source, node}
+    micState: "off", // off | starting | on | refused | missing | unavailable
+    ws: null,
+    callId: null,
+    call: 0, // counts calls on this page, to tell their turns apart
+    opened: false,
+    endReason: null,
+    fatal: null,
+    held: false,
+    hearing: false, // the server heard speech start and not yet stop
+    thinkingFrom: null, // waiting for the reply of this turn (or a later one)
+    replyTurn: null, // the turn whose reply is being made or played
+    mutedTurn: null, // a reply stopped here: its late audio is dropped
+    lastTurn: 0,
+    pendingText: null,
+    capturedMs: 0,
+    sentMs: 0,
+    history: ["idle"],
+    clears: [],
+    entries: new Map(), // `${call}:${turn}` → turn element
+  };
+
+  function initialMode() {
+    const asked = new URLSearchParams(location.search).get("mode");
+    if (asked === "push-to-talk" || asked === "ptt") return "push-to-talk";
+    if (asked === "hands-free") return "hands-free";
+    try {
+      const saved = localStorage.getItem("voicedesk.mode");
+      return saved === "push-to-talk" ? "push-to-talk" : "hands-free";
+    } catch {
+      return "hands-free";
+    }
+  }
+
+  function connectedNow() {
+    return app.ws !== null && app.ws.readyState === WebSocket.OPEN && app.callId !== null;
+  }
+
+  function refresh() {
+    let state;
+    if (!app.started) state = "idle";
+    else if (app.ws === null) state = "offline";
+    else if (!connectedNow()) state = "connecting";
+    else if (app.replyTurn !== null || (app.player && app.player.playing)) state = "speaking";
+    else if (app.thinkingFrom !== null) state = "thinking";
+    else state = "listening";
+    if (state !== app.state) {
+      app.state = state;
+      app.history.push(state);
+      main.dataset.state = state;
+    }
+    main.dataset.mode = app.mode;
+    main.dataset.mic = app.micState;
+    const ptt = app.mode === "push-to-talk";
+    const live = state === "listening" || state === "thinking" || state === "speaking";
+    $("start").hidden = app.started;
+    $("talk").hidden = !ptt || !app.started;
+    $("talk").disabled = !live || app.micState !== "on";
+    $("talk").setAttribute("aria-pressed", String(app.held));
+    setText($("talk"), app.held ? "Listening… release when done" : "Hold to talk");
+    $("stop-reply").hidden = state !== "speaking";
+    $("person").hidden = !live;
+    $("end").hidden = !app.started;
+    for (const button of document.querySelectorAll(".modes button")) {
+      button.setAttribute("aria-checked", String(button.dataset.mode === app.mode));
+    }
+    const [status, hint] = words(state, ptt);
+    setText($("status"), status);
+    setText($("hint"), hint);
+  }
+
+  /** Change text only when it changes: screen readers announce every change of a status. */
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function words(state, ptt) {
+    const noMic = app.micState !== "on" && app.micState !== "starting";
+    switch (state) {
+      case "idle":
+        return ["Welcome", "Press Start, then ask your question out loud — or type it below."];
+      case "connecting":
+        return ["Connecting…", "One moment."];
+      case "offline":
+        return ["Not connected", "The assistant cannot be reached right now."];
+      case "thinking":
+        return ["Thinking…", "Looking up the answer."];
+      case "speaking":
+        return ptt
+          ? ["Speaking…", "Hold the button to interrupt."]
+          : ["Speaking…", "Speak up or press Stop answer to interrupt."];
+      default:
+        if (noMic) return ["Ready", "Type your question below."];
+        if (ptt) {
+          return app.held
+            ? ["Listening…", "Release the button when you are done."]
+            : ["Ready", "Hold the button (or the space bar) while you speak."];
+        }
+        return app.hearing
+          ? ["Listening…", "Go on — I am listening."]
+          : ["Listening", "Ask your question out loud — or type it below."];
+    }
+  }
+
+  /** Show a message; `action` ({label, run}) adds a button. `from` "server" marks an error
+   * event's message, taken away when the next answer comes. */
+  function notify(text, kind = "warn", action = null, from = "page") {
+    $("notice").hidden = false;
+    $("notice").dataset.kind = kind;
+    $("notice").dataset.from = from;
+    $("notice-text").textContent = text;
+    const retry = $("retry");
+    retry.hidden = action === null;
+    if (action !== null) {
+      retry.textContent = action.label;
+      retry.onclick = action.run;
+    }
+  }
+
+  function clearNotice() {
+    $("notice").hidden = true;
+  }
+
+  // ------------------------------------------------------------ starting and the connection
+
+  function start() {
+    app.started = true;
+    if (app.ctx === null) {
+      // Made inside the click: browsers let a page play sound only after a user gesture.
+      app.ctx = new AudioContext({latencyHint: "interactive"});
+      app.player = new Player(app.ctx);
+      app.player.onidle = refresh;
+      app.worklet = app.ctx.audioWorklet
+        ? app.ctx.audioWorklet.addModule("kiosk-worklet.js")
+        : Promise.reject(new DOMException("no AudioWorklet", "SecurityError"));
+      app.worklet.catch(() => {}); // reported when the microphone starts
+    }
+    app.ctx.resume();
+    connect();
+  }
+
+  function callUrl() {
+    const url = new URL("call", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
+
+  function connect() {
+    dropSocket();
+    clearNotice();
+    const ws = new WebSocket(callUrl());
+    ws.binaryType = "arraybuffer";
+    app.ws = ws;
+    app.opened = false;
+    app.endReason = null;
+    app.fatal = null;
+    ws.onopen = () => {
+      app.opened = true;
+      const params = new URLSearchParams(location.search);
+      const kioskId = params.get("kiosk");
+      const startMessage = {
+        type: "start",
+        version: 1,
+        audio: {encoding: "pcm16", sample_rate: RATE},
+        metadata: kioskId ? {channel: "kiosk", kiosk: kioskId} : {channel: "kiosk"},
+      };
+      if (kioskId) startMessage.caller_id = kioskId;
+      // A server with caller tokens (auth.caller_tokens) needs one: ?token=… in the address.
+      if (params.get("token")) startMessage.token = params.get("token");
+      ws.send(JSON.stringify(startMessage));
+    };
+    ws.onmessage = (message) => {
+      if (ws !== app.ws) return;
+      if (typeof message.data === "string") onEvent(JSON.parse(message.data));
+      else onAudio(message.data);
+    };
+    ws.onclose = () => {
+      if (ws === app.ws) onClosed();
+    };
+    refresh();
+  }
+
+  function dropSocket() {
+    const ws = app.ws;
+    app.ws = null;
+    app.callId = null;
+    if (ws !== null && ws.readyState <= WebSocket.OPEN) ws.close(1000);
+    resetTurn();
+  }
+
+  function resetTurn() {
+    if (app.player) app.player.clear();
+    app.held = false;
+    app.hearing = false;
+    app.thinkingFrom = null;
+    app.replyTurn = null;
+    app.mutedTurn = null;
+  }
+
+  function onClosed() {
+    const reopen = {label: "Try again", run: () => connect()};
+    let text;
+    if (!app.opened) {
+      text =
+        "The assistant's server cannot be reached. Check that it is running and that this " +
+        "screen is on its network, then try again.";
+    } else if (app.fatal) {
+      text = `The call ended: ${app.fatal}`;
+    } else if (app.endReason === "server_shutdown") {
+      text = "The assistant's server was restarted. Try again in a moment.";
+    } else {
+      text = "The connection to the assistant was lost.";
+    }
+    app.ws = null;
+    app.callId = null;
+    resetTurn();
+    notify(text, "error", reopen);
+    refresh();
+  }
+
+  function send(message) {
+    if (connectedNow()) app.ws.send(JSON.stringify(message));
+  }
+
+  function end() {
+    if (connectedNow()) app.ws.send(JSON.stringify({type: "hangup"}));
+    dropSocket();
+    stopMicrophone();
+    app.started = false;
+    app.entries.clear();
+    $("turns").replaceChildren();
+    $("empty").hidden = false;
+    $("handoff").hidden = true;
+    clearNotice();
+    refresh();
+  }
+
+  // ------------------------------------------------------------ events from the server
+
+  function onEvent(event) {
+    switch (event.type) {
+      case "ready":
+        app.callId = event.call_id;
+        app.call += 1;
+        app.lastTurn = 0;
+        startMicrophone();
+        if (app.pendingText !== null) {
+          ask(app.pendingText);
+          app.pendingText = null;
+        }
+        break;
+      case "speech.started":
+        app.hearing = true;
+        question(event.turn, "…", true);
+        break;
+      case "transcript.partial":
+        question(event.turn, event.text, true);
+        break;
+      case "speech.stopped":
+        app.hearing = false;
+        app.thinkingFrom = event.turn;
+        break;
+      case "transcript.final":
+        if (event.ignored || !event.text.trim()) {
+          dropEntry(event.turn);
+          answered(event.turn);
+        } else {
+          question(event.turn, shown(event.text), false);
+        }
+        break;
+      case "reply.text":
+        if (app.replyTurn !== event.turn && $("notice").dataset.from === "server") clearNotice();
+        answered(event.turn);
+        app.replyTurn = event.turn;
+        replyPiece(event.turn, event.text);
+        break;
+      case "clear": {
+        const droppedMs = app.player.clear();
+        const playedMs = app.player.playedMs(event.turn);
+        app.clears.push({turn: event.turn, droppedMs, playedMs});
+        break;
+      }
+      case "reply.end":
+        replyEnd(event);
+        if (app.replyTurn === event.turn) app.replyTurn = null;
+        answered(event.turn);
+        break;
+      case "handoff":
+        handoff(event.by);
+        break;
+      case "error":
+        if (event.fatal) app.fatal = event.message;
+        else notify(event.message, "warn", null, "server");
+        if (event.code === "asr_failed") app.thinkingFrom = null;
+        break;
+      case "end":
+        app.endReason = event.reason;
+        break;
+    }
+    refresh();
+  }
+
+  function onAudio(data) {
+    const turn = app.replyTurn !== null ? app.replyTurn : app.lastTurn;
+    if (turn === app.mutedTurn) return; // stopped here; the server's stop is on its way
+    answered(turn);
+    app.player.play(turn, data);
+    refresh();
+  }
+
+  /** Something came back for `turn`: no longer thinking, if that is the turn awaited. */
+  function answered(turn) {
+    if (app.thinkingFrom !== null && turn >= app.thinkingFrom) app.thinkingFrom = null;
+  }
+
+  function shown(text) {
+    return /^\[keypad 0\]$/.test(text) ? "(asked for a person)" : text;
+  }
+
+  // ------------------------------------------------------------ the conversation
+
+  function entry(turn) {
+    const key = `${app.call}:${turn}`;
+    let item = app.entries.get(key);
+    if (item === undefined) {
+      app.lastTurn = Math.max(app.lastTurn, turn);
+      item = el(
+        "li",
+        {class: "turn", "data-turn": turn},
+        el("div", {class: "q", hidden: ""}, el("span", {class: "who", text: "You"}),
+           el("p", {class: "question"})),
+        el("div", {class: "a", hidden: ""}, el("span", {class: "who", text: "Assistant"}),
+           el("p", {class: "reply"})),
+      );
+      item.callId = app.callId;
+      app.entries.set(key, item);
+      $("turns").append(item);
+      $("empty").hidden = true;
+    }
+    return item;
+  }
+
+  function dropEntry(turn) {
+    const key = `${app.call}:${turn}`;
+    const item = app.entries.get(key);
+    if (item !== undefined && item.querySelector(".a").hidden) {
+      item.remove();
+      app.entries.delete(key);
+    }
+  }
+
+  function question(turn, text, partial) {
+    const item = entry(turn);
+    item.querySelector(".q").hidden = false;
+    const p = item.querySelector(".question");
+    p.textContent = text;
+    p.classList.toggle("partial", partial);
+    scrollDown();
+  }
+
+  function replyPiece(turn, text) {
+    const item = entry(turn);
+    item.querySelector(".a").hidden = false;
+    const p = item.querySelector(".reply");
+    p.classList.add("streaming");
+    p.textContent += text;
+    scrollDown();
+  }
+
+  function replyEnd(event) {
+    const item = entry(event.turn);
+    const answer = item.querySelector(".a");
+    answer.hidden = false;
+    if (event.backend === "supervisor") answer.querySelector(".who").textContent = "Staff";
+    const p = item.querySelector(".reply");
+    p.classList.remove("streaming");
+    if (event.interrupted && event.heard !== event.text && event.text.startsWith(event.heard)) {
+      const cut = event.text.slice(event.heard.length); // said, not heard: struck through
+      p.replaceChildren(event.heard, el("span", {class: "cut", text: cut}));
+    } else {
+      p.textContent = event.text;
+    }
+    if (event.interrupted) answer.append(el("p", {class: "stopped", text: "Answer stopped."}));
+    if (event.sources && event.sources.length) {
+      answer.append(
+        el("p", {class: "sources"}, "Sources: ",
+           ...event.sources.map((id, i) => [i ? ", " : "", el("code", {text: id})]).flat()),
+      );
+    }
+    if (event.text && event.backend !== "supervisor" && item.callId) {
+      answer.append(feedbackButtons(item.callId, event.turn));
+    }
+    if (event.handoff) handoff("assistant");
+    scrollDown();
+  }
+
+  function feedbackButtons(callId, turn) {
+    const status = el("span", {class: "sent", role: "status"});
+    const box = el("div", {class: "feedback"}, "Was this helpful?");
+    const choose = async (helpful, chosen) => {
+      for (const b of buttons) b.disabled = true;
+      status.textContent = "Sending…";
+      try {
+        const response = await fetch("api/feedback", {
+          method: "POST",
+          headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({call_id: callId, turn, helpful}),
+        });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        chosen.setAttribute("aria-pressed", "true");
+        box.dataset.sent = helpful ? "helpful" : "unhelpful";
+        status.textContent = "Thank you — your feedback was sent.";
+      } catch {
+        for (const b of buttons) b.disabled = false;
+        status.textContent = "Sorry, the feedback could not be sent.";
+      }
+    };
+    const button = (kind, text) =>
+      el("button", {type: "button", class: kind, "aria-pressed": "false", text});
+    const yes = button("yes", "Helpful");
+    const no = button("no", "Not helpful");
+    yes.addEventListener("click", () => choose(true, yes));
+    no.addEventListener("click", () => choose(false, no));
+    const buttons = [yes, no];
+    box.append(yes, no, status);
+    return box;
+  }
+
+  function handoff(by) {
+    const box = $("handoff");
+    box.hidden = false;
+    box.textContent =
+      by === "supervisor"
+        ? "A member of our team has joined the conversation."
+        : "A member of our team will help you with this. Please stay here — you are being " +
+          "passed to a person.";
+  }
+
+  function scrollDown() {
+    const box = $("conversation");
+    box.scrollTop = box.scrollHeight;
+  }
+
+  // ------------------------------------------------------------ the microphone
+
+  async function startMicrophone() {
+    if (app.micState === "on" || app.micState === "starting") return;
+    app.micState = "starting";
+    try {
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+        throw new DOMException("insecure context", "SecurityError");
+      }
+      await app.worklet;
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: {echoCancellation: true, noiseSuppression: true, autoGainControl: true,
+                channelCount: 1},
+      });
+      const source = app.ctx.createMediaStreamSource(stream);
+      const node = new AudioWorkletNode(app.ctx, "pcm16-downsampler", {
+        numberOfInputs: 1,
+        numberOfOutputs: 0,
+        channelCount: 1,
+        channelCountMode: "explicit",
+      });
+      node.port.onmessage = (message) => onFrame(message.data);
+      source.connect(node);
+      app.mic = {stream, source, node};
+      app.micState = "on";
+      for (const track of stream.getAudioTracks()) track.onended = microphoneLost;
+    } catch (err) {
+      microphoneFailed(err);
+    }
+    refresh();
+  }
+
+  function microphoneFailed(err) {
+    const name = (err && err.name) || "Error";
+    const again = {
+      label: "Try the microphone again",
+      run: () => {
+        clearNotice();
+        startMicrophone();
+      },
+    };
+    if (!window.isSecureContext || name === "SecurityError") {
+      app.micState = "unavailable";
+      notify(
+        "The microphone only works when this page is opened over https (or as localhost on " +
+          "this computer). You can still type your question below.",
+      );
+    } else if (name === "NotAllowedError" || name === "PermissionDeniedError") {
+      app.micState = "refused";
+      notify(
+        "The microphone is not allowed for this page, so the assistant cannot hear you. You " +
+          "can still type your question below, or allow the microphone in the browser and " +
+          "try again.",
+        "warn",
+        again,
+      );
+    } else if (name === "NotFoundError" || name === "OverconstrainedError") {
+      app.micState = "missing";
+      notify("No microphone was found. You can still type your question below.", "warn", again);
+    } else {
+      app.micState = "unavailable";
+      notify(
+        "The microphone could not be started — it may be in use by another program. You can " +
+          "still type your question below.",
+        "warn",
+        again,
+      );
+    }
+  }
+
+  function microphoneLost() {
+    stopMicrophone();
+    app.micState = "missing";
+    notify("The microphone was disconnected. You can still type your question below.");
+    refresh();
+  }
+
+  function stopMicrophone() {
+    if (app.mic !== null) {
+      for (const track of app.mic.stream.getTracks()) {
+        track.onended = null;
+        track.stop();
+      }
+      app.mic.source.disconnect();
+      app.mic.node.port.onmessage = null;
+      app.mic = null;
+    }
+    app.micState = "off";
+    main.style.setProperty("--level", "0");
+  }
+
+  /** A 20 ms frame from the worklet: sent in hands-free mode, or while the button is held. */
+  function onFrame(buffer) {
+    app.capturedMs += FRAME_MS;
+    showLevel(new Int16Array(buffer));
+    if (!connectedNow() || (app.mode === "push-to-talk" && !app.held)) return;
+    if (app.ws.bufferedAmount > MAX_BUFFERED_BYTES) return; // the network is stuck; drop it
+    app.ws.send(buffer);
+    app.sentMs += FRAME_MS;
+  }
+
+  function showLevel(samples) {
+    let sum = 0;
+    for (const s of samples) sum += s * s;
+    const rms = Math.sqrt(sum / samples.length) / 32768;
+    const level = app.mode === "push-to-talk" && !app.held ? 0 : Math.min(1, rms * 8);
+    main.style.setProperty("--level", level.toFixed(2));
+  }
+
+  // ------------------------------------------------------------ what the visitor does
+
+  function stopReply() {
+    if (app.replyTurn === null && !app.player.playing) return;
+    app.mutedTurn = app.replyTurn;
+    app.player.clear(); // silence now; the server confirms with clear and reply.end
+    send({type: "stop"});
+  }
+
+  function press() {
+    if (app.held || app.mode !== "push-to-talk" || !connectedNow() || app.micState !== "on") return;
+    app.held = true;
+    stopReply();
+    refresh();
+  }
+
+  function release() {
+    if (!app.held) return;
+    app.held = false;
+    if (connectedNow()) {
+      // Silence at once, so the server's silence window closes the turn now, not later.
+      const silence = new ArrayBuffer(FRAME_BYTES);
+      for (let ms = 0; ms < RELEASE_SILENCE_MS; ms += FRAME_MS) app.ws.send(silence);
+      app.sentMs += RELEASE_SILENCE_MS;
+    }
+    refresh();
+  }
+
+  function ask(text) {
+    send({type: "text", text});
+    app.thinkingFrom = app.lastTurn + 1; // the server numbers it next
+    refresh();
+  }
+
+  function setMode(mode) {
+    release();
+    app.mode = mode;
+    try {
+      localStorage.setItem("voicedesk.mode", mode);
+    } catch {
+      // private windows may refuse storage; the mode just is not remembered
+    }
+    refresh();
+  }
+
+  $("start").addEventListener("click", start);
+  $("end").addEventListener("click", end);
+  $("stop-reply").addEventListener("click", stopReply);
+  $("person").addEventListener("click", () => send({type: "dtmf", digit: "0"}));
+  for (const button of document.querySelectorAll(".modes button")) {
+    button.addEventListener("click", () => setMode(button.dataset.mode));
+  }
+  $("ask").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("question");
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    if (connectedNow()) {
+      ask(text);
+    } else {
+      app.pendingText = text; // asked once the call is ready
+      if (!app.started || app.ws === null) start();
+    }
+  });
+
+  const talk = $("talk");
+  talk.addEventListener("pointerdown", (event) => {
+    event.preventDefault();
+    talk.setPointerCapture(event.pointerId);
+    press();
+  });
+  for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
+    talk.addEventListener(type, release);
+  }
+  talk.addEventListener("contextmenu", (event) => event.preventDefault());
+  const typing = (target) => target instanceof HTMLInputElement;
+  window.addEventListener("keydown", (event) => {
+    if (event.code !== "Space" || typing(event.target) || app.mode !== "push-to-talk") return;
+    if (!app.started) return;
+    event.preventDefault();
+    if (!event.repeat) press();
+  });
+  window.addEventListener("keyup", (event) => {
+    if (event.code !== "Space" || typing(event.target) || app.mode !== "push-to-talk") return;
+    event.preventDefault();
+    release();
+  });
+  window.addEventListener("blur", release);
+  window.addEventListener("pagehide", () => {
+    if (connectedNow()) app.ws.send(JSON.stringify({type: "hangup"}));
+  });
+
+  // Read-only status for tests and for whoever looks after the kiosk.
+  window.kiosk = Object.freeze({
+    get state() { return app.state; },
+    get mode() { return app.mode; },
+    get callId() { return app.callId; },
+    get mic() { return app.micState; },
+    get playedMs() { return app.player ? app.player.playedMs() : 0; },
+    playedMsOf(turn) { return app.player ? app.player.playedMs(turn) : 0; },
+    get bufferedMs() { return app.player ? app.player.bufferedMs() : 0; },
+    get playing() { return app.player ? app.player.playing : false; },
+    outputLevel() { return app.player ? app.player.level() : 0; },
+    get capturedMs() { return app.capturedMs; },
+    get sentMs() { return app.sentMs; },
+    get history() { return app.history.slice(); },
+    get clears() { return app.clears.map((c) => ({...c})); },
+  });
+
+  refresh();
+})();

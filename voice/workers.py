@@ -1,0 +1,348 @@
+"""Models in worker processes: a crash in native code, or a worker the kernel kills, costs the
+requests it was serving, never the server; the pool starts a new worker in its place.
+
+Each worker process builds its object once (a loaded faster-whisper or Piper model) and serves
+one request at a time over a pipe. `WorkerPool.call` is used from one event loop; a thread per
+worker waits on its pipe and hands results back to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the models load only in the workers that need them
+    import numpy as np
+
+    from asr.whisper import Transcript
+    from voice.config import AsrSettings, TtsSettings
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 120.0
+"""Longest a new worker may take to load its model."""
+
+
+class WorkerDied(Exception):
+    """The worker process ended (crashed, was killed, or hung past its timeout) while it served
+    the request. The pool has started another one."""
+
+
+class WorkerFailed(Exception):
+    """The request raised in the worker; the worker is fine. The message is the error's repr."""
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    info: Any
+    """What the worker's object told about itself at start (`describe()`)."""
+    pending: asyncio.Future[Any] | None = None
+    busy_since: float = 0.0
+    alive: bool = True
+
+
+class WorkerPool:
+    """`size` worker processes, each holding an object built by `factory` in the worker.
+
+    `factory` must be picklable (a top-level class or a functools.partial of one, with
+    picklable settings); the object it builds may have a `describe()` method whose result is
+    kept as `info`. Requests wait for a free worker in the order they came.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        factory: Callable[[], Any],
+        size: int = 1,
+        request_timeout_s: float = 60.0,
+    ) -> None:
+        """Start the workers and wait until each has built its object (blocks)."""
+        self.name = name
+        self._factory = factory
+        self._size = max(1, size)
+        self._timeout = request_timeout_s
+        self._context = multiprocessing.get_context("spawn")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._workers: list[_Worker] = []
+        self._in_flight = 0
+        self._restarting: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.restarts = 0
+        """Workers started in place of one that died."""
+        for _ in range(self._size):
+            self._workers.append(self._spawn())
+        self.info: Any = self._workers[0].info
+
+    @property
+    def busy(self) -> bool:
+        """True while every worker is serving a request."""
+        return self._in_flight >= self._size
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served now."""
+        return self._in_flight
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.alive and w.process.pid is not None]
+
+    @property
+    def alive(self) -> int:
+        """Workers ready or serving now (fewer while one is being restarted)."""
+        return sum(1 for w in self._workers if w.alive)
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run `method(*args, **kwargs)` on a free worker's object and return its result.
+
+        Cancelling the call stops the waiting; a request already sent runs to its end and the
+        worker stays busy until then.
+
+        Raises:
+            WorkerDied: the worker ended while serving it.
+            WorkerFailed: the method raised in the worker.
+        """
+        idle = self._idle_queue()
+        worker = await idle.get()
+        if not worker.alive:  # died while idle; its replacement is on its way
+            return await self.call(method, *args, **kwargs)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)  # an abandoned request's failure is not an error
+        worker.pending, worker.busy_since = future, time.monotonic()
+        self._in_flight += 1
+        try:
+            worker.conn.send((method, args, kwargs))
+        except (OSError, ValueError) as err:
+            self._died(worker, f"the pipe failed: {err!r}")
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
+        except TimeoutError:
+            log.error(
+                "%s worker %s hung past %g s; killing it",
+                self.name,
+                worker.process.pid,
+                self._timeout,
+            )
+            future.cancel()
+            worker.process.kill()
+            raise WorkerDied(f"the {self.name} worker hung") from None
+
+    def close(self) -> None:
+        """Stop every worker (they are killed if they do not end within a second)."""
+        self._closed = True
+        for task in self._restarting:
+            task.cancel()
+        for worker in self._workers:
+            worker.alive = False
+            with contextlib.suppress(OSError):
+                worker.conn.close()
+            worker.process.join(1)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(1)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _idle_queue(self) -> asyncio.Queue[_Worker]:
+        if self._idle is None:
+            self._loop = asyncio.get_running_loop()
+            self._idle = asyncio.Queue()
+            for worker in self._workers:
+                self._idle.put_nowait(worker)
+                self._watch(worker)
+        return self._idle
+
+    def _spawn(self) -> _Worker:
+        """Start a worker and wait for its object to be built (blocks)."""
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=_serve, args=(theirs, self._factory), name=f"voicedesk-{self.name}", daemon=True
+        )
+        process.start()
+        theirs.close()
+        if not ours.poll(START_TIMEOUT_S):
+            process.kill()
+            raise RuntimeError(f"the {self.name} worker did not start within {START_TIMEOUT_S} s")
+        try:
+            ok, info = ours.recv()
+        except EOFError:
+            raise RuntimeError(f"the {self.name} worker died while starting") from None
+        if not ok:
+            raise RuntimeError(f"the {self.name} worker could not start: {info}")
+        log.info("%s worker %d ready", self.name, process.pid)
+        return _Worker(process, ours, info)
+
+    def _watch(self, worker: _Worker) -> None:
+        """A thread that waits for the worker's replies and hands them to the loop."""
+        thread = threading.Thread(
+            target=self._read, args=(worker,), name=f"{self.name}-reader", daemon=True
+        )
+        thread.start()
+
+    def _read(self, worker: _Worker) -> None:
+        assert self._loop is not None
+        while True:
+            try:
+                reply = worker.conn.recv()
+            except (EOFError, OSError):
+                with contextlib.suppress(RuntimeError):  # the loop closed
+                    self._loop.call_soon_threadsafe(self._died, worker, "its pipe closed")
+                return
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._done, worker, reply)
+
+    def _done(self, worker: _Worker, reply: tuple[bool, Any]) -> None:
+        ok, value = reply
+        future, worker.pending = worker.pending, None
+        self._in_flight -= 1
+        if future is not None and not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(WorkerFailed(value))
+        assert self._idle is not None
+        self._idle.put_nowait(worker)
+
+    def _died(self, worker: _Worker, why: str) -> None:
+        if not worker.alive:
+            return
+        worker.alive = False
+        future, worker.pending = worker.pending, None
+        if future is not None:
+            self._in_flight -= 1
+            if not future.done():
+                future.set_exception(WorkerDied(f"the {self.name} worker died"))
+        with contextlib.suppress(OSError):
+            worker.conn.close()
+        if self._closed:
+            return
+        worker.process.join(0.1)
+        log.error(
+            "%s worker %s ended (%s, exit code %s); starting another",
+            self.name,
+            worker.process.pid,
+            why,
+            worker.process.exitcode,
+        )
+        task = asyncio.get_running_loop().create_task(self._replace(worker))
+        self._restarting.add(task)
+        task.add_done_callback(self._restarting.discard)
+
+    async def _replace(self, dead: _Worker) -> None:
+        delay = 0.5
+        while not self._closed:
+            try:
+                worker = await asyncio.to_thread(self._spawn)
+            except RuntimeError as err:
+                log.error(
+                    "%s worker could not be restarted (%s); retrying in %g s", self.name, err, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if self._closed:
+                worker.process.kill()
+                return
+            self._workers[self._workers.index(dead)] = worker
+            self.restarts += 1
+            self._watch(worker)
+            assert self._idle is not None
+            self._idle.put_nowait(worker)
+            return
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
+    """A worker's life: build the object, then answer requests until the pipe closes.
+
+    Interrupt and terminate signals are ignored: the server decides when its workers end (it
+    finishes its calls' turns first on SIGTERM), and closing the pipe ends a worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        target = factory()
+        describe = getattr(target, "describe", None)
+        conn.send((True, describe() if describe is not None else None))
+    except Exception as err:  # reported to the parent, which refuses to start
+        conn.send((False, repr(err)))
+        return
+    while True:
+        try:
+            method, args, kwargs = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        try:
+            result = getattr(target, method)(*args, **kwargs)
+        except Exception as err:
+            conn.send((False, repr(err)))
+        else:
+            conn.send((True, result))
+
+
+# ---------------------------------------------------------------- the models in workers
+
+
+class RecognizerWorkers:
+    """faster-whisper in `settings.workers` worker processes, with `Transcriber`'s interface."""
+
+    def __init__(self, settings: AsrSettings) -> None:
+        from asr.whisper import Transcriber
+
+        one = dataclasses.replace(settings, workers=1)
+        self.pool = WorkerPool("asr", functools.partial(Transcriber, one), settings.workers)
+        self.description: str = self.pool.info["description"]
+        self._languages = frozenset(self.pool.info["languages"])
+
+    def supports(self, language: str) -> bool:
+        return language in self._languages
+
+    @property
+    def busy(self) -> bool:
+        return self.pool.busy
+
+    async def transcribe(
+        self, audio: np.ndarray, *, hotwords: str | None = None, language: str | None = None
+    ) -> Transcript:
+        result: Transcript = await self.pool.call("transcribe_blocking", audio, hotwords, language)
+        return result
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class SynthesizerWorkers:
+    """Piper in `settings.workers` worker processes, with `Synthesizer`'s interface."""
+
+    def __init__(self, settings: TtsSettings) -> None:
+        from tts.piper import Synthesizer
+
+        one = dataclasses.replace(settings, workers=1)
+        self.pool = WorkerPool("tts", functools.partial(Synthesizer, one), settings.workers)
+        self.description: str = self.pool.info["description"]
+        self.sample_rate: int = self.pool.info["sample_rate"]
+
+    async def synthesize(self, text: str) -> np.ndarray:
+        audio: np.ndarray = await self.pool.call("synthesize_blocking", text)
+        return audio
+
+    def close(self) -> None:
+        self.pool.close()
