@@ -167,3 +167,54 @@ async def test_pages_from_other_origins_are_refused(url):
     async with CallClient(url, PCM16, realtime_playback=False, token="call-secret-1") as call:
         await call.send_text("is my bulb ok")  # ...which needs its token
         await call.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
+
+
+async def test_a_token_is_never_kept_or_logged(models, tmp_path, caplog):
+    """The stream's token parameter and the start message's token: not in the stored call,
+    not in the live feed, not in any log line at any level."""
+    from tests.conftest import make_services
+    from voice.office import open_office
+    from voice.records import CallQuery
+    from voice.server import start_server
+
+    caplog.set_level(logging.DEBUG)
+    settings = dataclasses.replace(Settings(), server=ServerSettings(data_dir=tmp_path))
+    office = open_office(settings)
+    feed = office.hub.subscribe()
+    services = make_services(models, ScriptedAgent(), auth={"caller_tokens": TOKENS})
+    runner, port = await start_server(services, "127.0.0.1", 0, office)
+    try:
+        phone = f"ws://127.0.0.1:{port}/twilio"
+        parameters = {"token": "phone-secret-3", "caller_id": "+15550111"}
+        async with SimulatedCarrier(phone, parameters=parameters) as carrier:
+            await carrier.press("0")
+            await carrier.wait_until(lambda: carrier.closed_at is not None, timeout=30)
+        url = f"ws://127.0.0.1:{port}/call"
+        async with CallClient(url, PCM16, realtime_playback=False, token="call-secret-1") as c:
+            await c.send_text("is my bulb ok")
+            await c.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
+    finally:
+        await runner.cleanup()
+    office.store.flush(10)
+    stored = office.store.calls(CallQuery(limit=10))
+    details = [office.store.call(record.call_id) for record in stored]
+    office.close()
+    assert {record.channel for record in stored} == {"phone", "call"}
+    phone_call = next(record for record in stored if record.channel == "phone")
+    assert phone_call.metadata["parameters"] == {"caller_id": "+15550111"}
+    events = []
+    while not feed._queue.empty():
+        event = feed._queue.get_nowait()
+        if event is not None:
+            events.append(event)
+    kept = json.dumps([repr(d) for d in details]) + json.dumps(events) + caplog.text
+    assert events and details
+    assert "secret" not in kept
+
+
+async def test_a_header_aiohttp_could_not_decode_is_refused_not_a_crash(url):
+    api = url.replace("ws://", "http://").replace("/call", "/api/chat")
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": b"Bearer \xff\xfe".decode("latin-1")}
+        async with http.post(api, json={"message": "hi"}, headers=headers) as response:
+            assert response.status == 401

@@ -71,6 +71,7 @@ async def test_metrics_count_calls_turns_and_stage_latencies(server, say):
     assert now[("voicedesk_guardrail_hits_total", (("rule", "price"),))] >= 1
     assert now[("voicedesk_guardrail_hits_total", (("rule", "human_request"),))] >= 1
     assert now[("voicedesk_handoffs_total", (("by", "assistant"),))] >= 1
+    assert now[("voicedesk_errors_total", (("code", "bad_start"),))] >= 1
     for stage in ("asr", "answer_first_text", "tts_first_audio", "end_of_speech_to_first_audio"):
         assert now[("voicedesk_stage_seconds_count", (("stage", stage),))] >= 1, stage
     assert ("voicedesk_asyncio_tasks", ()) in now
@@ -135,6 +136,14 @@ async def test_log_lines_carry_the_call_id_and_never_the_words(server, say):
     level = root.level
     root.addHandler(collect)
     root.setLevel(logging.DEBUG)
+    # Commands run earlier in this process quiet some loggers (`voicedesk eval`, `mic`).
+    quieted = {
+        name: logger.level
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and name.startswith(("voice", "agent"))
+    }
+    for name in quieted:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     secret = "my account number is 4921 and my smart bulb keeps flashing red"
     try:
         async with CallClient(f"ws://{host}/call", PCM16, realtime_playback=False) as call:
@@ -144,6 +153,8 @@ async def test_log_lines_carry_the_call_id_and_never_the_words(server, say):
     finally:
         root.removeHandler(collect)
         root.setLevel(level)
+        for name, was in quieted.items():
+            logging.getLogger(name).setLevel(was)
     ours = [r for r in collect.records if r.name.startswith(("voice.", "agent.", "asr.", "tts."))]
     of_the_call = [r for r in ours if getattr(r, "call_id", "-") != "-"]
     assert of_the_call, "no log line named the call"

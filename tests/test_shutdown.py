@@ -131,3 +131,4 @@ async def test_the_grace_period_bounds_the_wait(tmp_path):
             await served.process.wait()
     assert call.close_code == 1001
     assert closed_after < 5, "the reply (over 10 s of speech) was cut at the grace period"
+    assert not [e for e in call.events if e["type"] == "reply.end"], "it never played out"

@@ -68,6 +68,14 @@ def test_a_whole_stream_in_order():
     assert late.value.code == "carrier_after_stop"
 
 
+def test_only_one_connected_message_is_taken():
+    stream = twilio.CarrierStream()
+    stream.receive(json.dumps(CONNECTED))
+    with pytest.raises(ProtocolError) as raised:
+        stream.receive(json.dumps(CONNECTED))
+    assert raised.value.code == "carrier_bad_order"
+
+
 def test_start_without_connected_is_taken():
     assert isinstance(twilio.CarrierStream().receive(json.dumps(START)), twilio.StreamStart)
 

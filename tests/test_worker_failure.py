@@ -9,6 +9,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
 from agent.types import AgentSettings
@@ -99,7 +100,9 @@ async def test_recognition_dies_mid_turn(url, workers, say):
         CallClient(url, PCM16, realtime_playback=False) as victim,
         CallClient(url, PCM16, realtime_playback=False) as other,
     ):
-        speaking = asyncio.create_task(victim.send_audio(say(BULB), realtime=True))
+        # A long question: its transcription takes a while, so the kill lands in the middle.
+        question = np.concatenate([say(BULB), say(BULB, lead_ms=0), say(BULB, lead_ms=0)])
+        speaking = asyncio.create_task(victim.send_audio(question, realtime=True))
         await victim.wait_for(lambda e: e["type"] == "speech.stopped", timeout=30)
         await until(lambda: recognizer.pool.in_flight > 0)
         os.kill(recognizer.pool.pids[0], signal.SIGKILL)

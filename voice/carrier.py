@@ -87,10 +87,14 @@ class SimulatedCarrier:
         stream_sid: str = "MZ00000000000000000000000000000001",
         call_sid: str = "CA00000000000000000000000000000001",
         echo_marks: bool = True,
+        echo_lag_s: float = 0.0,
     ) -> None:
         self.url = url
         self.echo_marks = echo_marks
         """False: a gateway that never echoes marks."""
+        self.echo_lag_s = echo_lag_s
+        """How long after its audio played a mark is echoed (a slow network back)."""
+        self._lagging: set[asyncio.Task[None]] = set()
         self.parameters = parameters or {}
         self.headers = headers or {}
         self.stream_sid = stream_sid
@@ -171,9 +175,9 @@ class SimulatedCarrier:
                 )
             with contextlib.suppress(TimeoutError):
                 await self.wait_until(lambda: self.closed_at is not None, timeout=5)
-        for task in self._tasks:
+        for task in (*self._tasks, *self._lagging):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._lagging, return_exceptions=True)
         if self._ws is not None:
             await self._ws.close()
         if self._session is not None:
@@ -258,10 +262,20 @@ class SimulatedCarrier:
                 self._changed.set()
 
     async def _echo(self, names: list[str], played: bool) -> None:
-        if not self.echo_marks:
+        if not self.echo_marks or not names:
             return
+        if played and self.echo_lag_s > 0:
+            task = asyncio.create_task(self._send_echoes(names, played, self.echo_lag_s))
+            self._lagging.add(task)
+            task.add_done_callback(self._lagging.discard)
+            return
+        await self._send_echoes(names, played)
+
+    async def _send_echoes(self, names: list[str], played: bool, after_s: float = 0.0) -> None:
+        played_ms = self.played_ms()
+        await asyncio.sleep(after_s)
         for name in names:
-            self.echoes.append(Echo(name, time.monotonic(), played, self.played_ms()))
+            self.echoes.append(Echo(name, time.monotonic(), played, played_ms))
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self._send(
                     {"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}}

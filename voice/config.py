@@ -154,6 +154,9 @@ class LimitsSettings:
     docs/benchmarks.md, "Load"); measure yours with bench/load.py."""
     busy_message: str = "All our lines are busy right now. Please call again in a few minutes."
     """Synthesized once at start."""
+    max_waiting: int = 32
+    """Connections that have not sent their start message yet, at most; more are refused with
+    HTTP 503 before the upgrade (each may wait `call.start_timeout_s`)."""
 
 
 @dataclass(frozen=True)

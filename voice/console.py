@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 from voice.live import Subscription
 from voice.office import OFFICE
 from voice.records import CallDetail, CallQuery, CallRecord, Feedback
+from voice.transport import CallClosed
 
 log = logging.getLogger(__name__)
 
@@ -338,11 +339,15 @@ async def step_in(request: web.Request) -> web.Response:
             text = ""
         if not text or len(text) > 1000:
             return _error(400, "bad_request", 'Send {"text": "..."} (1 to 1000 characters).')
-        await session.say(text)
-    elif action == "stop":
-        await session.stop_reply()
-    else:
-        await session.hand_off()
+    try:
+        if action == "say":
+            await session.say(text)
+        elif action == "stop":
+            await session.stop_reply()
+        else:
+            await session.hand_off()
+    except CallClosed:
+        return _error(404, "not_live", f"Call {call_id} has just ended.")
     log.info("supervisor %s: %s on call %s", supervisor[:40], action, call_id)
     return web.json_response({"ok": True})
 

@@ -157,7 +157,12 @@ async def answer_websocket(
     app = request.app
     if app[ADMISSION].draining:
         app[METRICS].refused.labels("shutting_down").inc()
-        return _refusal(503, "shutting_down", "The server is shutting down; call again shortly.")
+        return refusal(503, "shutting_down", "The server is shutting down; call again shortly.")
+    waiting = sum(1 for line in app[LINES] if not line.started)
+    if waiting >= app[SERVICES].settings.limits.max_waiting:
+        log.warning("refused a connection: %d connections have not started yet", waiting)
+        app[METRICS].refused.labels("too_many_waiting").inc()
+        return refusal(503, "busy", "Too many connections are starting; call again shortly.")
     settings = app[SERVICES].settings.call
     ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=settings.ping_interval_s)
     await ws.prepare(request)
@@ -176,21 +181,22 @@ async def answer_websocket(
     return ws
 
 
-def _refusal(status: int, code: str, message: str) -> web.Response:
+def refusal(status: int, code: str, message: str) -> web.Response:
+    """An HTTP answer to a refused upgrade: `{"error": {"code", "message"}}`."""
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 def unauthorized() -> web.Response:
     """HTTP 401 for a caller whose `Authorization` header holds no valid token."""
-    return _refusal(401, "unauthorized", "A valid caller token is required.")
+    return refusal(401, "unauthorized", "A valid caller token is required.")
 
 
 async def messages(ws: web.WebSocketResponse, limits: CallSettings) -> AsyncIterator[WSMessage]:
     """The caller's text and binary messages until the websocket closes.
 
     Raises:
-        ProtocolError: the caller sent nothing for `idle_timeout_s` (4410), or more messages
-            than `max_messages_per_s` allows (4429).
+        ProtocolError: the caller sent nothing for `idle_timeout_s` (4410), more messages than
+            `max_messages_per_s` allows (4429), or one over `max_frame_bytes` (1009).
     """
     rate = MessageRate(limits.max_messages_per_s, limits.burst_s)
     while True:
@@ -212,7 +218,18 @@ async def messages(ws: web.WebSocketResponse, limits: CallSettings) -> AsyncIter
                 f"A caller may send at most {limits.max_messages_per_s:g} messages a second.",
                 CLOSE_TOO_MANY,
             )
+        check_size(message, limits)
         yield message
+
+
+def check_size(message: WSMessage, limits: CallSettings) -> None:
+    """Refuse a message over `max_frame_bytes` before anything parses it (1009)."""
+    if len(message.data) > limits.max_frame_bytes:
+        raise ProtocolError(
+            "frame_too_big",
+            f"Messages may be at most {limits.max_frame_bytes} bytes.",
+            protocol.CLOSE_TOO_BIG,
+        )
 
 
 Receiver = Callable[[CallSession, Ending], Coroutine[Any, Any, None]]
@@ -242,10 +259,12 @@ async def serve_call(
     with 1013. Nothing the call started keeps running after this."""
     line.started = True
     admission, metrics = app[ADMISSION], app[METRICS]
+    if admission.draining:
+        metrics.refused.labels("shutting_down").inc()
+        return Ending("server_shutdown", protocol.CLOSE_GOING_AWAY)
     if not admission.admit():
-        reason = "shutting_down" if admission.draining else "busy"
-        log.warning("caller turned away: %s (%d calls)", reason, admission.active)
-        metrics.refused.labels(reason).inc()
+        log.warning("caller turned away: busy (%d calls)", admission.active)
+        metrics.refused.labels("busy").inc()
         busy = app[BUSY]
         listening = asyncio.create_task(overhear()) if overhear is not None else None
         try:
@@ -255,7 +274,7 @@ async def serve_call(
             if listening is not None:
                 listening.cancel()
                 await asyncio.gather(listening, return_exceptions=True)
-        return Ending(reason, CLOSE_BUSY, ProtocolError("busy", busy.text, CLOSE_BUSY))
+        return Ending("busy", CLOSE_BUSY, ProtocolError("busy", busy.text, CLOSE_BUSY))
     try:
         return await _watched(app, call, line, transport, receive, greet)
     finally:

@@ -20,7 +20,9 @@ from voice.line import (
     StartedCall,
     WebSocketLine,
     answer_websocket,
+    check_size,
     messages,
+    refusal,
     serve_call,
 )
 from voice.protocol import ProtocolError
@@ -81,14 +83,8 @@ async def twilio_handler(request: web.Request) -> web.StreamResponse:
     if settings.twilio.auth_token is not None and not _signed(request, settings.twilio):
         log.warning("phone stream refused: no valid %s", twilio.SIGNATURE_HEADER)
         request.app[METRICS].refused.labels("unauthorized").inc()
-        return web.json_response(
-            {
-                "error": {
-                    "code": "bad_signature",
-                    "message": f"A valid {twilio.SIGNATURE_HEADER} header is required.",
-                }
-            },
-            status=403,
+        return refusal(
+            403, "bad_signature", f"A valid {twilio.SIGNATURE_HEADER} header is required."
         )
     run = functools.partial(_run_call, request.app, bearer(request))
     return await answer_websocket(request, run, _no_words)
@@ -107,7 +103,7 @@ async def _run_call(
     limits = app[SERVICES].settings.call
     stream = twilio.CarrierStream()
     try:
-        begun = await _receive_stream_start(line.ws, stream, limits.start_timeout_s)
+        begun = await _receive_stream_start(line.ws, stream, limits)
     except ProtocolError as err:
         log.warning("phone call refused: %s: %s", err.code, err.message)
         return Ending("error", err.close_code or twilio.CLOSE_CARRIER, err)
@@ -143,9 +139,10 @@ async def _run_call(
 
 
 async def _receive_stream_start(
-    ws: web.WebSocketResponse, stream: twilio.CarrierStream, timeout_s: float
+    ws: web.WebSocketResponse, stream: twilio.CarrierStream, limits: CallSettings
 ) -> twilio.StreamStart:
-    """`connected` (optional) then `start`, within `timeout_s` overall."""
+    """`connected` (optional) then `start`, within `start_timeout_s` overall."""
+    timeout_s = limits.start_timeout_s
     try:
         async with asyncio.timeout(timeout_s):
             while True:
@@ -154,6 +151,7 @@ async def _receive_stream_start(
                     raise ProtocolError(
                         "carrier_gone", "The stream closed before it started.", twilio.CLOSE_CARRIER
                     )
+                check_size(message, limits)
                 parsed = stream.receive(message.data)  # refuses all but connected before start
                 if isinstance(parsed, twilio.StreamStart):
                     return parsed

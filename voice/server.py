@@ -32,6 +32,7 @@ from voice.line import (
     StartedCall,
     WebSocketLine,
     answer_websocket,
+    check_size,
     drain,
     messages,
     serve_call,
@@ -136,6 +137,7 @@ async def _receive_start(ws: web.WebSocketResponse, services: Services) -> proto
         raise ProtocolError(
             "bad_start", "The call closed before it started.", protocol.CLOSE_BAD_START
         )
+    check_size(message, services.settings.call)
     start = protocol.parse_start(message.data)
     language = start.language
     if language is not None and not services.transcriber.supports(language):
@@ -178,12 +180,6 @@ class Hungup(Exception):
 async def _take(message: WSMessage, session: CallSession, limits: CallSettings) -> None:
     """One message from the caller, into the session."""
     if message.type == WSMsgType.BINARY:
-        if len(message.data) > limits.max_frame_bytes:
-            raise ProtocolError(
-                "frame_too_big",
-                f"Frames may be at most {limits.max_frame_bytes} bytes.",
-                protocol.CLOSE_TOO_BIG,
-            )
         protocol.check_audio_frame(message.data, session.audio_format, limits.max_frame_ms)
         await session.on_audio(message.data)
         return

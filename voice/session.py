@@ -5,7 +5,7 @@
                                                          └→ barge-in check (words → clear)
 
 A `CallSession` belongs to one call and one event loop. The models it uses (`Services`) are
-shared by every call and run in their own threads.
+shared by every call and run off the event loop: in worker processes by default, else threads.
 """
 
 from __future__ import annotations
@@ -113,8 +113,9 @@ class CallSession:
         self._turn_lock = asyncio.Lock()
         """Held while a turn's reply is started or stopped, so turns go out in order."""
         self._tasks: set[asyncio.Task[None]] = set()
-        self._answering = False
-        """An ended utterance is being recognized and its reply started."""
+        self._unanswered = 0
+        """Utterances that ended and are not yet recognized and answered."""
+        self._closed = False
         self._draining = False
         """The server shuts down: the turn in progress finishes, no new one starts."""
 
@@ -141,7 +142,7 @@ class CallSession:
     async def on_key(self, digit: str) -> None:
         """A keypad digit (docs/phone.md, "Keypad"): 0 asks for a person, * repeats the last
         answer, # stops the reply. Other digits are noted and change nothing."""
-        log.info("keypad %s", digit)
+        log.debug("keypad %s", digit)  # not at INFO: callers key in account numbers and PINs
         if digit == "0":
             await self._immediate_turn(
                 shown=f"[keypad {digit}]",
@@ -184,9 +185,12 @@ class CallSession:
 
     async def listen(self) -> None:
         """Process caller audio and answer the caller's turns, until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._hear())
-            group.create_task(self._answer_utterances())
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._hear())
+                group.create_task(self._answer_utterances())
+        except* CallClosed:
+            raise CallClosed() from None  # the caller is gone: not a failure of the call
 
     async def report(self, error: protocol.Error) -> None:
         """Tell the caller their message was refused (the call goes on); watchers see it too."""
@@ -198,16 +202,14 @@ class CallSession:
         self._draining = True
         # Several states end in several places; a short poll while shutting down is simpler
         # than an event for each.
-        while (  # noqa: ASYNC110
-            self._utterance is not None
-            or self._answering
-            or not self._ended.empty()
-            or self._reply is not None
+        while not self._closed and (  # noqa: ASYNC110
+            self._utterance is not None or self._unanswered or self._reply is not None
         ):
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         """Stop everything this call started; nothing keeps running after it returns."""
+        self._closed = True
         while True:
             if self._utterance is not None:
                 self._utterance.drop_early()
@@ -259,6 +261,7 @@ class CallSession:
         elif isinstance(event, TurnEnded):
             ended_at = time.monotonic()
             self._utterance = None
+            self._unanswered += 1
             if event.reason != "silence":
                 utterance.drop_early()
             await self._send(
@@ -270,7 +273,6 @@ class CallSession:
         """Recognize and answer ended utterances one at a time, in the order they were said."""
         while True:
             utterance, ended, ended_at = await self._ended.get()
-            self._answering = True
             try:
                 await self._finish_utterance(utterance, ended, ended_at)
             except (CallClosed, asyncio.CancelledError):
@@ -288,7 +290,7 @@ class CallSession:
                     )
                 )
             finally:
-                self._answering = False
+                self._unanswered -= 1
                 utterance.drop_early()
 
     async def _finish_utterance(
@@ -520,7 +522,7 @@ class Script:
 
     text: str
     backend: str
-    """What `reply.end` names as the writer: "supervisor" or "keypad"."""
+    """What `reply.end` names as the writer: "supervisor", "keypad" or "apology"."""
     handoff: bool = False
     rules: tuple[str, ...] = ()
 

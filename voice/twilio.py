@@ -84,6 +84,7 @@ class CarrierStream:
     def __init__(self) -> None:
         self.stream_sid: str | None = None
         """Set by the start message."""
+        self.connected = False
         self.stopped = False
 
     def receive(self, message: str | bytes) -> CarrierMessage:
@@ -94,8 +95,9 @@ class CarrierStream:
         data = _json_object(message)
         event = data.get("event")
         if event == "connected":
-            if self.stream_sid is not None:
-                raise _broken("bad_order", "A connected message came after start.")
+            if self.stream_sid is not None or self.connected:
+                raise _broken("bad_order", "A second connected message, or one after start.")
+            self.connected = True
             return Connected(str(data.get("protocol", "")), str(data.get("version", "")))
         if event == "start":
             return self._start(data)

@@ -52,6 +52,8 @@ class _Worker:
     """What the worker's object told about itself at start (`describe()`)."""
     pending: asyncio.Future[Any] | None = None
     busy_since: float = 0.0
+    deadline: asyncio.TimerHandle | None = None
+    """Kills the worker if its request runs past the timeout."""
     alive: bool = True
 
 
@@ -111,36 +113,44 @@ class WorkerPool:
         """Run `method(*args, **kwargs)` on a free worker's object and return its result.
 
         Cancelling the call stops the waiting; a request already sent runs to its end and the
-        worker stays busy until then.
+        worker stays busy until then. A request still running `request_timeout_s` after it was
+        sent — waited for or not — gets its worker killed (and replaced).
 
         Raises:
-            WorkerDied: the worker ended while serving it.
+            WorkerDied: the worker ended while serving it, or no worker came free within
+                `request_timeout_s` (every one dead and not restartable, or all hung).
             WorkerFailed: the method raised in the worker.
         """
         idle = self._idle_queue()
-        worker = await idle.get()
-        if not worker.alive:  # died while idle; its replacement is on its way
-            return await self.call(method, *args, **kwargs)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        while True:
+            try:
+                worker = await asyncio.wait_for(idle.get(), self._timeout)
+            except TimeoutError:
+                raise WorkerDied(f"no {self.name} worker came free") from None
+            if worker.alive:
+                break  # else it died while idle; its replacement is on its way
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         future.add_done_callback(_retrieve)  # an abandoned request's failure is not an error
         worker.pending, worker.busy_since = future, time.monotonic()
+        worker.deadline = loop.call_later(self._timeout, self._hung, worker, future)
         self._in_flight += 1
         try:
             worker.conn.send((method, args, kwargs))
         except (OSError, ValueError) as err:
             self._died(worker, f"the pipe failed: {err!r}")
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
-        except TimeoutError:
-            log.error(
-                "%s worker %s hung past %g s; killing it",
-                self.name,
-                worker.process.pid,
-                self._timeout,
-            )
-            future.cancel()
-            worker.process.kill()
-            raise WorkerDied(f"the {self.name} worker hung") from None
+        return await asyncio.shield(future)
+
+    def _hung(self, worker: _Worker, future: asyncio.Future[Any]) -> None:
+        if worker.pending is not future or not worker.alive:
+            return
+        log.error(
+            "%s worker %s hung past %g s; killing it", self.name, worker.process.pid, self._timeout
+        )
+        worker.pending, worker.deadline = None, None
+        self._in_flight -= 1
+        future.set_exception(WorkerDied(f"the {self.name} worker hung past {self._timeout:g} s"))
+        worker.process.kill()  # its pipe closes, and `_died` replaces it
 
     def close(self) -> None:
         """Stop every worker (they are killed if they do not end within a second)."""
@@ -208,6 +218,7 @@ class WorkerPool:
 
     def _done(self, worker: _Worker, reply: tuple[bool, Any]) -> None:
         ok, value = reply
+        self._stop_deadline(worker)
         future, worker.pending = worker.pending, None
         self._in_flight -= 1
         if future is not None and not future.done():
@@ -222,11 +233,12 @@ class WorkerPool:
         if not worker.alive:
             return
         worker.alive = False
+        self._stop_deadline(worker)
         future, worker.pending = worker.pending, None
         if future is not None:
             self._in_flight -= 1
             if not future.done():
-                future.set_exception(WorkerDied(f"the {self.name} worker died"))
+                future.set_exception(WorkerDied(f"the {self.name} worker died ({why})"))
         with contextlib.suppress(OSError):
             worker.conn.close()
         if self._closed:
@@ -243,12 +255,18 @@ class WorkerPool:
         self._restarting.add(task)
         task.add_done_callback(self._restarting.discard)
 
+    @staticmethod
+    def _stop_deadline(worker: _Worker) -> None:
+        if worker.deadline is not None:
+            worker.deadline.cancel()
+            worker.deadline = None
+
     async def _replace(self, dead: _Worker) -> None:
         delay = 0.5
         while not self._closed:
             try:
                 worker = await asyncio.to_thread(self._spawn)
-            except RuntimeError as err:
+            except Exception as err:  # out of memory or processes: keep trying, with a pause
                 log.error(
                     "%s worker could not be restarted (%s); retrying in %g s", self.name, err, delay
                 )
