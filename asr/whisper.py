@@ -83,12 +83,18 @@ class Transcriber:
         return self._busy >= self.settings.workers
 
     async def transcribe(
-        self, audio: np.ndarray, *, hotwords: str | None = None, language: str | None = None
+        self,
+        audio: np.ndarray,
+        *,
+        hotwords: str | None = None,
+        language: str | None = None,
+        urgent: bool = True,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio.
 
         A worker counts as busy until its transcription really ends, even when the caller
         stopped waiting (cancelled), so `busy` never lets a partial pile onto a running job.
+        `urgent` is for the worker processes' queue; here requests run in the order they came.
         """
         loop = asyncio.get_running_loop()
         job = self._pool.submit(self.transcribe_blocking, audio, hotwords, language)

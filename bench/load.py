@@ -103,9 +103,21 @@ class Server:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/call"
 
+    def open_files(self) -> set[str]:
+        """What the server process has open (files, sockets, pipes), by what they point to."""
+        found = set()
+        for fd in Path(f"/proc/{self.process.pid}/fd").glob("*"):
+            with contextlib.suppress(OSError):
+                found.add(os.readlink(fd))
+        return found
+
     def memory_mb(self) -> float:
         """Resident memory of the server and its worker processes."""
         return sum(_rss_kb(pid) for pid in _tree(self.process.pid)) / 1024
+
+    def memory_by_process_mb(self) -> list[float]:
+        """The same per process: the server first, then its workers."""
+        return [round(_rss_kb(pid) / 1024, 1) for pid in _tree(self.process.pid)]
 
     async def gauges(self) -> dict[str, float]:
         url = f"http://127.0.0.1:{self.port}/metrics"
@@ -205,15 +217,18 @@ async def run(callers: int, minutes: float, soak: bool) -> dict[str, Any]:
         server = await Server.start(data_dir, max_calls=callers)
         try:
             await asyncio.sleep(2)
-            before = await server.gauges()
+            before, files_before = await server.gauges(), server.open_files()
             tally = Tally()
             began = time.monotonic()
             until = began + minutes * 60
             memory: list[tuple[float, float]] = []
+            by_process: list[tuple[float, list[float]]] = []
 
             async def sample() -> None:
                 while True:
-                    memory.append((round(time.monotonic() - began), server.memory_mb()))
+                    at = round(time.monotonic() - began)
+                    memory.append((at, server.memory_mb()))
+                    by_process.append((at, server.memory_by_process_mb()))
                     await asyncio.sleep(10)
 
             sampler = asyncio.create_task(sample())
@@ -222,10 +237,19 @@ async def run(callers: int, minutes: float, soak: bool) -> dict[str, Any]:
             )
             sampler.cancel()
             memory.append((round(time.monotonic() - began), server.memory_mb()))
-            await asyncio.sleep(3)
+            for _ in range(30):  # closing sockets settle within seconds
+                await asyncio.sleep(1)
+                left = server.open_files() - files_before
+                if not left:
+                    break
             after = await server.gauges()
         finally:
             code = await server.stop()
+
+    for row in tally.turns:
+        if None not in (row.get("first_audio"), row.get("first_text"), row.get("asr")):
+            row["answer"] = row["first_text"] - row["asr"]
+            row["speech"] = row["first_audio"] - row["first_text"]
 
     def stats(name: str) -> dict[str, float]:
         values = [float(t[name]) for t in tally.turns if t.get(name) is not None]
@@ -245,19 +269,25 @@ async def run(callers: int, minutes: float, soak: bool) -> dict[str, Any]:
         "end_of_speech_to_first_audio_ms": stats("first_audio"),
         "perceived_ms": stats("perceived"),
         "asr_after_end_of_speech_ms": stats("asr"),
+        "answer_first_text_ms": stats("answer"),
+        "tts_first_audio_ms": stats("speech"),
         "errors": tally.errors,
         "unexpected_closes": tally.closes,
         "audio_mismatches": tally.audio_mismatches,
         "server_exit_code": code,
+        "settings": {k: v for k, v in os.environ.items() if k.startswith("VOICEDESK_")},
+        "rows": tally.turns,
     }
     if soak:
         at_2 = next((mb for t, mb in memory if t >= 120), memory[0][1])
         end = memory[-1][1]
         result |= {
             "memory_mb": memory,
+            "memory_by_process_mb": by_process,
             "memory_growth_after_minute_2": (end - at_2) / at_2,
             "before_calls": before,
             "after_calls": after,
+            "files_left_open": sorted(left),
         }
     return result
 
@@ -274,7 +304,9 @@ def main() -> None:
     result = asyncio.run(run(args.callers, args.minutes, args.soak))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
-    summary = {k: v for k, v in result.items() if k != "memory_mb"}
+    summary = {
+        k: v for k, v in result.items() if k not in ("memory_mb", "memory_by_process_mb", "rows")
+    }
     print(json.dumps(summary, indent=2))
 
 

@@ -135,3 +135,41 @@ async def test_close_ends_the_workers():
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_urgent_requests_go_before_others_waiting():
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        finished: list[str] = []
+
+        async def ask(name: str, urgent: bool) -> None:
+            await workers.call("echo", name, urgent=urgent)
+            finished.append(name)
+
+        running = asyncio.create_task(workers.call("sleep", 0.5))  # holds the only worker
+        await asyncio.sleep(0.1)
+        later = [
+            asyncio.create_task(ask("partial 1", urgent=False)),
+            asyncio.create_task(ask("partial 2", urgent=False)),
+        ]
+        await asyncio.sleep(0.05)
+        later.append(asyncio.create_task(ask("final", urgent=True)))
+        await asyncio.gather(running, *later)
+        assert finished == ["final", "partial 1", "partial 2"]
+    finally:
+        workers.close()
+
+
+async def test_a_request_cancelled_while_waiting_gives_up_its_place():
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        running = asyncio.create_task(workers.call("sleep", 0.3))
+        await asyncio.sleep(0.1)
+        gone = asyncio.create_task(workers.call("echo", "never"))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        await asyncio.gather(running, gone, return_exceptions=True)
+        assert await asyncio.wait_for(workers.call("echo", "next"), 5) == "next"
+        assert not workers.busy
+    finally:
+        workers.close()

@@ -55,8 +55,9 @@ class Synthesizer:
         """What a worker process tells the server about its voice at start."""
         return {"description": self.description, "sample_rate": self.sample_rate}
 
-    async def synthesize(self, text: str) -> np.ndarray:
-        """Int16 mono audio of `text` at `sample_rate`; empty when there is nothing to say."""
+    async def synthesize(self, text: str, *, urgent: bool = True) -> np.ndarray:
+        """Int16 mono audio of `text` at `sample_rate`; empty when there is nothing to say.
+        `urgent` is for the worker processes' queue; here requests run in the order they came."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.synthesize_blocking, text)
 

@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--json", action="store_true", help="one JSON object per turn")
     call.add_argument("--encoding", choices=["pcm16", "mulaw"], default="pcm16")
     call.add_argument("--rate", type=int, default=16000, help="caller sample rate (Hz)")
+    call.add_argument("--token", help="caller token, for a server that asks for one")
     _setting_flags(call)
     call.set_defaults(handler=_call)
 
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         "mic", help="talk to a server from this machine's microphone and speaker (half-duplex)"
     )
     mic.add_argument("--url", help="ws://HOST:PORT/call (default: an in-process server)")
+    mic.add_argument("--token", help="caller token, for a server that asks for one")
     _setting_flags(mic)
     mic.set_defaults(handler=_mic)
 
@@ -234,7 +236,7 @@ async def _run_call(args: argparse.Namespace, settings: Settings, audio_format: 
     async with contextlib.AsyncExitStack() as stack:
         url = args.url or await _in_process_server(stack, settings)
         client = await stack.enter_async_context(
-            CallClient(url, audio_format, realtime_playback=not args.fast)
+            CallClient(url, audio_format, realtime_playback=not args.fast, token=args.token)
         )
         turns: list[Turn] = []
         for path in args.files:
@@ -248,12 +250,16 @@ async def _run_call(args: argparse.Namespace, settings: Settings, audio_format: 
 
 
 def _mic(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.mic import run_mic
+    from voice.mic import MicSettings, run_mic
 
     if not args.verbose:  # log lines would break up the conversation on the terminal
         for name in ("voice.server", "voice.line", "voice.session"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    return run_mic(args.url, lambda stack: _in_process_server(stack, settings))
+    return run_mic(
+        args.url,
+        lambda stack: _in_process_server(stack, settings),
+        settings=MicSettings(token=args.token),
+    )
 
 
 async def _in_process_server(stack: contextlib.AsyncExitStack, settings: Settings) -> str:

@@ -68,6 +68,8 @@ class MicSettings:
     """Connecting and getting `ready` from the server, at most (s)."""
     hangup_timeout_s: float = 3.0
     """Waiting for the server's `end` after our hangup, at most (s)."""
+    token: str | None = None
+    """The caller token, for a server that asks for one (`auth.caller_tokens`)."""
 
 
 class CallFailed(Exception):
@@ -191,6 +193,8 @@ class MicCall:
             "audio": {"encoding": CALL_FORMAT.encoding, "sample_rate": CALL_FORMAT.sample_rate},
             "metadata": {"client": "voicedesk mic"},
         }
+        if self.settings.token is not None:
+            start["token"] = self.settings.token
         try:
             async with asyncio.timeout(self.settings.connect_timeout_s):
                 ws = await session.ws_connect(url, max_msg_size=1 << 20)

@@ -36,7 +36,11 @@ class Reply:
     text: list[str] = field(default_factory=list)
     clauses: list[tuple[str, int, int]] = field(default_factory=list)
     """(clause, start ms, end ms) in the reply audio."""
+    sent_samples: int = 0
+    """Reply audio sent so far, in samples at the caller's rate."""
     sent_ms: int = 0
+    """The same in whole milliseconds (counted from the samples, so no frame's fraction of a
+    millisecond is lost)."""
     play_start: float | None = None
     """Monotonic time the caller started playing the reply (None: no audio yet)."""
     stopped_at: float | None = None
@@ -101,7 +105,9 @@ class Speaker:
             spoken = normalize_for_speech(clause)
             if not spoken.strip():
                 continue
-            audio = await self._synthesizer.synthesize(spoken)
+            # The first clause is what the caller waits for; later ones have the audio before
+            # them to play meanwhile, and let other calls' first clauses go first.
+            audio = await self._synthesizer.synthesize(spoken, urgent=not reply.clauses)
             if not len(audio):
                 continue
             samples = float_to_int16(resampler.process(int16_to_float(audio)))
@@ -154,5 +160,6 @@ class Speaker:
                     await asyncio.sleep((reply.sent_ms - played_ms - lead_ms) / 1000)
             self._on_frame(frame)
             await self._transport.send_audio(self._format.encode(frame))
-            reply.sent_ms += len(frame) * 1000 // rate
+            reply.sent_samples += len(frame)
+            reply.sent_ms = reply.sent_samples * 1000 // rate
             await self._transport.mark(reply.turn, reply.sent_ms)

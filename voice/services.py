@@ -32,8 +32,15 @@ class Recognizer(Protocol):
     def supports(self, language: str) -> bool: ...
 
     async def transcribe(
-        self, audio: np.ndarray, *, hotwords: str | None = None, language: str | None = None
-    ) -> Transcript: ...
+        self,
+        audio: np.ndarray,
+        *,
+        hotwords: str | None = None,
+        language: str | None = None,
+        urgent: bool = True,
+    ) -> Transcript:
+        """`urgent=False` (a partial transcript) lets urgent requests waiting go first."""
+        ...
 
     def close(self) -> None: ...
 
@@ -45,7 +52,9 @@ class Voice(Protocol):
     description: str
     sample_rate: int
 
-    async def synthesize(self, text: str) -> np.ndarray: ...
+    async def synthesize(self, text: str, *, urgent: bool = True) -> np.ndarray:
+        """`urgent=False` (a clause after the first of a reply) lets urgent ones go first."""
+        ...
 
     def close(self) -> None: ...
 

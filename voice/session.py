@@ -334,7 +334,7 @@ class CallSession:
         self._partial_task = self._spawn(self._partial(utterance, self._turns.utterance()))
 
     async def _partial(self, utterance: _Utterance, audio: np.ndarray) -> None:
-        text = await self._transcribe(audio)
+        text = await self._transcribe(audio, urgent=False)  # a final or barge-in check goes first
         if text and utterance is self._utterance:
             await self._send(protocol.PartialTranscript(turn=utterance.turn, text=text))
 
@@ -365,9 +365,12 @@ class CallSession:
         self._last_turn += 1
         return self._last_turn
 
-    async def _transcribe(self, audio: np.ndarray) -> str:
+    async def _transcribe(self, audio: np.ndarray, urgent: bool = True) -> str:
         result = await self._services.transcriber.transcribe(
-            audio, hotwords=self._services.hotwords or None, language=self._start.language
+            audio,
+            hotwords=self._services.hotwords or None,
+            language=self._start.language,
+            urgent=urgent,
         )
         return result.text
 
@@ -416,7 +419,7 @@ class CallSession:
                     code="answer_failed", message="Sorry, the answer could not be completed."
                 )
             )
-        await self._finish_reply(reply, interrupted=False)
+        await self._finish_reply(reply, interrupted=False, cut_short=failed or died)
         if died and (script is None or script.backend != APOLOGY):
             self._spawn(self._apologize())
 
@@ -473,12 +476,15 @@ class CallSession:
             await self._send(protocol.Clear(turn=reply.turn))
             await self._finish_reply(reply, interrupted=True)
 
-    async def _finish_reply(self, reply: Reply, interrupted: bool) -> None:
+    async def _finish_reply(self, reply: Reply, interrupted: bool, cut_short: bool = False) -> None:
+        """Send `reply.end`; an interrupted or failed (`cut_short`) reply was heard as far as
+        its audio played."""
         if self._reply is not reply:
             return
         self._reply = None
         text = "".join(reply.text).strip()
-        heard = reply.heard(self._speaker.played_ms(reply)) if interrupted else text
+        played = interrupted or cut_short
+        heard = reply.heard(self._speaker.played_ms(reply)) if played else text
         if reply.question:
             self._memory.append(Exchange(question=reply.question, answer=heard))
         if text:

@@ -12,11 +12,14 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import heapq
+import itertools
 import logging
 import multiprocessing
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -57,12 +60,47 @@ class _Worker:
     alive: bool = True
 
 
+class _Lineup:
+    """Idle workers, handed to the requests waiting for one: the most urgent first (lowest
+    priority number), then in order of arrival. Used from one event loop."""
+
+    def __init__(self) -> None:
+        self._idle: deque[_Worker] = deque()
+        self._waiting: list[tuple[int, int, asyncio.Future[_Worker]]] = []
+        self._arrivals = itertools.count()
+
+    def put(self, worker: _Worker) -> None:
+        while self._waiting:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if not waiter.done():  # else its request was cancelled or timed out
+                waiter.set_result(worker)
+                return
+        self._idle.append(worker)
+
+    async def get(self, priority: int, timeout_s: float) -> _Worker:
+        """The next free worker for a request of `priority`; TimeoutError after `timeout_s`."""
+        if self._idle and not self._waiting:
+            return self._idle.popleft()
+        waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._arrivals), waiter))
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.shield(waiter)
+        except BaseException:  # cancelled or timed out: a worker already handed over goes back
+            if waiter.done() and not waiter.cancelled():
+                self.put(waiter.result())
+            else:
+                waiter.cancel()
+            raise
+
+
 class WorkerPool:
     """`size` worker processes, each holding an object built by `factory` in the worker.
 
     `factory` must be picklable (a top-level class or a functools.partial of one, with
     picklable settings); the object it builds may have a `describe()` method whose result is
-    kept as `info`. Requests wait for a free worker in the order they came.
+    kept as `info`. Requests wait for a free worker, the urgent ones first, then in the order
+    they came.
     """
 
     def __init__(
@@ -79,7 +117,7 @@ class WorkerPool:
         self._timeout = request_timeout_s
         self._context = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle: asyncio.Queue[_Worker] | None = None
+        self._idle: _Lineup | None = None
         self._workers: list[_Worker] = []
         self._in_flight = 0
         self._restarting: set[asyncio.Task[None]] = set()
@@ -109,8 +147,10 @@ class WorkerPool:
         """Workers ready or serving now (fewer while one is being restarted)."""
         return sum(1 for w in self._workers if w.alive)
 
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, method: str, *args: Any, urgent: bool = True, **kwargs: Any) -> Any:
         """Run `method(*args, **kwargs)` on a free worker's object and return its result.
+        A request that is not `urgent` (a partial transcript, the next clause of a reply already
+        playing) lets every urgent one waiting go first.
 
         Cancelling the call stops the waiting; a request already sent runs to its end and the
         worker stays busy until then. A request still running `request_timeout_s` after it was
@@ -124,7 +164,7 @@ class WorkerPool:
         idle = self._idle_queue()
         while True:
             try:
-                worker = await asyncio.wait_for(idle.get(), self._timeout)
+                worker = await idle.get(0 if urgent else 1, self._timeout)
             except TimeoutError:
                 raise WorkerDied(f"no {self.name} worker came free") from None
             if worker.alive:
@@ -168,12 +208,12 @@ class WorkerPool:
 
     # ------------------------------------------------------------ plumbing
 
-    def _idle_queue(self) -> asyncio.Queue[_Worker]:
+    def _idle_queue(self) -> _Lineup:
         if self._idle is None:
             self._loop = asyncio.get_running_loop()
-            self._idle = asyncio.Queue()
+            self._idle = _Lineup()
             for worker in self._workers:
-                self._idle.put_nowait(worker)
+                self._idle.put(worker)
                 self._watch(worker)
         return self._idle
 
@@ -227,7 +267,7 @@ class WorkerPool:
             else:
                 future.set_exception(WorkerFailed(value))
         assert self._idle is not None
-        self._idle.put_nowait(worker)
+        self._idle.put(worker)
 
     def _died(self, worker: _Worker, why: str) -> None:
         if not worker.alive:
@@ -280,7 +320,7 @@ class WorkerPool:
             self.restarts += 1
             self._watch(worker)
             assert self._idle is not None
-            self._idle.put_nowait(worker)
+            self._idle.put(worker)
             return
 
 
@@ -338,9 +378,16 @@ class RecognizerWorkers:
         return self.pool.busy
 
     async def transcribe(
-        self, audio: np.ndarray, *, hotwords: str | None = None, language: str | None = None
+        self,
+        audio: np.ndarray,
+        *,
+        hotwords: str | None = None,
+        language: str | None = None,
+        urgent: bool = True,
     ) -> Transcript:
-        result: Transcript = await self.pool.call("transcribe_blocking", audio, hotwords, language)
+        result: Transcript = await self.pool.call(
+            "transcribe_blocking", audio, hotwords, language, urgent=urgent
+        )
         return result
 
     def close(self) -> None:
@@ -358,8 +405,8 @@ class SynthesizerWorkers:
         self.description: str = self.pool.info["description"]
         self.sample_rate: int = self.pool.info["sample_rate"]
 
-    async def synthesize(self, text: str) -> np.ndarray:
-        audio: np.ndarray = await self.pool.call("synthesize_blocking", text)
+    async def synthesize(self, text: str, *, urgent: bool = True) -> np.ndarray:
+        audio: np.ndarray = await self.pool.call("synthesize_blocking", text, urgent=urgent)
         return audio
 
     def close(self) -> None:
