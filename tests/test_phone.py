@@ -81,13 +81,16 @@ class PhoneServer:
 
 
 @contextlib.asynccontextmanager
-async def phone_server(models, agent, **sections) -> AsyncIterator[PhoneServer]:
+async def phone_server(
+    models, agent, transcriber: Any = None, **sections
+) -> AsyncIterator[PhoneServer]:
     office = Office()
     feed = Feed(office.hub)
     collecting = asyncio.create_task(feed.collect())
-    runner, port = await start_server(
-        make_services(models, agent, **sections), "127.0.0.1", 0, office
-    )
+    services = make_services(models, agent, **sections)
+    if transcriber is not None:
+        services = dataclasses.replace(services, transcriber=transcriber)
+    runner, port = await start_server(services, "127.0.0.1", 0, office)
     try:
         yield PhoneServer(f"ws://127.0.0.1:{port}/twilio", feed, agent)
     finally:
@@ -281,6 +284,46 @@ async def test_keypad_star_repeats_the_last_answer_and_other_digits_do_nothing(m
     assert len(server.feed.of(call_id, "reply.end")) == 2
     assert len(agent.asked) == 1
     assert carrier.played_ms() > 2 * 1500
+
+
+class TripsOnFirstQuestion:
+    """The real recognizer, except that the first question's final transcript raises."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.tripped = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def transcribe(self, audio: np.ndarray, **kwargs: Any) -> Any:
+        if kwargs.get("urgent", True) and not self.tripped:
+            self.tripped = True
+            raise RuntimeError("the recognizer tripped")
+        return await self.real.transcribe(audio, **kwargs)
+
+
+async def test_a_phone_caller_hears_when_a_question_was_not_understood(models, say8k):
+    agent = ScriptedAgent(reply="The warranty lasts two years.")
+    caller = {"caller_id": "+15550107"}
+    async with (
+        phone_server(models, agent, transcriber=TripsOnFirstQuestion(models.transcriber)) as server,
+        SimulatedCarrier(server.url, parameters=caller) as carrier,
+    ):
+        await carrier.say(say8k("How long is the warranty?"))
+        sorry = await server.feed.wait_for("+15550107", lambda e: e["type"] == "reply.end")
+        await carrier.wait_until(lambda: not carrier.playback.buffered, timeout=30)
+        heard_sorry = transcribe(models, carrier.played_audio())
+        await carrier.say(say8k("How long is the warranty?"))
+        answer = await server.feed.wait_for(
+            "+15550107", lambda e: e["type"] == "reply.end" and e["turn"] > sorry["turn"]
+        )
+    assert sorry["backend"] == "apology" and not sorry["handoff"]
+    errors = server.feed.of(server.feed.call_id("+15550107"), "error")
+    assert [(e["code"], e["message"]) for e in errors] == [("asr_failed", sorry["text"])]
+    assert "say it again" in heard_sorry.lower(), heard_sorry
+    assert answer["text"] == "The warranty lasts two years." and len(agent.asked) == 1
+    assert carrier.close_code == 1000
 
 
 async def test_the_signature_is_required_when_the_auth_token_is_set(models):

@@ -11,6 +11,7 @@ from agent.types import AnswerEvent, AnswerText, Exchange
 from tests.fakes import ScriptedAgent
 from voice.client import CallClient
 from voice.codecs import AudioFormat
+from voice.config import CallSettings
 from voice.reply import Reply
 
 PCM16 = AudioFormat("pcm16", 16000)
@@ -53,15 +54,25 @@ class FailingAgent(ScriptedAgent):
         raise RuntimeError("the knowledge base went away")
 
 
-async def test_a_failing_answer_is_reported_and_the_call_goes_on(serve):
+async def test_a_failing_answer_is_reported_and_said_and_the_call_goes_on(serve):
+    sorry = CallSettings().answer_failed_message
     async with serve(FailingAgent()) as url, CallClient(url, PCM16, realtime_playback=False) as c:
         await c.send_text("first")
-        first = await c.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
+        await c.wait_for(lambda e: e["type"] == "reply.end" and e["turn"] == 2, timeout=30)
         await c.send_text("second")
-        second = await c.wait_for(lambda e: e["type"] == "reply.end" and e["turn"] == 2)
+        await c.wait_for(lambda e: e["type"] == "reply.end" and e["turn"] == 4, timeout=30)
     errors = [e for e in c.events if e["type"] == "error"]
-    assert [(e["code"], e["fatal"]) for e in errors] == [("answer_failed", False)] * 2
-    assert first["text"] == "Let me see." and second["turn"] == 2
+    assert [(e["code"], e["message"], e["fatal"]) for e in errors] == [
+        ("answer_failed", sorry, False)
+    ] * 2
+    ends = [e for e in c.events if e["type"] == "reply.end"]
+    # Each broken answer keeps what was said, then the caller hears why (a phone shows no text).
+    assert [e["text"] for e in ends] == ["Let me see.", sorry] * 2
+    assert [e["backend"] == "apology" for e in ends] == [False, True] * 2
+    assert all(e["audio_ms"] > 1000 for e in ends[1::2]) and not any(e["handoff"] for e in ends)
+    # The error comes before its reply's end, as the protocol says.
+    first_error = c.events.index(errors[0])
+    assert first_error < c.events.index(ends[0])
     assert c.close_code == 1000
 
 

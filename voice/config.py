@@ -129,6 +129,10 @@ class CallSettings:
         "I'm sorry, something went wrong on our side, so I'm transferring you to a colleague."
     )
     """Spoken when part of the server fails a call (a model's worker dies); a handoff follows."""
+    not_understood_message: str = "Sorry, I couldn't make that out. Could you say it again?"
+    """Spoken (and sent in `asr_failed`) when a question could not be recognized."""
+    answer_failed_message: str = "Sorry, I couldn't finish that answer. Could you ask it again?"
+    """Spoken (and sent in `answer_failed`) when an answer broke off for an unexpected reason."""
 
 
 @dataclass(frozen=True)

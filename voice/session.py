@@ -283,12 +283,9 @@ class CallSession:
                 await self._apologize()
             except Exception as err:
                 log.error("turn %d could not be recognized: %r", utterance.turn, err)
-                await self._send(
-                    protocol.Error(
-                        code="asr_failed",
-                        message="Sorry, that could not be understood. Please say it again.",
-                    )
-                )
+                sorry = self._settings.call.not_understood_message
+                await self._send(protocol.Error(code="asr_failed", message=sorry))
+                await self._say_sorry(sorry)
             finally:
                 self._unanswered -= 1
                 utterance.drop_early()
@@ -411,17 +408,23 @@ class CallSession:
                 log.error("reply to turn %d failed: %r", reply.turn, failure)
         if closed:
             return
+        sorry = self._settings.call.answer_failed_message
         if died:
             await self._send(protocol.Error(code="tts_unavailable", message=FAILURE_SENTENCE))
         elif failed:
-            await self._send(
-                protocol.Error(
-                    code="answer_failed", message="Sorry, the answer could not be completed."
-                )
-            )
+            await self._send(protocol.Error(code="answer_failed", message=sorry))
         await self._finish_reply(reply, interrupted=False, cut_short=failed or died)
-        if died and (script is None or script.backend != APOLOGY):
+        if script is not None and script.backend == APOLOGY:
+            return  # an apology that failed is not apologized for
+        if died:
             self._spawn(self._apologize())
+        elif failed:
+            self._spawn(self._say_sorry(sorry))
+
+    async def _say_sorry(self, sentence: str) -> None:
+        """A turn failed but the call goes on: after the error event, the caller hears why too
+        (a phone line carries no text)."""
+        await self._immediate_turn(script=Script(sentence, backend=APOLOGY))
 
     async def _apologize(self) -> None:
         """Part of the server failed this call (a model's worker died): say sorry and hand
