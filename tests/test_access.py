@@ -49,7 +49,15 @@ def test_malformed_tokens_are_refused(text):
     ("origin", "host", "allowed", "expected"),
     [
         ("http://127.0.0.1:8765", "127.0.0.1:8765", (), True),
-        ("https://voice.example.com", "voice.example.com", (), True),
+        ("http://localhost:8765", "localhost:8765", (), True),
+        ("http://[::1]:8765", "[::1]:8765", (), True),
+        ("http://192.168.1.20:8765", "192.168.1.20:8765", (), True),
+        ("http://127.0.0.1:8765", "127.0.0.1:9999", (), False),
+        # A name could be pointed at this server after its page loaded (DNS rebinding): only
+        # a listed name is the server's own.
+        ("http://evil.example:8765", "evil.example:8765", (), False),
+        ("https://voice.example.com", "voice.example.com", (), False),
+        ("https://voice.example.com", "voice.example.com", ("https://voice.example.com",), True),
         ("http://evil.example", "127.0.0.1:8765", (), False),
         ("https://kiosk.example.com", "voice.example.com", ("https://kiosk.example.com",), True),
         ("https://KIOSK.example.com", "voice.example.com", ("https://kiosk.example.com/",), True),
@@ -161,6 +169,15 @@ async def test_pages_from_other_origins_are_refused(url):
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(url, headers={"Origin": "http://evil.example"})
         assert refused.value.status == 403
+        # A page whose name was pointed at this server after it loaded (DNS rebinding): its
+        # origin matches the Host it sends, and it is refused all the same.
+        port = host.split(":")[1]
+        rebound = {"Origin": f"http://evil.example:{port}", "Host": f"evil.example:{port}"}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url, headers=rebound)
+        assert refused.value.status == 403
+        async with http.post(api, json={"message": "hi"}, headers=rebound) as response:
+            assert response.status == 403
     with pytest.raises(ConnectionError, match="unauthorized"):  # no Origin: a script...
         async with CallClient(url, PCM16, realtime_playback=False):
             pass

@@ -85,12 +85,29 @@ def bearer(request: web.Request) -> str | None:
 
 
 def origin_allowed(origin: str, host: str, allowed: Iterable[str]) -> bool:
-    """A browser page from `origin` may use the server at `host` (the Host header): its own
-    pages, and those of the allowed origins (compared as scheme://host[:port])."""
-    parts = urlsplit(origin)
-    if parts.netloc and parts.netloc.lower() == host.lower():
+    """A browser page from `origin` may use the server at `host` (the Host header): the
+    allowed origins' pages (compared as scheme://host[:port]), and its own when it was reached
+    by an IP address or `localhost`.
+
+    A page of its own reached by another name must be allowed by name too: otherwise a page on
+    any site could point its name at 127.0.0.1 once loaded (DNS rebinding) and pass as the
+    server's own."""
+    if _normal(origin) in {_normal(a) for a in allowed}:
         return True
-    return _normal(origin) in {_normal(a) for a in allowed}
+    parts = urlsplit(origin)
+    return bool(parts.netloc) and parts.netloc.lower() == host.lower() and _addressed(host)
+
+
+def _addressed(host: str) -> bool:
+    """`host` (a Host header) names the server by address, not by a name DNS could move."""
+    name = urlsplit(f"//{host}").hostname or ""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True  # browsers resolve these to loopback themselves
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _normal(origin: str) -> str:
@@ -112,7 +129,11 @@ def origin_check(allowed: tuple[str, ...]) -> Middleware:
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if origin is not None and not origin_allowed(origin, request.host, allowed):
-            log.warning("refused a page from origin %s on %s", origin[:100], request.path)
+            log.warning(
+                "refused a page from origin %s on %s (not listed in auth.allowed_origins)",
+                origin[:100],
+                request.path,
+            )
             return web.json_response(
                 {
                     "error": {
