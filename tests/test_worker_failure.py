@@ -9,7 +9,6 @@ import os
 import signal
 import time
 
-import numpy as np
 import pytest
 
 from agent.types import AgentSettings
@@ -18,7 +17,7 @@ from voice.client import CallClient
 from voice.codecs import AudioFormat
 from voice.server import start_server
 from voice.services import Services
-from voice.workers import RecognizerWorkers, SynthesizerWorkers
+from voice.workers import RecognizerWorkers, SynthesizerWorkers, WorkerPool
 
 pytestmark = pytest.mark.models
 
@@ -60,6 +59,17 @@ async def until(condition, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def kill_mid_request(pool: WorkerPool) -> None:
+    """Kill `pool`'s worker while it holds a request: stopped first, so the request it is
+    given (or is working on) cannot finish before the kill."""
+    pid = pool.pids[0]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await until(lambda: pool.in_flight > 0)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
 def turns_after(call: CallClient, turn: int) -> list[dict]:
     return [e for e in call.events if e["type"] == "reply.end" and e["turn"] > turn]
 
@@ -73,8 +83,7 @@ async def test_the_voice_dies_mid_reply(url, workers):
     ):
         await victim.send_text("my smart bulb keeps flashing red, what should I do")
         await victim.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
-        await until(lambda: voice.pool.in_flight > 0)
-        os.kill(voice.pool.pids[0], signal.SIGKILL)
+        await kill_mid_request(voice.pool)
         apology = await victim.wait_for(
             lambda e: e["type"] == "reply.end" and e["backend"] == "apology", timeout=60
         )
@@ -100,12 +109,9 @@ async def test_recognition_dies_mid_turn(url, workers, say):
         CallClient(url, PCM16, realtime_playback=False) as victim,
         CallClient(url, PCM16, realtime_playback=False) as other,
     ):
-        # A long question: its transcription takes a while, so the kill lands in the middle.
-        question = np.concatenate([say(BULB), say(BULB, lead_ms=0), say(BULB, lead_ms=0)])
-        speaking = asyncio.create_task(victim.send_audio(question, realtime=True))
-        await victim.wait_for(lambda e: e["type"] == "speech.stopped", timeout=30)
-        await until(lambda: recognizer.pool.in_flight > 0)
-        os.kill(recognizer.pool.pids[0], signal.SIGKILL)
+        speaking = asyncio.create_task(victim.send_audio(say(BULB), realtime=True))
+        await victim.wait_for(lambda e: e["type"] == "speech.started", timeout=30)
+        await kill_mid_request(recognizer.pool)
         apology = await victim.wait_for(
             lambda e: e["type"] == "reply.end" and e["backend"] == "apology", timeout=60
         )

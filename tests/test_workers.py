@@ -122,6 +122,29 @@ async def test_a_hung_request_nobody_waits_for_any_more_is_killed_too():
         workers.close()
 
 
+async def test_a_worker_that_stops_reading_does_not_hold_up_the_server():
+    """A large request to a worker that reads nothing (stopped here; hung or swapped out in
+    life) fills its pipe; the event loop and the other calls go on, and the timeout ends it."""
+    workers = WorkerPool("toy", Toy, size=1, request_timeout_s=1.0)
+    try:
+        stopped = workers.pids[0]
+        os.kill(stopped, signal.SIGSTOP)
+        request = asyncio.create_task(workers.call("echo", b"x" * 4_000_000))  # > a pipe's 64 KiB
+        lags = []
+        while not request.done():
+            ticked = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - ticked - 0.01)
+        with pytest.raises(WorkerDied, match="hung"):
+            await request
+        assert max(lags) < 0.2, max(lags)
+        await until(lambda: workers.restarts == 1 and workers.alive == 1)
+        assert stopped not in workers.pids
+        assert await workers.call("echo", "served") == "served"
+    finally:
+        workers.close()
+
+
 def test_a_worker_that_cannot_start_says_why():
     with pytest.raises(RuntimeError, match="no such model"):
         WorkerPool("broken", Broken)

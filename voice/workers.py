@@ -21,9 +21,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the models load only in the workers that need them
@@ -121,6 +123,9 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self._in_flight = 0
         self._restarting: set[asyncio.Task[None]] = set()
+        self._senders = ThreadPoolExecutor(self._size, thread_name_prefix=f"{name}-sender")
+        """Requests are written to the workers' pipes from these threads: a worker that stops
+        reading (hung, stopped, swapped out) must not hold up the event loop."""
         self._closed = False
         self.restarts = 0
         """Workers started in place of one that died."""
@@ -161,6 +166,7 @@ class WorkerPool:
                 `request_timeout_s` (every one dead and not restartable, or all hung).
             WorkerFailed: the method raised in the worker.
         """
+        request = ForkingPickler.dumps((method, args, kwargs))  # what `Connection.send` sends
         idle = self._idle_queue()
         while True:
             try:
@@ -175,11 +181,16 @@ class WorkerPool:
         worker.pending, worker.busy_since = future, time.monotonic()
         worker.deadline = loop.call_later(self._timeout, self._hung, worker, future)
         self._in_flight += 1
-        try:
-            worker.conn.send((method, args, kwargs))
-        except (OSError, ValueError) as err:
-            self._died(worker, f"the pipe failed: {err!r}")
+        self._senders.submit(self._send, worker, request)
         return await asyncio.shield(future)
+
+    def _send(self, worker: _Worker, request: memoryview) -> None:
+        try:
+            worker.conn.send_bytes(request)
+        except (OSError, ValueError) as err:  # the worker died (its pipe broke) or was closed
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                self._loop.call_soon_threadsafe(self._died, worker, f"the pipe failed: {err!r}")
 
     def _hung(self, worker: _Worker, future: asyncio.Future[Any]) -> None:
         if worker.pending is not future or not worker.alive:
@@ -197,6 +208,7 @@ class WorkerPool:
         self._closed = True
         for task in self._restarting:
             task.cancel()
+        self._senders.shutdown(wait=False, cancel_futures=True)
         for worker in self._workers:
             worker.alive = False
             with contextlib.suppress(OSError):
