@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from faster_whisper import WhisperModel
+from tqdm import tqdm
 
 from voice.config import AsrSettings
 
@@ -54,6 +56,10 @@ class Transcriber:
 
     def __init__(self, settings: AsrSettings) -> None:
         self.settings = settings
+        # faster-whisper makes a progress bar (disabled) per transcription, and tqdm would give
+        # it a lock shared between processes: a semaphore that a worker process leaves behind
+        # at exit ("leaked semaphore objects"). Threads are all that share it here.
+        tqdm.set_lock(threading.RLock())
         source, self.description = resolve_model(settings.model)
         self._model = WhisperModel(
             source,

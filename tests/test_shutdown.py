@@ -76,14 +76,15 @@ async def serve(tmp_path, grace_s: float) -> Served:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_a_stop_signal_lets_the_calls_finish_their_turn(tmp_path, signum):
+async def test_a_stop_signal_lets_the_calls_finish_their_turn(tmp_path, signum, say):
     served = await serve(tmp_path, grace_s=30)
     try:
         port = await served.started()
         url = f"ws://127.0.0.1:{port}/call"
         async with CallClient(url, PCM16) as call:
+            spoken = await call.ask(say("Do you ship on weekends?"), realtime=False)
             await call.send_text("how long is the warranty")  # a reply of some seconds
-            await call.wait_for(lambda e: e["type"] == "reply.text", timeout=60)
+            await call.wait_for(lambda e: e["type"] == "reply.text" and e["turn"] == 2, timeout=60)
             signalled = time.monotonic()
             served.process.send_signal(signum)
             await asyncio.sleep(0.5)
@@ -92,7 +93,9 @@ async def test_a_stop_signal_lets_the_calls_finish_their_turn(tmp_path, signum):
                     await http.ws_connect(url)
                 async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
                     assert ready.status == 503
-            end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=60)
+            end = await call.wait_for(
+                lambda e: e["type"] == "reply.end" and e["turn"] == 2, timeout=60
+            )
             await call.wait_for(lambda e: e["type"] == "end", timeout=30)
             closed_after = time.monotonic() - signalled
         code = await asyncio.wait_for(served.process.wait(), 60)
@@ -110,6 +113,9 @@ async def test_a_stop_signal_lets_the_calls_finish_their_turn(tmp_path, signum):
     log = "\n".join(served.lines)
     assert "shutting down" in log and "stopped" in log
     assert "Traceback" not in log, log
+    # The workers that served the calls ended leaving nothing behind.
+    assert "ship" in spoken.transcript.lower() and spoken.reply
+    assert "leaked" not in log, log
 
 
 async def test_the_grace_period_bounds_the_wait(tmp_path):
