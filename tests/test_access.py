@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.fakes import ScriptedAgent
-from voice.access import CallerTokens, exposure_warning, origin_allowed
+from voice.access import CallerTokens, allowed_origins, exposure_warning, origin_allowed
 from voice.carrier import SimulatedCarrier
 from voice.client import CallClient
 from voice.codecs import AudioFormat
@@ -63,10 +63,19 @@ def test_malformed_tokens_are_refused(text):
         ("https://KIOSK.example.com", "voice.example.com", ("https://kiosk.example.com/",), True),
         ("http://kiosk.example.com", "voice.example.com", ("https://kiosk.example.com",), False),
         ("null", "voice.example.com", (), False),
+        ("http://[::1", "[::1]:8765", (), False),
+        ("http://[::1]:8765", "[::1", (), False),
+        ("http://127.0.0.1:8765", "", (), False),
     ],
 )
 def test_origins(origin, host, allowed, expected):
     assert origin_allowed(origin, host, allowed) is expected
+
+
+@pytest.mark.parametrize("text", ["kiosk.example.com", "https://[::1", "https://k.example:99999"])
+def test_an_allowed_origin_that_is_no_origin_is_a_configuration_error(text):
+    with pytest.raises(ConfigError, match="allowed_origins"):
+        allowed_origins(AuthSettings(allowed_origins=f"https://ok.example, {text}"))
 
 
 def test_an_exposed_server_without_tokens_is_warned_about():

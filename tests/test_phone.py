@@ -286,43 +286,52 @@ async def test_keypad_star_repeats_the_last_answer_and_other_digits_do_nothing(m
     assert carrier.played_ms() > 2 * 1500
 
 
-class TripsOnFirstQuestion:
-    """The real recognizer, except that the first question's final transcript raises."""
+class TripsOnSecondQuestion:
+    """The real recognizer, except that the second question's final transcript raises."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
-        self.tripped = False
+        self.finals = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
     async def transcribe(self, audio: np.ndarray, **kwargs: Any) -> Any:
-        if kwargs.get("urgent", True) and not self.tripped:
-            self.tripped = True
-            raise RuntimeError("the recognizer tripped")
+        if kwargs.get("urgent", True):
+            self.finals += 1
+            if self.finals == 2:
+                raise RuntimeError("the recognizer tripped")
         return await self.real.transcribe(audio, **kwargs)
 
 
 async def test_a_phone_caller_hears_when_a_question_was_not_understood(models, say8k):
     agent = ScriptedAgent(reply="The warranty lasts two years.")
     caller = {"caller_id": "+15550107"}
+    recognizer = TripsOnSecondQuestion(models.transcriber)
     async with (
-        phone_server(models, agent, transcriber=TripsOnFirstQuestion(models.transcriber)) as server,
+        phone_server(models, agent, transcriber=recognizer) as server,
         SimulatedCarrier(server.url, parameters=caller) as carrier,
     ):
         await carrier.say(say8k("How long is the warranty?"))
-        sorry = await server.feed.wait_for("+15550107", lambda e: e["type"] == "reply.end")
+        answer = await server.feed.wait_for("+15550107", lambda e: e["type"] == "reply.end")
         await carrier.wait_until(lambda: not carrier.playback.buffered, timeout=30)
-        heard_sorry = transcribe(models, carrier.played_audio())
-        await carrier.say(say8k("How long is the warranty?"))
-        answer = await server.feed.wait_for(
-            "+15550107", lambda e: e["type"] == "reply.end" and e["turn"] > sorry["turn"]
+        answered_ms = carrier.played_ms()
+        await carrier.say(say8k("And how long does shipping take?"))
+        sorry = await server.feed.wait_for(
+            "+15550107", lambda e: e["type"] == "reply.end" and e["backend"] == "apology"
         )
-    assert sorry["backend"] == "apology" and not sorry["handoff"]
+        await carrier.wait_until(lambda: not carrier.playback.buffered, timeout=30)
+        heard_sorry = transcribe(models, carrier.played_audio()[answered_ms * 8 :])
+        await carrier.press("*")  # repeats the last answer, not the sorry
+        again = await server.feed.wait_for(
+            "+15550107", lambda e: e["type"] == "reply.end" and e["backend"] == "keypad"
+        )
+    assert answer["text"] == "The warranty lasts two years." and len(agent.asked) == 1
+    assert not sorry["handoff"] and sorry["turn"] > answer["turn"]
+    assert "say it again" in heard_sorry.lower(), heard_sorry
     errors = server.feed.of(server.feed.call_id("+15550107"), "error")
     assert [(e["code"], e["message"]) for e in errors] == [("asr_failed", sorry["text"])]
-    assert "say it again" in heard_sorry.lower(), heard_sorry
-    assert answer["text"] == "The warranty lasts two years." and len(agent.asked) == 1
+    assert again["text"] == answer["text"]
     assert carrier.close_code == 1000
 
 

@@ -92,10 +92,13 @@ def origin_allowed(origin: str, host: str, allowed: Iterable[str]) -> bool:
     A page of its own reached by another name must be allowed by name too: otherwise a page on
     any site could point its name at 127.0.0.1 once loaded (DNS rebinding) and pass as the
     server's own."""
-    if _normal(origin) in {_normal(a) for a in allowed}:
-        return True
-    parts = urlsplit(origin)
-    return bool(parts.netloc) and parts.netloc.lower() == host.lower() and _addressed(host)
+    try:
+        if _normal(origin) in {_normal(a) for a in allowed}:
+            return True
+        parts = urlsplit(origin)
+        return bool(parts.netloc) and parts.netloc.lower() == host.lower() and _addressed(host)
+    except ValueError:  # not a URL (`http://[::1`): no page of ours sends that
+        return False
 
 
 def _addressed(host: str) -> bool:
@@ -116,8 +119,22 @@ def _normal(origin: str) -> str:
 
 
 def allowed_origins(settings: AuthSettings) -> tuple[str, ...]:
+    """The origins of `auth.allowed_origins`.
+
+    Raises:
+        ConfigError: one is not an origin (scheme://host[:port]).
+    """
     text = settings.allowed_origins or ""
-    return tuple(o.strip() for o in text.split(",") if o.strip())
+    origins = tuple(o.strip() for o in text.split(",") if o.strip())
+    for origin in origins:
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018 - a bad port raises here
+        except ValueError:
+            raise ConfigError(f"auth.allowed_origins: {origin!r} is not an origin") from None
+        if not (parts.scheme and parts.netloc):
+            raise ConfigError(f"auth.allowed_origins: {origin!r} is not an origin")
+    return origins
 
 
 def origin_check(allowed: tuple[str, ...]) -> Middleware:

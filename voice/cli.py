@@ -170,12 +170,13 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.access import CallerTokens, exposure_warning
+    from voice.access import CallerTokens, allowed_origins, exposure_warning
     from voice.logs import setup
 
     setup(logging.DEBUG if args.verbose else logging.INFO, settings.server.log_format)
     try:
         CallerTokens.parse(settings.auth.caller_tokens)
+        allowed_origins(settings.auth)
     except ConfigError as err:
         print(f"voicedesk: configuration error: {err}", file=sys.stderr)
         return 2
@@ -190,25 +191,29 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         from voice.server import start_server
 
         services = load_services(settings)
-        office = open_office(settings)
-        runner, port = await start_server(
-            services, settings.server.host, settings.server.port, office
-        )
-        log.info("serving callers on ws://%s:%d/call", settings.server.host, port)
-        log.info("phone carriers on ws://%s:%d/twilio", settings.server.host, port)
-        log.info("kiosk page on http://%s:%d/", settings.server.host, port)
-        log.info("supervisor console on http://%s:%d/console", settings.server.host, port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-        grace = settings.server.shutdown_grace_s
-        log.info("shutting down: no new calls; calls in progress finish their turn (%g s)", grace)
-        await drain(runner.app, grace)
-        await runner.cleanup()
-        await asyncio.to_thread(office.close)
-        services.close()
+        try:
+            office = open_office(settings)
+            runner, port = await start_server(
+                services, settings.server.host, settings.server.port, office
+            )
+            log.info("serving callers on ws://%s:%d/call", settings.server.host, port)
+            log.info("phone carriers on ws://%s:%d/twilio", settings.server.host, port)
+            log.info("kiosk page on http://%s:%d/", settings.server.host, port)
+            log.info("supervisor console on http://%s:%d/console", settings.server.host, port)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+            grace = settings.server.shutdown_grace_s
+            log.info(
+                "shutting down: no new calls; calls in progress finish their turn (%g s)", grace
+            )
+            await drain(runner.app, grace)
+            await runner.cleanup()
+            await asyncio.to_thread(office.close)
+        finally:  # the model workers end with the server, however it ends
+            services.close()
         log.info("stopped")
 
     asyncio.run(run())

@@ -285,7 +285,7 @@ class CallSession:
                 log.error("turn %d could not be recognized: %r", utterance.turn, err)
                 sorry = self._settings.call.not_understood_message
                 await self._send(protocol.Error(code="asr_failed", message=sorry))
-                await self._say_sorry(sorry)
+                await self._say_sorry(sorry, utterance.turn)
             finally:
                 self._unanswered -= 1
                 utterance.drop_early()
@@ -419,12 +419,19 @@ class CallSession:
         if died:
             self._spawn(self._apologize())
         elif failed:
-            self._spawn(self._say_sorry(sorry))
+            self._spawn(self._say_sorry(sorry, reply.turn))
 
-    async def _say_sorry(self, sentence: str) -> None:
+    async def _say_sorry(self, sentence: str, failed_turn: int) -> None:
         """A turn failed but the call goes on: after the error event, the caller hears why too
-        (a phone line carries no text)."""
-        await self._immediate_turn(script=Script(sentence, backend=APOLOGY))
+        (a phone line carries no text) — unless something newer is being said or asked by
+        then, which answers the caller instead and is not interrupted for it."""
+        if self._draining:
+            return
+        async with self._turn_lock:
+            if self._reply is not None or self._last_turn != failed_turn:
+                return
+            script = Script(sentence, backend=APOLOGY)
+            self._begin_reply(self._next_turn(), "", time.monotonic(), {"asr": None}, script)
 
     async def _apologize(self) -> None:
         """Part of the server failed this call (a model's worker died): say sorry and hand
@@ -480,17 +487,21 @@ class CallSession:
             await self._finish_reply(reply, interrupted=True)
 
     async def _finish_reply(self, reply: Reply, interrupted: bool, cut_short: bool = False) -> None:
-        """Send `reply.end`; an interrupted or failed (`cut_short`) reply was heard as far as
-        its audio played."""
+        """Send `reply.end`. An interrupted reply was heard as far as its audio played (the rest
+        was cleared); a failed one (`cut_short`) as far as its audio went, all of which plays."""
         if self._reply is not reply:
             return
         self._reply = None
         text = "".join(reply.text).strip()
-        played = interrupted or cut_short
-        heard = reply.heard(self._speaker.played_ms(reply)) if played else text
+        if interrupted:
+            heard = reply.heard(self._speaker.played_ms(reply))
+        elif cut_short:
+            heard = reply.heard(reply.sent_ms)
+        else:
+            heard = text
         if reply.question:
             self._memory.append(Exchange(question=reply.question, answer=heard))
-        if text:
+        if text and reply.end.backend != APOLOGY:  # what `*` repeats: the last real answer
             self._last_answer = text
         reply.timings.setdefault("first_text", None)
         reply.timings.setdefault("first_audio", None)

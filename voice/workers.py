@@ -3,7 +3,8 @@ requests it was serving, never the server; the pool starts a new worker in its p
 
 Each worker process builds its object once (a loaded faster-whisper or Piper model) and serves
 one request at a time over a pipe. `WorkerPool.call` is used from one event loop; a thread per
-worker waits on its pipe and hands results back to the loop.
+worker waits on its pipe and hands results back to the loop, and requests are written to the
+pipes from sender threads, so a worker that stops reading never holds up the loop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -59,6 +60,8 @@ class _Worker:
     busy_since: float = 0.0
     deadline: asyncio.TimerHandle | None = None
     """Kills the worker if its request runs past the timeout."""
+    sending: Future[None] | None = None
+    """The sender thread's write of the last request."""
     alive: bool = True
 
 
@@ -181,13 +184,13 @@ class WorkerPool:
         worker.pending, worker.busy_since = future, time.monotonic()
         worker.deadline = loop.call_later(self._timeout, self._hung, worker, future)
         self._in_flight += 1
-        self._senders.submit(self._send, worker, request)
+        worker.sending = self._senders.submit(self._send, worker, request)
         return await asyncio.shield(future)
 
     def _send(self, worker: _Worker, request: memoryview) -> None:
         try:
             worker.conn.send_bytes(request)
-        except (OSError, ValueError) as err:  # the worker died (its pipe broke) or was closed
+        except Exception as err:  # the worker died (its pipe broke) or the pool closed
             assert self._loop is not None
             with contextlib.suppress(RuntimeError):  # the loop closed
                 self._loop.call_soon_threadsafe(self._died, worker, f"the pipe failed: {err!r}")
@@ -198,7 +201,7 @@ class WorkerPool:
         log.error(
             "%s worker %s hung past %g s; killing it", self.name, worker.process.pid, self._timeout
         )
-        worker.pending, worker.deadline = None, None
+        worker.pending, worker.deadline = None, None  # a reply still coming is ignored
         self._in_flight -= 1
         future.set_exception(WorkerDied(f"the {self.name} worker hung past {self._timeout:g} s"))
         worker.process.kill()  # its pipe closes, and `_died` replaces it
@@ -211,8 +214,7 @@ class WorkerPool:
         self._senders.shutdown(wait=False, cancel_futures=True)
         for worker in self._workers:
             worker.alive = False
-            with contextlib.suppress(OSError):
-                worker.conn.close()
+            self._close_pipe(worker)
             worker.process.join(1)
             if worker.process.is_alive():
                 worker.process.kill()
@@ -269,6 +271,8 @@ class WorkerPool:
                 self._loop.call_soon_threadsafe(self._done, worker, reply)
 
     def _done(self, worker: _Worker, reply: tuple[bool, Any]) -> None:
+        if worker.pending is None:  # the request hung and the worker is being killed
+            return
         ok, value = reply
         self._stop_deadline(worker)
         future, worker.pending = worker.pending, None
@@ -291,8 +295,7 @@ class WorkerPool:
             self._in_flight -= 1
             if not future.done():
                 future.set_exception(WorkerDied(f"the {self.name} worker died ({why})"))
-        with contextlib.suppress(OSError):
-            worker.conn.close()
+        self._close_pipe(worker)
         if self._closed:
             return
         worker.process.join(0.1)
@@ -306,6 +309,20 @@ class WorkerPool:
         task = asyncio.get_running_loop().create_task(self._replace(worker))
         self._restarting.add(task)
         task.add_done_callback(self._restarting.discard)
+
+    @staticmethod
+    def _close_pipe(worker: _Worker) -> None:
+        """Close the worker's end of its pipe once no sender thread writes to it: a descriptor
+        closed mid-write could be reused by the next worker's pipe and get the rest."""
+
+        def close(_: object = None) -> None:
+            with contextlib.suppress(OSError):
+                worker.conn.close()
+
+        if worker.sending is None:
+            close()
+        else:
+            worker.sending.add_done_callback(close)  # at once if the write is over
 
     @staticmethod
     def _stop_deadline(worker: _Worker) -> None:
