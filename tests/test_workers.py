@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.worker_targets import Broken, Toy
-from voice.workers import WorkerDied, WorkerFailed, WorkerPool
+from voice.workers import WorkerDied, WorkerFailed, WorkerPool, _Lineup
 
 
 @pytest.fixture
@@ -196,3 +196,26 @@ async def test_a_request_cancelled_while_waiting_gives_up_its_place():
         assert not workers.busy
     finally:
         workers.close()
+
+
+async def test_a_request_that_is_not_urgent_lets_urgent_ones_go_first_only_so_long():
+    now = 0.0
+    lineup = _Lineup(patience_s=2.0, clock=lambda: now)
+    waiting: dict[str, asyncio.Task] = {}
+
+    async def arrive(name: str, at: float, urgent: bool) -> None:
+        nonlocal now
+        now = at
+        waiting[name] = asyncio.create_task(lineup.get(urgent, timeout_s=60))
+        await asyncio.sleep(0)  # it takes its place in the line
+
+    await arrive("partial at 0 s", 0.0, urgent=False)
+    await arrive("final at 1 s", 1.0, urgent=True)  # before the partial: within its patience
+    await arrive("final at 3 s", 3.0, urgent=True)  # after it: the partial waited long enough
+    served = []
+    for worker in ("w1", "w2", "w3"):
+        lineup.put(worker)  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)  # its request's task resumes
+        done = [name for name, task in waiting.items() if task.done() and name not in served]
+        served += done
+    assert served == ["final at 1 s", "partial at 0 s", "final at 3 s"]

@@ -65,13 +65,23 @@ class _Worker:
     alive: bool = True
 
 
-class _Lineup:
-    """Idle workers, handed to the requests waiting for one: the most urgent first (lowest
-    priority number), then in order of arrival. Used from one event loop."""
+PATIENCE_S = 2.0
+"""How long a request that is not urgent lets urgent ones go first; after that it takes its
+turn among them, so a stream of urgent requests can hold it back, but not for ever."""
 
-    def __init__(self) -> None:
+
+class _Lineup:
+    """Idle workers, handed to the requests waiting for one in order of arrival, where a request
+    that is not urgent counts as arriving `patience_s` later than it did. Used from one event
+    loop."""
+
+    def __init__(
+        self, patience_s: float = PATIENCE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._patience_s = patience_s
+        self._clock = clock
         self._idle: deque[_Worker] = deque()
-        self._waiting: list[tuple[int, int, asyncio.Future[_Worker]]] = []
+        self._waiting: list[tuple[float, int, asyncio.Future[_Worker]]] = []
         self._arrivals = itertools.count()
 
     def put(self, worker: _Worker) -> None:
@@ -82,12 +92,13 @@ class _Lineup:
                 return
         self._idle.append(worker)
 
-    async def get(self, priority: int, timeout_s: float) -> _Worker:
-        """The next free worker for a request of `priority`; TimeoutError after `timeout_s`."""
+    async def get(self, urgent: bool, timeout_s: float) -> _Worker:
+        """The next free worker for a request; TimeoutError after `timeout_s`."""
         if self._idle and not self._waiting:
             return self._idle.popleft()
         waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (priority, next(self._arrivals), waiter))
+        rank = self._clock() + (0.0 if urgent else self._patience_s)
+        heapq.heappush(self._waiting, (rank, next(self._arrivals), waiter))
         try:
             async with asyncio.timeout(timeout_s):
                 return await asyncio.shield(waiter)
@@ -158,7 +169,7 @@ class WorkerPool:
     async def call(self, method: str, *args: Any, urgent: bool = True, **kwargs: Any) -> Any:
         """Run `method(*args, **kwargs)` on a free worker's object and return its result.
         A request that is not `urgent` (a partial transcript, the next clause of a reply already
-        playing) lets every urgent one waiting go first.
+        playing) lets the urgent ones go first, for up to `PATIENCE_S`.
 
         Cancelling the call stops the waiting; a request already sent runs to its end and the
         worker stays busy until then. A request still running `request_timeout_s` after it was
@@ -173,7 +184,7 @@ class WorkerPool:
         idle = self._idle_queue()
         while True:
             try:
-                worker = await idle.get(0 if urgent else 1, self._timeout)
+                worker = await idle.get(urgent, self._timeout)
             except TimeoutError:
                 raise WorkerDied(f"no {self.name} worker came free") from None
             if worker.alive:
