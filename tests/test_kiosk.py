@@ -32,6 +32,7 @@ async def fetch(url: str) -> tuple[int, str, str, Any]:
     [
         ("/", "text/html", 'id="kiosk"'),
         ("/kiosk.js", "text/javascript", "window.kiosk"),
+        ("/kiosk-player.js", "text/javascript", "window.KioskPlayer"),
         ("/kiosk-worklet.js", "text/javascript", 'registerProcessor("pcm16-downsampler"'),
     ],
 )
@@ -52,7 +53,7 @@ async def test_every_file_the_page_loads_is_served_from_this_server(base):
     loaded = re.findall(r'<script src="([^"]+)"', page) + re.findall(
         r'addModule\("([^"]+)"\)', script
     )
-    assert sorted(loaded) == ["kiosk-worklet.js", "kiosk.js"]
+    assert sorted(loaded) == ["kiosk-player.js", "kiosk-worklet.js", "kiosk.js"]
     for name in loaded:
         status, _, _, _ = await fetch(f"{base}/{name}")
         assert status == 200, name

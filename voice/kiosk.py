@@ -13,6 +13,7 @@ from aiohttp import web
 ASSETS = {
     "/": ("kiosk.html", "text/html"),
     "/kiosk.js": ("kiosk.js", "text/javascript"),
+    "/kiosk-player.js": ("kiosk-player.js", "text/javascript"),
     "/kiosk-worklet.js": ("kiosk-worklet.js", "text/javascript"),
 }
 """URL path → (file in voice/static/, content type)."""

@@ -2,7 +2,7 @@
 //
 //   microphone → AudioWorklet (16 kHz PCM16, 20 ms frames) → websocket → the server
 //   the server → JSON events (transcripts, reply text, clear, …) → the page
-//              → binary reply audio (PCM16, 16 kHz) → Player (gapless Web Audio) → speakers
+//              → binary reply audio (PCM16, 16 kHz) → KioskPlayer (kiosk-player.js) → speakers
 //
 // Hands-free sends the microphone all the time; the server decides where questions end.
 // Push-to-talk sends it only while the big button (or the space bar) is held, then 800 ms of
@@ -32,105 +32,6 @@
     }
     node.append(...children);
     return node;
-  }
-
-  // ------------------------------------------------------------ reply audio
-
-  /** Plays reply frames back to back on one AudioContext; `clear()` silences it at once. */
-  class Player {
-    constructor(ctx) {
-      this.ctx = ctx;
-      this.output = ctx.createGain();
-      this.output.connect(ctx.destination);
-      this.analyser = ctx.createAnalyser();
-      this.analyser.fftSize = 512;
-      this.output.connect(this.analyser);
-      this.queue = []; // {source, start, end, turn}: scheduled and not yet ended
-      this.nextTime = 0; // where the next frame starts, in ctx.currentTime seconds
-      this.settled = new Map(); // turn → ms played by sources that ended or were stopped
-      this.onidle = () => {};
-    }
-
-    play(turn, data) {
-      const view = new DataView(data);
-      const count = data.byteLength >> 1;
-      if (count === 0) return;
-      const buffer = this.ctx.createBuffer(1, count, RATE);
-      const samples = buffer.getChannelData(0);
-      for (let i = 0; i < count; i++) samples[i] = view.getInt16(2 * i, true) / 32768;
-      const source = this.ctx.createBufferSource();
-      source.buffer = buffer;
-      source.connect(this.output);
-      // Back to back; after a gap (the server was late, or a new reply), a little ahead of now.
-      const start = Math.max(this.nextTime, this.ctx.currentTime + PLAY_LEAD_S);
-      const item = {source, start, end: start + buffer.duration, turn};
-      source.onended = () => this.ended(item);
-      source.start(start);
-      this.queue.push(item);
-      this.nextTime = item.end;
-    }
-
-    ended(item) {
-      const index = this.queue.indexOf(item);
-      if (index < 0) return;
-      this.queue.splice(index, 1);
-      this.settle(item, item.end);
-      if (this.queue.length === 0) this.onidle();
-    }
-
-    settle(item, at) {
-      const ms = 1000 * Math.min(Math.max(at - item.start, 0), item.end - item.start);
-      this.settled.set(item.turn, (this.settled.get(item.turn) || 0) + ms);
-    }
-
-    /** Stop everything now and drop what is scheduled; returns the ms dropped unplayed. */
-    clear() {
-      const now = this.ctx.currentTime;
-      let dropped = 0;
-      for (const item of this.queue) {
-        item.source.onended = null;
-        item.source.stop();
-        item.source.disconnect();
-        this.settle(item, now);
-        dropped += 1000 * (item.end - Math.max(now, item.start));
-      }
-      const had = this.queue.length > 0;
-      this.queue = [];
-      this.nextTime = 0;
-      if (had) this.onidle();
-      return Math.round(dropped);
-    }
-
-    get playing() {
-      return this.queue.length > 0;
-    }
-
-    playedMs(turn) {
-      const now = this.ctx.currentTime;
-      let ms = 0;
-      for (const [t, settled] of this.settled) if (turn === undefined || t === turn) ms += settled;
-      for (const item of this.queue) {
-        if (turn !== undefined && item.turn !== turn) continue;
-        ms += 1000 * Math.min(Math.max(now - item.start, 0), item.end - item.start);
-      }
-      return Math.round(ms);
-    }
-
-    bufferedMs() {
-      const now = this.ctx.currentTime;
-      let ms = 0;
-      for (const item of this.queue) ms += 1000 * (item.end - Math.max(now, item.start));
-      return Math.round(ms);
-    }
-
-    /** RMS of what the speakers get right now (the last ~10 ms), 0 when silent. */
-    level() {
-      const data = new Float32Array(this.analyser.fftSize);
-      this.analyser.getFloatTimeDomainData(data);
-      let sum = 0;
-      for (const x of data) sum += x * x;
-      return Math.sqrt(sum / data.length);
-    }
   }
 
   // ------------------------------------------------------------ the page's state
@@ -272,7 +173,7 @@
     if (app.ctx === null) {
       // Made inside the click: browsers let a page play sound only after a user gesture.
       app.ctx = new AudioContext({latencyHint: "interactive"});
-      app.player = new Player(app.ctx);
+      app.player = new window.KioskPlayer(app.ctx, RATE, PLAY_LEAD_S);
       app.player.onidle = refresh;
       app.worklet = app.ctx.audioWorklet
         ? app.ctx.audioWorklet.addModule("kiosk-worklet.js")
