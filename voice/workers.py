@@ -57,7 +57,6 @@ class _Worker:
     info: Any
     """What the worker's object told about itself at start (`describe()`)."""
     pending: asyncio.Future[Any] | None = None
-    busy_since: float = 0.0
     deadline: asyncio.TimerHandle | None = None
     """Kills the worker if its request runs past the timeout."""
     sending: Future[None] | None = None
@@ -192,7 +191,7 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         future.add_done_callback(_retrieve)  # an abandoned request's failure is not an error
-        worker.pending, worker.busy_since = future, time.monotonic()
+        worker.pending = future
         worker.deadline = loop.call_later(self._timeout, self._hung, worker, future)
         self._in_flight += 1
         worker.sending = self._senders.submit(self._send, worker, request)
@@ -288,7 +287,7 @@ class WorkerPool:
         self._stop_deadline(worker)
         future, worker.pending = worker.pending, None
         self._in_flight -= 1
-        if future is not None and not future.done():
+        if not future.done():
             if ok:
                 future.set_result(value)
             else:
