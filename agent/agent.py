@@ -2,36 +2,68 @@
 
 The path of a question, in order:
 
-1. question guardrails (``prompt_injection``, ``human_request``, ``price``) answer by themselves;
-2. retrieval over the KB, with the previous question added for a weak follow-up;
-3. no confident hit -> ``out_of_scope``: the handoff message, handoff;
+1. question guardrails (``prompt_injection``, ``human_request``, ``personal_contact``) answer by
+   themselves;
+2. retrieval over the KB (:mod:`agent.retrieval`: embeddings and BM25), with the previous
+   question added for a weak follow-up, a second try or the answer to a choice;
+3. the best similarity decides (:class:`Verdict`, thresholds in ``AgentSettings``, one set for
+   every KB): **answer**; **unsure** (a loose match, or nothing found in a transcript speech
+   recognition doubted) -> the caller is asked once to say it another way (``clarify`` /
+   ``not_understood``) and a second miss is handed off; **out** -> ``out_of_scope``, handoff.
+   Two passages that answer equally well -> the caller is asked which one (``clarify``).
+   A request for advice is answered only from a clear match, else handed off (``advice``);
+   a price question the KB does not answer gets ``price_message`` (``price``);
 4. a confident FAQ match -> its answer as written (the FAQ fast path);
 5. otherwise the backend (extractive, or Ollama: see :mod:`agent.selection`) writes the
    answer from the passages;
 6. every sentence passes the answer guardrails (``price``, ``unknown_contact``, ``advice``)
-   before it is yielded, whichever backend wrote it. A backend's acknowledgement
-   (``AnswerText.filler``: "Let me check that for you.") is passed through as it is.
+   before it is yielded, whichever backend wrote it; a price from the KB is followed by the
+   price note. A backend's acknowledgement (``AnswerText.filler``: "Let me check that for
+   you.") is passed through as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 from agent import guardrails
 from agent.backend import AnswerBackend, BackendRequest
+from agent.embedder import Embedder, shared_embedder
+from agent.embeddings import EmbeddingCache
 from agent.extractive import ExtractiveBackend
-from agent.kb import FaqEntry, KnowledgeBase, KnowledgeBaseWatcher, demo_kb_dir, load_kb
-from agent.retrieval import Retriever, Search
-from agent.speech import SentenceBuffer, split_sentences
+from agent.kb import FaqEntry, KnowledgeBase, KnowledgeBaseWatcher, Passage, demo_kb_dir, load_kb
+from agent.retrieval import Hit, Retriever, Search
+from agent.speech import SentenceBuffer, lower_first, split_sentences
 from agent.standby import StandbyBackend
 from agent.types import AgentSettings, AnswerEnd, AnswerEvent, AnswerText, Exchange
-from agent.vocabulary import hotwords
+from agent.vocabulary import hotwords, proper_nouns
+
+log = logging.getLogger(__name__)
 
 # "and how long does that take?", "what about the camera": the question leans on the last one.
 _FOLLOW_UP = re.compile(r"^(and|also|so|but|what about|how about)\b|\b(that|it|this|those|them)\b")
+
+# "and who pays for ...", "what about ...": a follow-up even when it names its own topic.
+_LEANS = re.compile(r"^(and|also|what about|how about)\b")
+
+Band = Literal["answer", "unsure", "out"]
+
+CHOICE_WORDS = 8
+"""An answer to "is it about A, or B?" is this short ("the flashing one"); a longer reply is
+taken as a question of its own."""
+
+VAGUE_MARGIN = 0.1
+VAGUE_TERMS = 4
+"""A question is vague enough to ask which passage the caller means only when its best match
+is less than VAGUE_MARGIN above ``answer_similarity`` and it holds at most VAGUE_TERMS topic
+words ("that light doesn't work")."""
 
 
 @dataclass(frozen=True)
@@ -42,10 +74,18 @@ class _Index:
     retriever: Retriever
     guard: guardrails.OutputGuard
     vocabulary: str
+    names: frozenset[str]
 
     @classmethod
-    def build(cls, kb: KnowledgeBase) -> _Index:
-        return cls(kb, Retriever(kb), guardrails.OutputGuard(kb.all_text()), hotwords(kb))
+    def build(cls, kb: KnowledgeBase, embedder: Embedder | None, cache_dir: Path | None) -> _Index:
+        cache = EmbeddingCache(cache_dir, kb.root) if embedder is not None else None
+        return cls(
+            kb,
+            Retriever(kb, embedder, cache),
+            guardrails.OutputGuard(kb.all_text()),
+            hotwords(kb),
+            proper_nouns(kb),
+        )
 
 
 def default_backend(settings: AgentSettings) -> AnswerBackend:
@@ -62,9 +102,10 @@ def default_backend(settings: AgentSettings) -> AnswerBackend:
 class KnowledgeAgent:
     """Implements :class:`agent.types.Agent` over a knowledge base.
 
-    One instance serves every call at once: it keeps no per-call state, and :meth:`use_kb`
-    swaps the KB atomically (calls already answering finish on the KB they started with).
-    Retrieval is pure Python and takes well under 10 ms, so it runs on the event loop.
+    One instance serves every call at once: it keeps no per-call state (a call's own state,
+    such as a question asked again, travels in its memory), and :meth:`use_kb` swaps the KB
+    atomically (calls already answering finish on the KB they started with). The question's
+    embedding runs in a thread; the rest of retrieval takes a millisecond or two on the loop.
     """
 
     def __init__(
@@ -72,10 +113,22 @@ class KnowledgeAgent:
         settings: AgentSettings,
         kb: KnowledgeBase,
         backend: AnswerBackend | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
+        """
+        Args:
+            embedder: ranks by meaning; by default the process's shared one for
+                ``settings.embedding_model`` (none when that is "").
+
+        Raises:
+            EmbedderError: the embedding model cannot be loaded.
+        """
         self.settings = settings
         self.backend = backend if backend is not None else default_backend(settings)
-        self._index = _Index.build(kb)
+        if embedder is None and settings.embedding_model:
+            embedder = shared_embedder(settings.embedding_model)
+        self._embedder = embedder
+        self._index = _Index.build(kb, embedder, settings.embedding_cache_dir)
 
     @classmethod
     def from_settings(cls, settings: AgentSettings) -> KnowledgeAgent:
@@ -84,6 +137,7 @@ class KnowledgeAgent:
 
         Raises:
             KbError: the KB is malformed.
+            EmbedderError: the embedding model cannot be loaded.
         """
         return cls(settings, load_kb(settings.kb_dir or demo_kb_dir()))
 
@@ -92,9 +146,15 @@ class KnowledgeAgent:
         """The KB in service."""
         return self._index.kb
 
+    @property
+    def retriever(self) -> Retriever:
+        """The index of the KB in service."""
+        return self._index.retriever
+
     def use_kb(self, kb: KnowledgeBase) -> None:
-        """Serve a new KB from now on. Thread-safe; builds the index before swapping."""
-        self._index = _Index.build(kb)
+        """Serve a new KB from now on. Blocking (it embeds what is new in the KB), so it runs
+        in a thread; calls go on with the previous KB until the new index is built."""
+        self._index = _Index.build(kb, self._embedder, self.settings.embedding_cache_dir)
 
     async def watch_kb(self, interval_s: float = 2.0) -> None:
         """Reload the KB directory whenever its files change, until cancelled.
@@ -123,7 +183,7 @@ class KnowledgeAgent:
         return self._index.vocabulary
 
     async def answer(
-        self, question: str, memory: Sequence[Exchange]
+        self, question: str, memory: Sequence[Exchange], *, heard_clearly: bool = True
     ) -> AsyncGenerator[AnswerEvent, None]:
         """Stream the answer: ``AnswerText`` pieces (one per sentence), then one ``AnswerEnd``.
 
@@ -137,21 +197,16 @@ class KnowledgeAgent:
             yield AnswerEnd(handoff=verdict.handoff, rules=(verdict.rule,), backend="guardrail")
             return
         recent = tuple(memory)[-self.settings.memory_turns :] if self.settings.memory_turns else ()
-        search = self._search(index.retriever, question, recent)
-        faq = self._faq_match(index.kb, search)
-        passages = tuple(
-            index.kb.passage(h.id)
-            for h in search.hits
-            if h.kind == "passage" and h.confidence >= self.settings.min_confidence
-        )
-        if faq is None and not passages:
-            yield AnswerText(self.settings.handoff_message)
-            yield AnswerEnd(handoff=True, rules=(guardrails.OUT_OF_SCOPE,), backend="guardrail")
+        search = await self._search(index.retriever, question, recent)
+        decision = self.decide(search, question, recent, heard_clearly)
+        if decision.reply is not None:
+            yield AnswerText(decision.reply)
+            yield decision.end
             return
-        if faq is not None:
-            events = _faq_answer(faq)
+        if decision.faq is not None:
+            events = _faq_answer(decision.faq)
         else:
-            request = BackendRequest(search.question, search, passages, index.kb, recent)
+            request = BackendRequest(search.question, search, decision.passages, index.kb, recent)
             events = self.backend.answer(request)
         advice = guardrails.touches_advice(question)
         guarded = self._guarded(events, index.guard, advice)
@@ -159,21 +214,171 @@ class KnowledgeAgent:
             async for event in guarded:
                 yield event
 
-    def _search(self, retriever: Retriever, question: str, memory: tuple[Exchange, ...]) -> Search:
-        """Search the question; for a weak follow-up, search it with the previous question."""
-        alone = retriever.search(question)
-        weak = alone.confidence < self.settings.min_confidence or len(alone.terms) <= 1
-        if not (memory and weak and _FOLLOW_UP.search(guardrails.flatten(question))):
-            return alone
-        together = retriever.search(f"{memory[-1].question} {question}")
-        return together if together.confidence >= self.settings.min_confidence else alone
+    # ------------------------------------------------------------ deciding
 
-    def _faq_match(self, kb: KnowledgeBase, search: Search) -> FaqEntry | None:
+    def band(self, search: Search) -> Band:
+        """Whether the best hit answers the question, might, or does not."""
+        s = self.settings
+        if self._index.retriever.semantic:
+            best = search.match
+            answer, unsure = s.answer_similarity, s.unsure_similarity
+        else:
+            best = search.confidence
+            answer, unsure = s.min_confidence, s.min_confidence * 0.8
+        if best >= answer:
+            return "answer"
+        return "unsure" if best >= unsure else "out"
+
+    def decide(
+        self, search: Search, question: str, memory: tuple[Exchange, ...], heard_clearly: bool
+    ) -> Decision:
+        """What to do with a searched question: pure, given the search (tested alone)."""
+        s = self.settings
+        band = self.band(search)
+        second_try = bool(memory) and _asked_again(memory[-1])
+        price = guardrails.asks_price(question)
+        if guardrails.asks_advice(question) and (band != "answer" or not self._clear(search)):
+            return Decision.say(s.handoff_message, guardrails.ADVICE, handoff=True)
+        if band != "answer":
+            if price:
+                return Decision.say(s.price_message, guardrails.PRICE)
+            ask_again = band == "unsure" or not heard_clearly
+            if ask_again and not second_try:
+                rule = guardrails.NOT_UNDERSTOOD if not heard_clearly else guardrails.CLARIFY
+                return Decision.say(s.rephrase_message, rule, backend="clarify")
+            return Decision.say(s.handoff_message, guardrails.OUT_OF_SCOPE, handoff=True)
+        passages = self._passages(search)
+        alone = search.question == question
+        faq = self._faq_match(search) if alone else None  # a follow-up asks something new
+        follows = bool(memory) and _LEANS.match(question.lower()) is not None
+        if faq is None and not second_try and alone and not follows:
+            choice = self._choice(search, passages)
+            if choice is not None:
+                return choice
+        if price and not any(_states_price(p) for p in self._price_sources(passages, faq)):
+            return Decision.say(s.price_message, guardrails.PRICE)
+        if faq is not None:
+            return Decision(faq=faq)
+        if not passages:
+            return Decision.say(s.handoff_message, guardrails.OUT_OF_SCOPE, handoff=True)
+        return Decision(passages=passages)
+
+    def _clear(self, search: Search) -> bool:
+        """A match clear enough to answer a request for advice: well above the answer line."""
+        if not self._index.retriever.semantic:
+            return search.confidence >= self.settings.min_confidence + 0.2
+        return search.match >= self.settings.answer_similarity + 0.15
+
+    def _passages(self, search: Search) -> tuple[Passage, ...]:
+        """The passages to answer from, best first: those that answer, and the passage an
+        answering FAQ entry comes from."""
+        kb = self._index.kb
+        threshold = (
+            self.settings.answer_similarity
+            if self._index.retriever.semantic
+            else self.settings.min_confidence
+        )
+        out: dict[str, Passage] = {}
+        for hit in search.hits:
+            if _strength(hit, self._index.retriever.semantic) < threshold:
+                continue
+            entry = kb.get(hit.id)
+            if isinstance(entry, Passage):
+                out.setdefault(entry.id, entry)
+            elif entry.source is not None:
+                out.setdefault(entry.source, kb.passage(entry.source))
+        return tuple(out.values())
+
+    def _faq_match(self, search: Search) -> FaqEntry | None:
+        """The FAQ entry to answer with as written: a close match that nothing beats (or
+        only the passage the entry comes from)."""
         hit = search.best("faq")
-        if hit is None or hit.confidence < self.settings.faq_min_confidence:
+        if hit is None:
             return None
-        entry = kb.get(hit.id)
+        semantic = self._index.retriever.semantic
+        top = search.hits[0]
+        if (
+            hit is not top
+            and self._faq_source(hit) != top.id
+            and _strength(top, semantic) > _strength(hit, semantic)
+        ):
+            return None
+        needed = self.settings.faq_similarity if semantic else self.settings.faq_min_confidence
+        if (hit.similarity if semantic else hit.confidence) < needed:
+            return None
+        entry = self._index.kb.get(hit.id)
         return entry if isinstance(entry, FaqEntry) else None
+
+    def _faq_source(self, hit: Hit) -> str | None:
+        entry = self._index.kb.get(hit.id)
+        return entry.source if isinstance(entry, FaqEntry) else None
+
+    def _choice(self, search: Search, passages: tuple[Passage, ...]) -> Decision | None:
+        """Ask which passage the caller means when the two best answer about equally well
+        and are about different things."""
+        hits = [h for h in search.hits if h.kind == "passage" and h.id in search.blocks]
+        if len(passages) < 2 or len(hits) < 2 or not self._index.retriever.semantic:
+            return None
+        first, second = hits[0], hits[1]
+        a_match, b_match = (float(search.blocks[h.id].max()) for h in (first, second))
+        vague = (
+            search.match < self.settings.answer_similarity + VAGUE_MARGIN
+            and len(search.terms) <= VAGUE_TERMS
+        )
+        if not vague or abs(a_match - b_match) > self.settings.choice_margin:
+            return None
+        kb = self._index.kb
+        a, b = kb.passage(first.id), kb.passage(second.id)
+        if a.heading.lower() == b.heading.lower():
+            return None
+        names = self._index.names
+        text = self.settings.choice_message.format(
+            first=_spoken_heading(a.heading, names), second=_spoken_heading(b.heading, names)
+        )
+        return Decision.say(text, guardrails.CLARIFY, backend="clarify", sources=(a.id, b.id))
+
+    def _price_sources(self, passages: tuple[Passage, ...], faq: FaqEntry | None) -> list[str]:
+        texts = [p.text for p in passages]
+        if faq is not None:
+            texts.append(faq.answer)
+        return texts
+
+    async def _search(
+        self, retriever: Retriever, question: str, memory: tuple[Exchange, ...]
+    ) -> Search:
+        """Search the question; a weak follow-up, a second try or the answer to a choice also
+        with the previous question, keeping the better search."""
+        alone = await self._search_text(retriever, question)
+        if not memory:
+            return alone
+        last = memory[-1]
+        follow_up = _FOLLOW_UP.search(guardrails.flatten(question)) is not None
+        weak = self.band(alone) != "answer" or len(alone.terms) <= 1
+        if not (_asked_again(last) or follow_up and (weak or _LEANS.match(question.lower()))):
+            return alone
+        together = await self._search_text(retriever, f"{last.question} {question}")
+        chose = guardrails.CLARIFY in last.rules and len(last.sources) >= 2
+        if chose and len(question.split()) <= CHOICE_WORDS:
+            offered = [h for h in together.hits if h.id in last.sources]
+            if offered:  # the caller chose: the passage they chose first
+                chosen = max(offered, key=lambda h: h.similarity)
+                rest = tuple(h for h in together.hits if h is not chosen)
+                return Search(
+                    together.question,
+                    together.terms,
+                    (chosen, *rest),
+                    together.vector,
+                    together.blocks,
+                )
+        better = _strength(together.hits[0], retriever.semantic) if together.hits else 0.0
+        worse = _strength(alone.hits[0], retriever.semantic) if alone.hits else 0.0
+        return together if better >= worse else alone
+
+    async def _search_text(self, retriever: Retriever, text: str) -> Search:
+        vector = await asyncio.to_thread(retriever.embed, text) if retriever.semantic else None
+        return retriever.search(text, vector)
+
+    # ------------------------------------------------------------ checking the answer
 
     async def _guarded(
         self, events: AsyncIterator[AnswerEvent], guard: guardrails.OutputGuard, advice: bool
@@ -182,6 +387,7 @@ class KnowledgeAgent:
         buffer = SentenceBuffer()
         rules: list[str] = []
         spoken: list[str] = []
+        priced: list[bool] = []
         end = AnswerEnd()
         async for event in events:
             if isinstance(event, AnswerEnd):
@@ -191,11 +397,11 @@ class KnowledgeAgent:
                 yield event
                 continue
             for sentence in buffer.feed(event.text):
-                for text in self._check(sentence, guard, rules, spoken):
+                for text in self._check(sentence, guard, rules, spoken, priced):
                     yield AnswerText(text)
         rest = buffer.flush()
         for sentence in split_sentences(rest) if rest else []:
-            for text in self._check(sentence, guard, rules, spoken):
+            for text in self._check(sentence, guard, rules, spoken, priced):
                 yield AnswerText(text)
         for rule in end.rules:
             _add(rules, rule)
@@ -205,18 +411,26 @@ class KnowledgeAgent:
                 _add(rules, guardrails.OUT_OF_SCOPE)
             if not spoken:
                 yield AnswerText(self.settings.handoff_message)
-        elif advice or guardrails.ADVICE in rules:
-            _add(rules, guardrails.ADVICE)
-            yield AnswerText(" " + guardrails.ADVICE_DISCLAIMER)
+        else:
+            if any(priced):
+                yield AnswerText(" " + self.settings.price_note)
+            if advice or guardrails.ADVICE in rules:
+                _add(rules, guardrails.ADVICE)
+                yield AnswerText(" " + guardrails.ADVICE_DISCLAIMER)
         yield AnswerEnd(
             sources=end.sources, handoff=handoff, rules=tuple(rules), backend=end.backend
         )
 
     def _check(
-        self, sentence: str, guard: guardrails.OutputGuard, rules: list[str], spoken: list[str]
+        self,
+        sentence: str,
+        guard: guardrails.OutputGuard,
+        rules: list[str],
+        spoken: list[str],
+        priced: list[bool],
     ) -> list[str]:
         """The sentence as it may be spoken (with its separating space), or nothing when it
-        repeats one already spoken (two prices become one price message) or the answer is
+        repeats one already spoken (two cut prices become one price message) or the answer is
         already ``max_sentences`` plus the allowed steps long."""
         checked = guard.check(sentence)
         for rule in checked.rules:
@@ -225,7 +439,51 @@ class KnowledgeAgent:
         if checked.text in spoken or len(spoken) >= limit:
             return []
         spoken.append(checked.text)
+        priced.append(checked.priced)
         return [checked.text if len(spoken) == 1 else " " + checked.text]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the agent does with a question: say a fixed reply, answer from an FAQ entry, or
+    have the backend answer from passages."""
+
+    reply: str | None = None
+    end: AnswerEnd = AnswerEnd()
+    faq: FaqEntry | None = None
+    passages: tuple[Passage, ...] = ()
+
+    @classmethod
+    def say(
+        cls,
+        reply: str,
+        rule: str,
+        *,
+        handoff: bool = False,
+        backend: str = "guardrail",
+        sources: tuple[str, ...] = (),
+    ) -> Decision:
+        end = AnswerEnd(sources=sources, handoff=handoff, rules=(rule,), backend=backend)
+        return cls(reply=reply, end=end)
+
+
+def _asked_again(exchange: Exchange) -> bool:
+    """The agent asked the caller to repeat or to choose on that turn."""
+    return bool({guardrails.CLARIFY, guardrails.NOT_UNDERSTOOD} & set(exchange.rules))
+
+
+def _strength(hit: Hit, semantic: bool) -> float:
+    return hit.similarity if semantic else hit.confidence
+
+
+def _states_price(text: str) -> bool:
+    return any(guardrails.states_price(s) for s in split_sentences(text))
+
+
+def _spoken_heading(heading: str, names: frozenset[str]) -> str:
+    """A heading as it reads inside a sentence: "Moving Home" -> "moving home"."""
+    words = [w if w in names or w.isupper() else w.lower() for w in heading.split()]
+    return lower_first(" ".join(words), names).rstrip(".?!")
 
 
 def _add(rules: list[str], rule: str) -> None:

@@ -6,14 +6,22 @@ Each rule has a stable name, recorded in ``AnswerEnd.rules`` when it fires:
   fixed refusal that reveals nothing. No handoff: the caller may go on with a real question,
   and a handoff would reward the attempt with a human.
 - ``human_request`` (question): the caller asks for a person -> handoff at once.
-- ``price`` (question and answer): prices change and are never spoken; a question about a
-  price, or an answer sentence stating an amount of money, becomes :data:`PRICE_MESSAGE`.
-- ``out_of_scope``: the KB does not answer the question (decided by the agent from retrieval
-  confidence) -> the settings' handoff message, handoff.
+- ``personal_contact`` (question): the caller asks for a person's own phone number, address or
+  email ("the manager's home number") -> handoff; nobody's private details are given out.
+- ``price`` (question and answer): a price the KB states is spoken, followed by the settings'
+  ``price_note`` (the current price is on the website); an amount of money the KB does not
+  state is never spoken: its sentence becomes :data:`PRICE_MESSAGE`. A price question the KB
+  does not answer gets the settings' ``price_message``.
+- ``out_of_scope``: the KB does not answer the question (decided by the agent from retrieval)
+  -> the settings' handoff message, handoff.
+- ``not_understood`` / ``clarify``: the agent asked the caller to say it again (a transcript
+  speech recognition doubted; a loose match) or to choose between two passages; a second
+  miss is handed off (``out_of_scope``).
 - ``unknown_contact`` (answer): a phone number, email address, street address or person's name
   that is not in the KB is replaced by "our support team".
 - ``advice`` (question and answer): health, legal or financial topics get
-  :data:`ADVICE_DISCLAIMER` after the answer.
+  :data:`ADVICE_DISCLAIMER` after the answer; a request for advice ("should I ...") that the
+  KB does not clearly answer is handed off.
 
 The question checks work on raw transcripts (any case, with or without punctuation). The
 answer checks take one sentence at a time, so they also apply to a streaming LLM backend.
@@ -27,7 +35,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.normalize import word_list
+from agent.normalize import word_list, words
 
 PROMPT_INJECTION = "prompt_injection"
 HUMAN_REQUEST = "human_request"
@@ -35,10 +43,16 @@ PRICE = "price"
 OUT_OF_SCOPE = "out_of_scope"
 UNKNOWN_CONTACT = "unknown_contact"
 ADVICE = "advice"
+PERSONAL_CONTACT = "personal_contact"
+NOT_UNDERSTOOD = "not_understood"
+CLARIFY = "clarify"
 
 INJECTION_REFUSAL = "I can only help with questions about our products and services."
 HUMAN_HANDOFF_MESSAGE = "Of course. I'm transferring you to a colleague now."
-PRICE_MESSAGE = "Please check the product page for the current price."
+PRICE_MESSAGE = "I can't confirm that amount; the current price is always on our website."
+PERSONAL_CONTACT_MESSAGE = (
+    "I can't give out anyone's personal contact details, so I'm transferring you to a colleague."
+)
 ADVICE_DISCLAIMER = "This is general information, not professional advice."
 CONTACT_REPLACEMENT = "our support team"
 
@@ -79,17 +93,42 @@ _HUMAN_WORDS = frozenset(word_list("agent human representative operator person s
 _FILLER = frozenset(word_list("a an the please um uh just now real live customer service i"))
 
 _PRICE_QUESTION = re.compile(
-    r"\b(how much (is|are|does|do|did|will|would|for)|prices?|priced|pricing|costs?|cheap\w*|"
-    r"expensive|discounts?|on sale)\b"
+    r"\b(how much (is|are|does|do|did|will|would|for|to|money)|prices?|priced|pricing|costs?|"
+    r"cheap\w*|expensive|discounts?|on sale|fees?|charges?|charged|pay for)\b"
 )
-_NOT_A_PRICE = re.compile(
-    r"\b(ship\w*|deliver\w*|return\w*|pick ?up|repairs?|warranty|refund\w*|trade ?in|"
-    r"how much (time|longer|power|energy|data|space|storage|bandwidth))\b"
+_NOT_A_PRICE = re.compile(r"\bhow much (time|longer|later|earlier|notice|weight|space|room)\b")
+"""General English: "how much time" asks no price."""
+_STATES_PRICE = re.compile(
+    r"\b(free|no charge|no cost|no fee|free of charge|at no cost|without charge|"
+    r"does not charge|do not charge|don'?t charge|included)\b",
+    re.IGNORECASE,
 )
+_PERSONAL = re.compile(
+    r"\b(home|personal|private|mobile|cell|own|direct)( phone)? (number|phone|address|email|"
+    r"line)\b|\bwhere (does|do) (he|she|they|\w+) live\b"
+)
+_SOMEONE = re.compile(
+    r"\b(manager|managers|boss|ceo|director|owner|driver|pilot|engineer|employee|staff|"
+    r"technician|agent|supervisor|inspector|he|she|his|her)\b"
+)
+_ADVICE_REQUEST = re.compile(
+    r"\b(should i|should we|do you (recommend|suggest|think)|would you (recommend|suggest|advise)|"
+    r"advise me|your advice|is it (a good idea|wise|worth|safe|legal|illegal|allowed)|"
+    r"can i sue|could i sue|should i sue|am i (liable|entitled to sue)|"
+    r"what should i (take|do about my)|"
+    r"which (one|stocks?|shares|funds?|medicines?|pills?) should)\b"
+)
+_CURRENCY_WORDS = r"dollars?|euros?|pounds?|usd|eur|gbp|bucks|cents?|pence"
 _MONEY = re.compile(
-    r"[$€£¥]\s?\d|\b\d[\d,.]*\s?(dollars?|euros?|pounds?|usd|eur|gbp|bucks|cents?)\b|"
-    r"\b(one|two|three|four|five|six|seven|eight|nine|ten|twenty|thirty|forty|fifty|hundred|"
-    r"thousand)\s(dollars?|euros?|bucks)\b",
+    r"[$€£¥]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:" + _CURRENCY_WORDS + r")\b|"
+    r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
+    r"thirty|forty|fifty|hundred|thousand)\s(?:dollars?|euros?|pounds?|bucks)\b",
+    re.IGNORECASE,
+)
+_SPELLED_MONEY = re.compile(
+    r"\b((?:(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
+    r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
+    r"seventy|eighty|ninety|point)\s?)+)(dollars?|euros?|pounds?|bucks|cents?|pence)\b",
     re.IGNORECASE,
 )
 _ADVICE = re.compile(
@@ -122,8 +161,8 @@ _NAMES = [
     ),
     (
         re.compile(
-            "(?P<name>" + _NAME + r") (?:from|at|in|on) (?:our|the) (?:support|service|"
-            r"customer|sales|technical|returns|help)"
+            "(?P<name>" + _NAME + r") (?:from|at|in|on) (?:our|the) (?:[a-z]+ ){1,2}"
+            r"(?:team|department|desk|office|centre|center|line)"
         ),
         "someone",
     ),
@@ -151,9 +190,49 @@ def check_question(question: str) -> Verdict | None:
         return Verdict(PROMPT_INJECTION, INJECTION_REFUSAL, handoff=False)
     if asks_for_human(flat):
         return Verdict(HUMAN_REQUEST, HUMAN_HANDOFF_MESSAGE, handoff=True)
-    if _PRICE_QUESTION.search(flat) and not _NOT_A_PRICE.search(flat):
-        return Verdict(PRICE, PRICE_MESSAGE, handoff=False)
+    if _PERSONAL.search(flat) and _SOMEONE.search(flat):
+        return Verdict(PERSONAL_CONTACT, PERSONAL_CONTACT_MESSAGE, handoff=True)
     return None
+
+
+def asks_price(question: str) -> bool:
+    """True for "how much is ...", "what does it cost", "is there a fee for ..."."""
+    flat = flatten(question)
+    return _PRICE_QUESTION.search(flat) is not None and _NOT_A_PRICE.search(flat) is None
+
+
+def asks_advice(question: str) -> bool:
+    """True for a request for a recommendation on a health, legal or financial matter ("should
+    I sue", "which stocks should I buy"), as opposed to a question about a policy."""
+    flat = flatten(question)
+    return touches_advice(flat) and _ADVICE_REQUEST.search(flat) is not None
+
+
+def states_price(sentence: str) -> bool:
+    """True when a sentence answers a price question: an amount of money, or "free"."""
+    return _MONEY.search(sentence) is not None or _STATES_PRICE.search(sentence) is not None
+
+
+def amounts(text: str) -> set[str]:
+    """The amounts of money in a text, as plain numbers ("$4.50", "4.50 dollars" and "four
+    dollars fifty" are not all the same; "$4.50" and "4.50 euros" both give "4.5")."""
+    found = set()
+    for match in _MONEY.finditer(_spelled_to_digits(text)):
+        number = re.search(r"\d[\d,]*(?:\.\d+)?", match.group(0))
+        if number is not None:
+            value = float(number.group(0).replace(",", ""))
+            found.add(f"{value:g}")
+    return found
+
+
+def _spelled_to_digits(text: str) -> str:
+    """ "two dollars" -> "2 dollars": number words before a currency word become digits."""
+
+    def digits(match: re.Match[str]) -> str:
+        value = " ".join(words(match.group(1)))
+        return f"{value} {match.group(2)}"
+
+    return _SPELLED_MONEY.sub(digits, text)
 
 
 def asks_for_human(flat: str) -> bool:
@@ -177,6 +256,8 @@ class CheckedSentence:
     """What may be spoken (possibly rewritten)."""
     rules: tuple[str, ...]
     """The rules that changed it or flagged it."""
+    priced: bool = False
+    """It states a price from the KB: the answer owes the caller the price note."""
 
 
 class OutputGuard:
@@ -189,12 +270,16 @@ class OutputGuard:
         self._phones = frozenset(
             d for m in _PHONE.finditer(kb_text) if (d := _phone_digits(m.group(0)))
         )
+        self._amounts = amounts(kb_text)
 
     def check(self, sentence: str) -> CheckedSentence:
         """Apply ``price``, ``unknown_contact`` and ``advice`` to one sentence."""
-        if _MONEY.search(sentence):
-            return CheckedSentence(PRICE_MESSAGE, (PRICE,))
-        rules: list[str] = []
+        priced = False
+        if _MONEY.search(sentence) or _SPELLED_MONEY.search(sentence):
+            if not amounts(sentence) <= self._amounts:
+                return CheckedSentence(PRICE_MESSAGE, (PRICE,))
+            priced = True
+        rules: list[str] = [PRICE] if priced else []
         text = sentence
         for replace in (self._emails_out, self._phones_out, self._addresses_out, self._names_out):
             text, changed = replace(text)
@@ -203,7 +288,7 @@ class OutputGuard:
         text = text[:1].upper() + text[1:]
         if touches_advice(text):
             rules.append(ADVICE)
-        return CheckedSentence(text, tuple(rules))
+        return CheckedSentence(text, tuple(rules), priced)
 
     def _emails_out(self, text: str) -> tuple[str, bool]:
         return _replace(_EMAIL, text, lambda s: s.lower() in self._emails)

@@ -10,6 +10,10 @@ the passage's text.
 ``faq.yaml`` is a list of ``{id, questions: [...], answer, source?}``; an entry's id is
 ``faq#<id>``, and ``source`` (optional) names the passage the answer comes from.
 
+``vocabulary.yaml`` (optional) holds what a company may tune without touching code: ``names``
+(product and brand names, for recognition and capitals), ``heard_as`` (what the speech
+recognizer writes -> the KB's word) and ``synonyms`` (a caller's word -> the KB's word).
+
 A malformed KB raises :class:`KbError`, whose message starts with ``file:line``.
 """
 
@@ -28,6 +32,7 @@ import yaml
 log = logging.getLogger(__name__)
 
 FAQ_FILE = "faq.yaml"
+VOCABULARY_FILE = "vocabulary.yaml"
 
 _SECTION = re.compile(r"^(\d+(?:\.\d+)*)\.?\s+(\S.*)$")
 
@@ -77,12 +82,29 @@ class FaqEntry:
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """A company's own words, from ``vocabulary.yaml``; empty when the KB has none."""
+
+    names: tuple[str, ...] = ()
+    """Product and brand names: hotwords for recognition, capitals kept in answers."""
+    heard_as: dict[str, str] = field(default_factory=dict)
+    """What the speech recognizer writes -> the word the KB uses ("wife i" -> "Wi-Fi")."""
+    synonyms: dict[str, str] = field(default_factory=dict)
+    """A caller's everyday word -> the word the KB uses ("blinking" -> "flashing")."""
+
+    @property
+    def replacements(self) -> dict[str, str]:
+        return self.heard_as | self.synonyms
+
+
+@dataclass(frozen=True)
 class KnowledgeBase:
     """A loaded, validated KB. Immutable, so one instance can serve every call."""
 
     root: Path
     passages: tuple[Passage, ...]
     faqs: tuple[FaqEntry, ...]
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
 
     _by_id: dict[str, Passage | FaqEntry] = field(init=False, repr=False, compare=False)
 
@@ -134,6 +156,12 @@ def load_kb(root: Path) -> KnowledgeBase:
         passages += parse_markdown(path, _read(path))
     faq_path = root / FAQ_FILE
     faqs = parse_faq(faq_path, _read(faq_path)) if faq_path.exists() else []
+    vocabulary_path = root / VOCABULARY_FILE
+    vocabulary = (
+        parse_vocabulary(vocabulary_path, _read(vocabulary_path))
+        if vocabulary_path.exists()
+        else Vocabulary()
+    )
     if not passages and not faqs:
         raise KbError(root, 0, f"empty knowledge base: no passages in *.md and no {FAQ_FILE}")
     _check_unique([*passages, *faqs])
@@ -141,7 +169,9 @@ def load_kb(root: Path) -> KnowledgeBase:
     for faq in faqs:
         if faq.source is not None and faq.source not in passage_ids:
             raise KbError(faq.file, faq.line, f"{faq.id}: source {faq.source!r} is no passage id")
-    return KnowledgeBase(root=root, passages=tuple(passages), faqs=tuple(faqs))
+    return KnowledgeBase(
+        root=root, passages=tuple(passages), faqs=tuple(faqs), vocabulary=vocabulary
+    )
 
 
 def _read(path: Path) -> str:
@@ -205,16 +235,54 @@ def _passage(path: Path, title: str, line: int, heading: str, body: list[str]) -
     )
 
 
-def parse_faq(path: Path, text: str) -> list[FaqEntry]:
-    """Parse ``faq.yaml``: a list of ``{id, questions, answer, source?}``."""
+def _yaml(path: Path, text: str) -> tuple[yaml.Node | None, object]:
+    """The document's node tree (for line numbers) and its data."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
         problem = getattr(err, "problem", None) or str(err)
         raise KbError(path, line, f"bad YAML: {problem}") from err
+
+
+def parse_vocabulary(path: Path, text: str) -> Vocabulary:
+    """Parse ``vocabulary.yaml``: ``names`` (a list), ``heard_as`` and ``synonyms`` (mappings
+    of one phrase to another); every key optional."""
+    root, data = _yaml(path, text)
+    if data is None:
+        return Vocabulary()
+    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
+        raise KbError(path, 1, "expected a mapping with names, heard_as and synonyms")
+    lines = {key.value: key.start_mark.line + 1 for key, _ in root.value}
+    unknown = set(data) - {"names", "heard_as", "synonyms"}
+    if unknown:
+        first = min(unknown, key=lambda k: lines.get(k, 0))
+        raise KbError(
+            path, lines.get(first, 1), f"unknown key {first!r} (known: names, heard_as, synonyms)"
+        )
+    names = data.get("names") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise KbError(path, lines.get("names", 1), "names must be a list of words")
+    tables: dict[str, dict[str, str]] = {}
+    for key in ("heard_as", "synonyms"):
+        table = data.get(key) or {}
+        if not isinstance(table, dict) or not all(
+            isinstance(k, str | int) and isinstance(v, str | int) and str(k).strip()
+            for k, v in table.items()
+        ):
+            raise KbError(path, lines.get(key, 1), f"{key} must map phrases to phrases")
+        tables[key] = {str(k).strip(): str(v).strip() for k, v in table.items()}
+    return Vocabulary(
+        names=tuple(n.strip() for n in names),
+        heard_as=tables["heard_as"],
+        synonyms=tables["synonyms"],
+    )
+
+
+def parse_faq(path: Path, text: str) -> list[FaqEntry]:
+    """Parse ``faq.yaml``: a list of ``{id, questions, answer, source?}``."""
+    root, data = _yaml(path, text)
     if data is None:
         return []
     if not isinstance(root, yaml.SequenceNode) or not isinstance(data, list):
@@ -308,7 +376,11 @@ class KnowledgeBaseWatcher:
         """Why the last reload failed; None after a successful one."""
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
-        paths = [*sorted(self.root.glob("*.md")), self.root / FAQ_FILE]
+        paths = [
+            *sorted(self.root.glob("*.md")),
+            self.root / FAQ_FILE,
+            self.root / VOCABULARY_FILE,
+        ]
         signature = []
         for path in paths:
             if path.exists():

@@ -1,106 +1,18 @@
 """Text normalization shared by the KB index and the caller's question.
 
 Questions arrive as speech-recognition transcripts: lowercase or not, with or without
-punctuation, numbers spelled out ("two point four"), and with a few typical mishearings
-("wife i" for "Wi-Fi"). Both the KB and the question go through :func:`terms`, so the table of
-confusions only has to map heard forms onto the canonical form that the KB's own text
-normalizes to (the KB's "Wi-Fi" becomes "wifi", its "IP address" becomes "ip address").
+punctuation, numbers spelled out ("two point four"). Both the KB and the question go through the
+same :class:`Normalizer`, so a company's own replacements (``vocabulary.yaml`` in its KB folder:
+what its callers' recognizer writes, the everyday words its callers use) only have to map onto
+the words the KB's own text normalizes to. Nothing here knows any trade: the only tables are
+general English (stopwords, number words, contractions, suffixes).
 
-Pure functions, no state: safe to call from any thread.
+Pure, immutable: safe to call from any thread.
 """
 
 from __future__ import annotations
 
 import re
-
-# Heard (after lowercasing and punctuation removal) -> canonical. Keep entries specific: a
-# mapping fires everywhere, in the KB text too. Longer phrases win over their prefixes.
-ASR_CONFUSIONS: dict[str, str] = {
-    # Wi-Fi: whisper writes it many ways, and mishears it on the phone.
-    "wi fi": "wifi",
-    "wife i": "wifi",
-    "wife eye": "wifi",
-    "why fi": "wifi",
-    "wifey": "wifi",
-    "wify": "wifi",
-    "wi fis": "wifi",
-    "y fi": "wifi",
-    # IP addresses.
-    "static of addresses": "static ip addresses",
-    "static of address": "static ip address",
-    "static id addresses": "static ip addresses",
-    "static id address": "static ip address",
-    "static i p": "static ip",
-    "i p address": "ip address",
-    "i p addresses": "ip addresses",
-    "eye pee": "ip",
-    "d h c p": "dhcp",
-    # Devices.
-    "blub": "bulb",
-    "blubs": "bulbs",
-    "bolb": "bulb",
-    "light bulb": "bulb",
-    "thermal stat": "thermostat",
-    "thermo stat": "thermostat",
-    "door luck": "door lock",
-    "smart luck": "smart lock",
-    "smart plague": "smart plug",
-    "cam": "camera",
-    # Units and times.
-    "giga hertz": "ghz",
-    "gigahertz": "ghz",
-    "g h z": "ghz",
-    "gig": "ghz",
-    "p m": "pm",
-    "a m": "am",
-    # Words split or glued differently by the recognizer and the manuals.
-    "log in": "login",
-    "sign in": "login",
-    "signin": "login",
-    "pass word": "password",
-    "e mail": "email",
-    "re set": "reset",
-    "warrantee": "warranty",
-    "warranties": "warranty",
-    "tradein": "trade in",
-    "set up": "setup",
-    "wifi router": "router",
-}
-
-# Everyday words -> the word the manuals use. Same mechanism as ASR_CONFUSIONS, kept apart
-# because these are about meaning, not hearing.
-SYNONYMS: dict[str, str] = {
-    "package": "parcel",
-    "packages": "parcels",
-    "blinking": "flashing",
-    "blinks": "flashes",
-    "blink": "flash",
-    "blinked": "flashed",
-    "guarantee": "warranty",
-    "defective": "faulty",
-    "broken": "faulty",
-    "money back": "refund",
-    "reboot": "restart",
-    "rebooted": "restarted",
-    "internet router": "router",
-    "modem": "router",
-    "outside": "outdoor",
-    "outdoors": "outdoor",
-    "arrive": "delivery",
-    "arrived": "delivery",
-    "arriving": "delivery",
-    "arrives": "delivery",
-    "handle": "support",
-    "handles": "support",
-    "send it back": "return it",
-    "send them back": "return them",
-    "send back": "return",
-    "send something back": "return something",
-    "sending it back": "returning it",
-    "ship it back": "return it",
-}
-
-_REPLACEMENTS = ASR_CONFUSIONS | SYNONYMS
 
 
 def word_list(text: str) -> list[str]:
@@ -133,17 +45,16 @@ really actually just anyway sorry hm hmm mm know tell said say says
 ) | frozenset(
     word_list("""
 something anything everything nothing thing things stuff someone anyone bit lot lots
-buy bought purchase purchased got getting ago last week weeks month months year today
-yesterday tomorrow morning evening night tonight day days time times good bad great nice fine
-big small high low long little much many new old first place way kind sort guess think
-wondering wonder question help able happen happened going go goes went come came make made
-within without between problem problems issue issues does doesnt wrong hasnt havent arent
-werent cannot couldnt shouldnt yet supposed mean means meaning meant
+got getting ago good bad great nice fine guess think wondering wonder question help able
+happen happened going go goes went come came make made problem problems issue issues does
+doesnt wrong hasnt havent arent werent cannot couldnt shouldnt yet supposed mean means
+meaning meant
 """)
 )
 """Words that carry no topic, indexed neither in the KB nor in questions: function words, the
-fillers a transcript keeps ("um", "okay"), and everyday words that callers pad questions with
-("i bought it last week"); left in, they would make a long question look out of scope."""
+fillers a transcript keeps ("um", "okay"), and the padding of spoken questions ("i was
+wondering", "something went wrong"). Words that can be a topic in some trade (day, week, time,
+long, new, buy) are kept."""
 
 _APOSTROPHES = re.compile(r"['’`]")
 _NOT = {"can": "can not", "won": "will not"}
@@ -153,24 +64,20 @@ _CONTRACTIONS = re.compile(r"(?<=[a-z])['’](?:s|re|ve|ll|d|m)\b|n['’]t\b")
 _NON_WORD = re.compile(r"[^a-z0-9.]+")
 _LONE_DOT = re.compile(r"(?<!\d)\.|\.(?!\d)")
 _DIGIT_LETTER = re.compile(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)")
-_CONFUSION = re.compile(
-    r"\b(?:" + "|".join(re.escape(k) for k in sorted(_REPLACEMENTS, key=len, reverse=True)) + r")\b"
-)
 
 
 def words(text: str) -> list[str]:
-    """Lowercase words with punctuation removed, numbers as digits and confusions fixed.
+    """Lowercase words with punctuation removed and numbers as digits.
 
-    ``"My blub's flashing red on two point four Wi-Fi!"`` ->
-    ``["my", "bulb", "flashing", "red", "on", "2.4", "wifi"]``.
+    ``"My bulb's flashing red on two point four Wi-Fi!"`` ->
+    ``["my", "bulb", "flashing", "red", "on", "2.4", "wi", "fi"]``.
     """
     text = _IRREGULAR_NOT.sub(lambda m: _NOT[m.group(1)], text.lower())
     text = _CONTRACTIONS.sub(lambda m: " not" if m.group(0)[0] == "n" else "", text)
     text = _APOSTROPHES.sub("", text)
     text = _LONE_DOT.sub(" ", _NON_WORD.sub(" ", text))
     text = _DIGIT_LETTER.sub(" ", text)
-    text = " ".join(_numbers_to_digits(text.split()))
-    return _CONFUSION.sub(lambda m: _REPLACEMENTS[m.group(0)], text).split()
+    return _numbers_to_digits(text.split())
 
 
 def _numbers_to_digits(tokens: list[str]) -> list[str]:
@@ -233,13 +140,60 @@ def _doubled(word: str) -> bool:
     return len(word) >= 3 and word[-1] == word[-2] and word[-1] not in "aeiouylsfz"
 
 
+class Normalizer:
+    """:func:`words` and :func:`terms` with a company's replacements applied to the words.
+
+    ``replacements`` maps a phrase to the phrase it stands for ("wife i" -> "wi-fi",
+    "blinking" -> "flashing"); both sides are normalized by :func:`words` first, and longer
+    phrases win over their prefixes. Immutable: share one per KB.
+    """
+
+    def __init__(self, replacements: dict[str, str] | None = None) -> None:
+        table = {
+            " ".join(words(heard)): " ".join(words(meant))
+            for heard, meant in (replacements or {}).items()
+        }
+        self._table = {k: v for k, v in table.items() if k and k != v}
+        self._pattern = (
+            re.compile(
+                r"\b(?:"
+                + "|".join(re.escape(k) for k in sorted(self._table, key=len, reverse=True))
+                + r")\b"
+            )
+            if self._table
+            else None
+        )
+
+    def words(self, text: str) -> list[str]:
+        """:func:`words`, then the replacements."""
+        found = " ".join(words(text))
+        if self._pattern is not None:
+            found = self._pattern.sub(lambda m: self._table[m.group(0)], found)
+        return found.split()
+
+    def text(self, text: str) -> str:
+        """The text with the replacements made, for the embedding model: the caller's
+        own words where no replacement applies, so the model still sees the sentence."""
+        if self._pattern is None:
+            return text
+        return " ".join(self.words(text))
+
+    def terms(self, text: str) -> list[str]:
+        """The index terms of ``text``: its words without stopwords, stemmed, in order."""
+        out = []
+        for word in self.words(text):
+            if word in STOPWORDS or (len(word) == 1 and not word.isdigit()):
+                continue
+            stemmed = stem(word)
+            if stemmed not in STOPWORDS:  # "happens", "questions"
+                out.append(stemmed)
+        return out
+
+
+PLAIN = Normalizer()
+"""No replacements: for a KB without ``vocabulary.yaml``."""
+
+
 def terms(text: str) -> list[str]:
-    """The index terms of ``text``: :func:`words` without stopwords, stemmed, in order."""
-    out = []
-    for word in words(text):
-        if word in STOPWORDS or (len(word) == 1 and not word.isdigit()):
-            continue
-        stemmed = stem(word)
-        if stemmed not in STOPWORDS:  # "happens", "questions"
-            out.append(stemmed)
-    return out
+    """The index terms of ``text`` with no replacements (see :meth:`Normalizer.terms`)."""
+    return PLAIN.terms(text)

@@ -1,14 +1,22 @@
-"""Lexical retrieval over a KB: BM25 on normalized terms, tolerant of speech-recognition errors.
+"""Retrieval over a KB: sentence embeddings for meaning, BM25 for names, fused.
 
-Each passage is one document (title + heading twice + text); each FAQ question is one
-document (the question twice + the entry's answer), so an FAQ entry is found by whichever of its
-questions matches best. Questions and KB go through the same :func:`agent.normalize.terms`; a
-question term the KB has never seen is then corrected to a KB term one edit away (two for long
-words) — "thermastat" -> "thermostat" — using a SymSpell-style table of single deletions,
-so the cost does not grow with the size of the vocabulary.
+Two rankings of the same entries (passages and FAQ entries):
 
-BM25 ranks; it does not say whether the best hit answers the question. That is
-:attr:`Hit.confidence`, a number in 0..1 that the agent compares with its thresholds.
+- **semantic**: the question's embedding against every passage (its heading and text), every
+  spoken block of it (a sentence or a numbered step, prefixed with the heading), and every FAQ
+  question. An entry scores its best unit. This finds "Do I get anything back if the power was
+  off?" under "Compensation for supply interruptions";
+- **lexical**: BM25 over normalized terms (the KB's ``vocabulary.yaml`` replacements applied),
+  with unknown words corrected to KB terms one or two edits away ("thermastat" -> "thermostat",
+  a SymSpell-style table of deletions). It catches what embeddings blur: product names, model
+  numbers, error codes.
+
+The two are fused by score: the cosine similarity plus ``LEXICAL_WEIGHT`` times the BM25 score
+relative to the best one (measured on five KBs against rank fusion and against either alone:
+docs/benchmarks.md). The semantic similarity of each hit is kept, because it is the number the
+agent compares with its thresholds (0..1, the same scale on every KB). Without an embedder
+(``AgentSettings.embedding_model = ""``) only BM25 ranks, and :attr:`Hit.similarity` is the
+lexical coverage instead.
 """
 
 from __future__ import annotations
@@ -17,30 +25,24 @@ import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import bm25s
 import numpy as np
 
+from agent.embedder import Embedder
+from agent.embeddings import EmbeddingCache, Unit, units_of
 from agent.kb import KnowledgeBase
-from agent.normalize import terms
+from agent.normalize import Normalizer
 
 # bm25s sets its own logger to DEBUG when imported, which would print every index build.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 HitKind = Literal["passage", "faq"]
 
-SERVICE_INTENTS = frozenset(
-    terms(
-        "return refund exchange warranty ship delivery track cancel trade pickup repair "
-        "broken faulty"
-    )
-)
-"""What a caller wants done, as opposed to what it is about: in "can I return the smart plug" the
-rare product word would otherwise outweigh "return" and find the plug's troubleshooting page."""
-INTENT_WEIGHT = 3
-"""How many times a service-intent term counts, in ranking and in confidence."""
+LEXICAL_WEIGHT = 0.1
+"""What the best BM25 score adds to a cosine similarity in the fused ranking."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,13 @@ class Hit:
     id: str
     kind: HitKind
     score: float
-    """BM25 score: only comparable between hits of the same search."""
+    """Fused score: only comparable between hits of the same search."""
+    similarity: float
+    """0..1: cosine similarity of the question to the entry's best unit (its text, heading, a
+    sentence or step, an FAQ question). Comparable across KBs: what thresholds apply to."""
     confidence: float
-    """0..1. Passages: the share of the question's terms (weighted by rarity, idf) that the
-    passage contains. FAQ entries: the weighted overlap (Dice) between the question's terms and
-    those of the entry's best-matching question, so an FAQ answer needs the question to match
-    both ways, not just to be contained in it."""
+    """0..1, lexical: the share of the question's terms (weighted by rarity) the entry holds;
+    for an FAQ entry, the overlap both ways with its best-matching question."""
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,35 @@ class Search:
     terms: tuple[str, ...]
     """The question's index terms after normalization and spelling correction."""
     hits: tuple[Hit, ...]
-    """Best first (by BM25 score), one per entry id."""
+    """Best first, one per entry id."""
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """The question's embedding; None without an embedder."""
+    blocks: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    """Passage id -> the similarity of each of its spoken blocks (``agent.speech.blocks``
+    order) to the question, for the passages among the hits."""
 
     def best(self, kind: HitKind) -> Hit | None:
         """The highest-ranked hit of this kind."""
         return next((h for h in self.hits if h.kind == kind), None)
 
     @property
+    def similarity(self) -> float:
+        """The best similarity among the hits; 0 when nothing matched."""
+        return max((h.similarity for h in self.hits), default=0.0)
+
+    @property
+    def match(self) -> float:
+        """How well the best single answer matches: the best similarity of a passage's
+        sentence or step, or of an FAQ question, among the hits (0..1). A passage can be
+        near a question as a whole while no sentence of it answers it; this is the number
+        the agent's thresholds apply to."""
+        blocks = [float(v.max()) for v in self.blocks.values() if len(v)]
+        faqs = [h.similarity for h in self.hits if h.kind == "faq"]
+        return max([*blocks, *faqs], default=self.similarity if not self.blocks else 0.0)
+
+    @property
     def confidence(self) -> float:
-        """The best confidence among the hits; 0 when nothing matched."""
+        """The best lexical confidence among the hits; 0 when nothing matched."""
         return max((h.confidence for h in self.hits), default=0.0)
 
 
@@ -87,14 +110,35 @@ class _Doc:
 
 
 class Retriever:
-    """A BM25 index of one KB. Immutable after construction: share it across calls/threads.
+    """The index of one KB. Immutable after construction: share it across calls and threads.
 
-    Building costs about a millisecond per passage; a search is well under 10 ms for a
-    1,000-passage KB (see ``bench/retrieval.py``), so it runs on the event loop.
+    Building embeds every unit of the KB (cached on disk by content, so only new or changed
+    text is embedded again); a search is a few milliseconds (``bench/retrieval.py``).
     """
 
-    def __init__(self, kb: KnowledgeBase) -> None:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        embedder: Embedder | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
         self.kb = kb
+        self.normalizer = Normalizer(kb.vocabulary.replacements)
+        self._embedder = embedder
+        self._build_lexical(kb)
+        self._units: list[Unit] = units_of(kb) if embedder is not None else []
+        self._vectors = np.zeros((0, 0), np.float32)
+        if embedder is not None:
+            texts = [u.text for u in self._units]
+            self._vectors = (cache or EmbeddingCache(None)).vectors(embedder, texts)
+        self._unit_entries = np.array([self._entry_index[u.entry] for u in self._units], np.int64)
+        self._block_rows: dict[str, list[int]] = defaultdict(list)
+        for row, unit in enumerate(self._units):
+            if unit.kind == "block":
+                self._block_rows[unit.entry].append(row)
+
+    def _build_lexical(self, kb: KnowledgeBase) -> None:
+        terms = self.normalizer.terms
         corpus: list[list[str]] = []
         self._docs: list[_Doc] = []
         for p in kb.passages:
@@ -116,11 +160,31 @@ class Retriever:
         self._unseen_idf = _idf(n, 1)  # as rare as the rarest KB term, even in a tiny KB
         self._df = df
         self._deletions = _deletion_table(df)
+        self._entries: list[tuple[str, HitKind]] = []
+        self._entry_index: dict[str, int] = {}
+        self._entry_docs: defaultdict[str, list[_Doc]] = defaultdict(list)
+        for doc in self._docs:
+            self._entry_docs[doc.id].append(doc)
+            if doc.id not in self._entry_index:
+                self._entry_index[doc.id] = len(self._entries)
+                self._entries.append((doc.id, doc.kind))
+
+    @property
+    def semantic(self) -> bool:
+        """Whether an embedding model ranks (else BM25 alone)."""
+        return self._embedder is not None
 
     @property
     def vocabulary(self) -> frozenset[str]:
         """Every index term of the KB."""
         return frozenset(self._df)
+
+    def embed(self, question: str) -> np.ndarray | None:
+        """The question's embedding (blocking: a few ms of model time, so call it off the
+        event loop); None without an embedder."""
+        if self._embedder is None:
+            return None
+        return self._embedder.embed([self.normalizer.text(question)])[0]
 
     def idf(self, term: str) -> float:
         """How rare a term is in the KB; terms the KB lacks count as the rarest."""
@@ -129,43 +193,70 @@ class Retriever:
     def analyze(self, question: str) -> tuple[str, ...]:
         """The question's distinct terms, with unknown words corrected to KB terms."""
         out: dict[str, None] = {}
-        for term in terms(question):
+        for term in self.normalizer.terms(question):
             out[self._correct(term)] = None
         return tuple(out)
 
-    def search(self, question: str, k: int = 5) -> Search:
-        """The ``k`` best entries for the question, best first."""
+    def search(self, question: str, vector: np.ndarray | None = None, k: int = 5) -> Search:
+        """The ``k`` best entries for the question, best first.
+
+        Args:
+            vector: the question's embedding from :meth:`embed`; without it (or without an
+                embedder) BM25 alone ranks.
+        """
         query = self.analyze(question)
+        lexical = self._lexical_scores(query)
+        entries = len(self._entries)
+        semantic = np.zeros(entries, np.float32)
+        if vector is not None and len(self._units):
+            unit_scores = self._vectors @ vector
+            np.maximum.at(semantic, self._unit_entries, unit_scores)
+            semantic = np.clip(semantic, 0.0, 1.0)
+            top = float(lexical.max())
+            fused = semantic + (LEXICAL_WEIGHT / top * lexical if top > 0 else 0.0)
+        else:
+            unit_scores = None
+            fused = lexical
+        order = np.argsort(-fused, kind="stable")[:k]
+        hits = []
+        for index in order:
+            if fused[index] <= 0.0:
+                break
+            entry_id, kind = self._entries[index]
+            confidence = self._confidence(query, entry_id)
+            similarity = float(semantic[index]) if unit_scores is not None else confidence
+            hits.append(Hit(entry_id, kind, float(fused[index]), similarity, confidence))
+        blocks = {}
+        if unit_scores is not None:
+            for hit in hits:
+                rows = self._block_rows.get(hit.id)
+                if rows:
+                    blocks[hit.id] = unit_scores[rows]
+        return Search(question, query, tuple(hits), vector, blocks)
+
+    def _lexical_scores(self, query: tuple[str, ...]) -> np.ndarray:
+        """BM25 per entry (an FAQ entry: its best question); 0 for no shared term."""
+        scores = np.zeros(len(self._entries), np.float32)
         known = [t for t in query if t in self._df]
         if not known:
-            return Search(question, query, ())
-        weighted = known + [t for t in known if t in SERVICE_INTENTS] * (INTENT_WEIGHT - 1)
-        scores = self._bm25.get_scores(weighted)
-        hits: dict[str, Hit] = {}
-        for index in np.argsort(-scores, kind="stable"):
-            score = float(scores[index])
-            if score <= 0.0 or len(hits) >= k:
-                break
-            doc = self._docs[index]
-            if doc.id not in hits:
-                hits[doc.id] = Hit(doc.id, doc.kind, score, self._confidence(query, doc))
-            elif doc.kind == "faq":  # another question of an entry already found
-                better = self._confidence(query, doc)
-                if better > hits[doc.id].confidence:
-                    hits[doc.id] = Hit(doc.id, doc.kind, hits[doc.id].score, better)
-        return Search(question, query, tuple(hits.values()))
+            return scores
+        per_doc = self._bm25.get_scores(known)
+        for doc, score in zip(self._docs, per_doc, strict=True):
+            index = self._entry_index[doc.id]
+            scores[index] = max(scores[index], float(score))
+        return scores
 
-    def _confidence(self, query: Iterable[str], doc: _Doc) -> float:
-        asked = {t: self._weight(t) for t in query}
+    def _confidence(self, query: Iterable[str], entry_id: str) -> float:
+        return max(self._doc_confidence(query, doc) for doc in self._entry_docs[entry_id])
+
+    def _doc_confidence(self, query: Iterable[str], doc: _Doc) -> float:
+        asked = {t: self.idf(t) for t in query}
         total = sum(asked.values())
         shared = sum(w for t, w in asked.items() if t in doc.match_terms)
         if doc.kind == "passage":
             return shared / total if total else 0.0
-        both = total + sum(self._weight(t) for t in doc.match_terms)
+        both = total + sum(self.idf(t) for t in doc.match_terms)
         return 2 * shared / both if both else 0.0
-
-    def _weight(self, term: str) -> float:
-        return self.idf(term) * (INTENT_WEIGHT if term in SERVICE_INTENTS else 1)
 
     def _correct(self, term: str) -> str:
         """The KB term closest to an unknown ``term``, or ``term`` itself."""

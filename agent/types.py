@@ -28,16 +28,48 @@ class AgentSettings:
     max_sentences: int = 3
     """Longest spoken answer, in sentences."""
     handoff_message: str = DEFAULT_HANDOFF_MESSAGE
+    embedding_model: str = "minilm-l6-int8"
+    """The sentence-embedding model that ranks passages by meaning: "minilm-l6-int8" or
+    "paraphrase-minilm-l3" (both ship in their PyPI wheels); "" ranks by words alone (BM25),
+    with the ``min_confidence`` thresholds below instead of the similarity ones."""
+    embedding_cache_dir: Path | None = None
+    """Where KB embeddings are kept between runs, by content; None: not kept (the server
+    uses ``<server.data_dir>/cache``)."""
+    answer_similarity: float = 0.45
+    """0..1: the question's similarity to the best passage (or FAQ question) at which it is
+    answered. One value for every KB: calibrated on several (docs/benchmarks.md)."""
+    unsure_similarity: float = 0.38
+    """0..1: from here up to ``answer_similarity`` the question is neither answered nor handed
+    off: the caller is asked once to say it another way. Below it: out of scope, handed off."""
+    faq_similarity: float = 0.8
+    """0..1: how close the question must be to an FAQ question for its answer to be spoken as
+    written."""
+    choice_margin: float = 0.02
+    """When the two best passages are this close (and both answer), the caller is asked which
+    one they mean, with the passages' headings."""
     min_confidence: float = 0.5
-    """0..1: a passage must contain at least this share of the question's terms (weighted by
-    rarity) to be used; below it the question is out of scope and the call is handed off."""
+    """Without embeddings: a passage must contain at least this share of the question's terms
+    (weighted by rarity) to be used; below it the question is out of scope."""
     faq_min_confidence: float = 0.7
-    """0..1: how closely the question must match an FAQ question (both ways) for the FAQ
-    answer to be spoken as is."""
+    """Without embeddings: how closely the question must match an FAQ question (both ways)
+    for the FAQ answer to be spoken as is."""
     max_steps: int = 4
     """Longest list of numbered steps read out; steps count apart from max_sentences."""
-    cite_sources: bool = True
-    """Start extractive answers with "According to our <manual>, section <n>, ..."."""
+    cite_sources: bool = False
+    """Start extractive answers with "According to section <n> of <title>, ..." (the record
+    names the sources either way; on the phone the citation delays the answer by seconds)."""
+    price_note: str = "The current price is always on our website."
+    """Said after an answer that states a price from the KB."""
+    price_message: str = (
+        "I don't have a price for that here. The current price is always on our website."
+    )
+    """Said to a question about a price the KB does not give."""
+    rephrase_message: str = "Sorry, I'm not sure I understood. Could you say that another way?"
+    """Asked once when the question was not heard clearly or matches the KB only loosely; a
+    second miss is handed off."""
+    choice_message: str = "Just to be sure: is it about {first}, or {second}?"
+    """Asked when two passages answer about equally well; ``{first}`` and ``{second}`` are
+    their headings."""
 
     # The Ollama backend. Timeouts bound what the caller hears: past each one the answer falls
     # back to the extractive one (nothing said yet) or ends with an apology and a handoff.
@@ -95,6 +127,11 @@ class Exchange:
 
     question: str
     answer: str
+    rules: tuple[str, ...] = ()
+    """The rules of the answer (``AnswerEnd.rules``): a ``clarify`` or ``not_understood``
+    turn makes the next one a second try."""
+    sources: tuple[str, ...] = ()
+    """The answer's sources; for a ``clarify`` choice, the passages offered."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +161,7 @@ class AnswerEnd:
     LLM failed and the extractive backend (or an apology and a handoff) answered instead,
     with ``llm_skipped`` too when the LLM was not called because it kept failing."""
     backend: str = "extractive"
-    """What produced the text: "faq", "extractive", "ollama" or "guardrail"."""
+    """What produced the text: "faq", "extractive", "ollama", "guardrail" or "clarify"."""
 
 
 AnswerEvent = AnswerText | AnswerEnd
@@ -133,10 +170,14 @@ AnswerEvent = AnswerText | AnswerEnd
 class Agent(Protocol):
     """Answers one question. One instance serves every call at once; it keeps no per-call state."""
 
-    def answer(self, question: str, memory: Sequence[Exchange]) -> AsyncIterator[AnswerEvent]:
+    def answer(
+        self, question: str, memory: Sequence[Exchange], *, heard_clearly: bool = True
+    ) -> AsyncIterator[AnswerEvent]:
         """Stream the answer: AnswerText pieces, then exactly one AnswerEnd.
 
-        Cancelling the iteration (barge-in) is safe and leaves nothing running.
+        ``heard_clearly`` False: speech recognition doubts its transcript, so a question that
+        finds nothing is asked again rather than handed off. Cancelling the iteration
+        (barge-in) is safe and leaves nothing running.
         """
         ...
 

@@ -39,12 +39,38 @@ def resolve_model(name: str) -> tuple[str, str]:
     )
 
 
+LOGPROB_FLOOR = -1.0
+NO_SPEECH_CEILING = 0.6
+COMPRESSION_CEILING = 2.4
+"""faster-whisper's own limits for a transcription it trusts (its ``log_prob_threshold``,
+``no_speech_threshold`` and ``compression_ratio_threshold`` defaults)."""
+
+
 @dataclass(frozen=True)
 class Transcript:
     text: str
     language: str
     duration_s: float
     """Length of the audio that was transcribed."""
+    avg_logprob: float = 0.0
+    """Mean log probability of the tokens, over all segments (weighted by their length)."""
+    no_speech_prob: float = 0.0
+    """The highest probability, over the segments, that a segment held no speech."""
+    compression_ratio: float = 1.0
+    """The highest gzip compression ratio of a segment's text: high for repeated words."""
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the recognizer trusts its transcript: likely tokens, speech, no loop.
+
+        An unreliable transcript that finds nothing in the KB makes the agent ask the caller
+        to say it again, rather than hand off at once.
+        """
+        return (
+            self.avg_logprob >= LOGPROB_FLOOR
+            and self.no_speech_prob <= NO_SPEECH_CEILING
+            and self.compression_ratio <= COMPRESSION_CEILING
+        )
 
 
 class Transcriber:
@@ -127,8 +153,21 @@ class Transcriber:
             initial_prompt=hotwords or None,
             vad_filter=False,
         )
-        text = " ".join(segment.text.strip() for segment in segments).strip()
-        return Transcript(text=text, language=info.language, duration_s=len(audio) / 16_000)
+        found = list(segments)
+        text = " ".join(segment.text.strip() for segment in found).strip()
+        weights = [max(len(segment.text), 1) for segment in found]
+        return Transcript(
+            text=text,
+            language=info.language,
+            duration_s=len(audio) / 16_000,
+            avg_logprob=(
+                sum(s.avg_logprob * w for s, w in zip(found, weights, strict=True)) / sum(weights)
+                if found
+                else 0.0
+            ),
+            no_speech_prob=max((s.no_speech_prob for s in found), default=0.0),
+            compression_ratio=max((s.compression_ratio for s in found), default=1.0),
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

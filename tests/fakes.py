@@ -20,7 +20,9 @@ class ScriptedAgent:
     piece_s: float = 0.0
     asked: list[tuple[str, list[Exchange]]] = field(default_factory=list)
 
-    async def answer(self, question: str, memory: Sequence[Exchange]) -> AsyncIterator[AnswerEvent]:
+    async def answer(
+        self, question: str, memory: Sequence[Exchange], *, heard_clearly: bool = True
+    ) -> AsyncIterator[AnswerEvent]:
         self.asked.append((question, list(memory)))
         await asyncio.sleep(self.first_text_s)
         for word in self.reply.split(" "):

@@ -45,11 +45,13 @@ async def test_the_agent_remembers_only_what_the_caller_heard(serve):
     assert first["heard"].startswith("First part of a long answer.")
     assert len(first["heard"]) < len(first["text"])
     _, memory = agent.asked[1]
-    assert memory == [Exchange("tell me everything", first["heard"])]
+    assert [(m.question, m.answer) for m in memory] == [("tell me everything", first["heard"])]
 
 
 class FailingAgent(ScriptedAgent):
-    async def answer(self, question: str, memory: Sequence[Exchange]) -> AsyncIterator[AnswerEvent]:
+    async def answer(
+        self, question: str, memory: Sequence[Exchange], *, heard_clearly: bool = True
+    ) -> AsyncIterator[AnswerEvent]:
         yield AnswerText("Let me see. ")
         raise RuntimeError("the knowledge base went away")
 

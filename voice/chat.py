@@ -83,7 +83,7 @@ async def answer(
         else:
             end = event
     reply = "".join(parts).strip()
-    exchanges.append(Exchange(question=message, answer=reply))
+    exchanges.append(Exchange(message, reply, end.rules, end.sources))
     if len(exchanges) > memory_turns:
         del exchanges[: len(exchanges) - memory_turns]
     return {

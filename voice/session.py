@@ -22,6 +22,7 @@ import numpy as np
 
 from agent.guardrails import HUMAN_HANDOFF_MESSAGE, HUMAN_REQUEST
 from agent.types import AnswerEnd, AnswerEvent, AnswerText, Exchange
+from asr.whisper import Transcript
 from tts.clauses import ClauseSplitter
 from voice import protocol
 from voice.codecs import AudioFormat, StreamResampler, int16_to_float
@@ -58,7 +59,7 @@ class _Utterance:
     turn: int
     overlapped: bool
     """It began during a reply and has not interrupted it (yet)."""
-    early: asyncio.Task[str] | None = None
+    early: asyncio.Task[Transcript] | None = None
     """Transcription started speculatively at a pause."""
 
     def drop_early(self) -> None:
@@ -300,7 +301,8 @@ class CallSession:
             await self._send(protocol.FinalTranscript(turn=turn, text="", ignored=True))
             return
         early, utterance.early = utterance.early, None
-        text = await early if early is not None else await self._transcribe(ended.audio)
+        heard = await early if early is not None else await self._transcribe(ended.audio)
+        text = heard.text
         asr_ms = round((time.monotonic() - ended_at) * 1000)
         async with self._turn_lock:
             ignored = not text.strip()
@@ -309,7 +311,7 @@ class CallSession:
                 log.info("turn %d ignored: no words", turn)
                 return
             await self._interrupt()
-            self._begin_reply(turn, text, ended_at, {"asr": asr_ms})
+            self._begin_reply(turn, text, ended_at, {"asr": asr_ms}, heard_clearly=heard.reliable)
 
     async def _interrupts(self, audio: np.ndarray, speech_ms: int) -> bool:
         """Whether speech over a reply interrupts it. Heard with an acknowledgement hint instead
@@ -331,7 +333,8 @@ class CallSession:
         self._partial_task = self._spawn(self._partial(utterance, self._turns.utterance()))
 
     async def _partial(self, utterance: _Utterance, audio: np.ndarray) -> None:
-        text = await self._transcribe(audio, urgent=False)  # a final or barge-in check goes first
+        heard = await self._transcribe(audio, urgent=False)  # a final or barge-in check goes first
+        text = heard.text
         if text and utterance is self._utterance:
             await self._send(protocol.PartialTranscript(turn=utterance.turn, text=text))
 
@@ -362,14 +365,13 @@ class CallSession:
         self._last_turn += 1
         return self._last_turn
 
-    async def _transcribe(self, audio: np.ndarray, urgent: bool = True) -> str:
-        result = await self._services.transcriber.transcribe(
+    async def _transcribe(self, audio: np.ndarray, urgent: bool = True) -> Transcript:
+        return await self._services.transcriber.transcribe(
             audio,
             hotwords=self._services.hotwords or None,
             language=self._start.language,
             urgent=urgent,
         )
-        return result.text
 
     # ------------------------------------------------------------ the reply
 
@@ -380,20 +382,21 @@ class CallSession:
         spoken_at: float,
         timings: dict[str, int | None],
         script: Script | None = None,
+        heard_clearly: bool = True,
     ) -> None:
         """Answer `question` (or speak `script`: a supervisor's words, a keypad reply) as the
-        reply of `turn`."""
+        reply of `turn`. `heard_clearly` False: recognition doubted the question's words."""
         reply = Reply(turn=turn, question=question, spoken_at=spoken_at, timings=timings)
         self._reply = reply
-        reply.task = asyncio.create_task(self._run_reply(reply, script))
+        reply.task = asyncio.create_task(self._run_reply(reply, script, heard_clearly))
         reply.task.add_done_callback(_log_failure)
 
-    async def _run_reply(self, reply: Reply, script: Script | None) -> None:
+    async def _run_reply(self, reply: Reply, script: Script | None, heard_clearly: bool) -> None:
         clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
         failed = closed = died = False
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._write_answer(reply, clauses, script))
+                group.create_task(self._write_answer(reply, clauses, script, heard_clearly))
                 group.create_task(self._speaker.speak(reply, clauses))
         except* CallClosed:
             closed = True
@@ -446,14 +449,18 @@ class CallSession:
         )
 
     async def _write_answer(
-        self, reply: Reply, clauses: asyncio.Queue[str | None], script: Script | None
+        self,
+        reply: Reply,
+        clauses: asyncio.Queue[str | None],
+        script: Script | None,
+        heard_clearly: bool,
     ) -> None:
         splitter = ClauseSplitter()
         memory = self._memory[-self._settings.agent.memory_turns :]
         answer = (
             _scripted(script)
             if script is not None
-            else self._services.agent.answer(reply.question, memory)
+            else self._services.agent.answer(reply.question, memory, heard_clearly=heard_clearly)
         )
         async for event in answer:
             if isinstance(event, AnswerText):
@@ -500,7 +507,7 @@ class CallSession:
         else:
             heard = text
         if reply.question:
-            self._memory.append(Exchange(question=reply.question, answer=heard))
+            self._memory.append(Exchange(reply.question, heard, reply.end.rules, reply.end.sources))
         if text and reply.end.backend != APOLOGY:  # what `*` repeats: the last real answer
             self._last_answer = text
         reply.timings.setdefault("first_text", None)

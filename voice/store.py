@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 ORPHAN_GRACE_S = 86400.0
 """A call never ended (the server died mid-call) is purged this long after the cut-off."""
-OUT_OF_SCOPE = "out_of_scope"
-"""The guardrail rule that means "the knowledge base has no answer"."""
+UNANSWERED_RULES = ("out_of_scope", "clarify", "not_understood")
+"""The rules that mean the knowledge base gave no answer on that turn: nothing matched, or the
+caller was asked to say it again or to choose (agent.guardrails)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -263,9 +264,10 @@ class SqliteStore:
         )
 
     def gaps(self, since: float, limit: int = 20) -> list[GapQuestion]:
-        """The questions asked since `since` that were handed off, unanswered (an empty reply or
-        the out-of-scope rule) or last marked unhelpful, grouped by `normalize_question`, most
-        frequent first. Each group shows its latest wording."""
+        """The questions asked since `since` that were handed off, unanswered (an empty reply,
+        or a rule of UNANSWERED_RULES: out of scope, asked again) or last marked unhelpful,
+        grouped by `normalize_question`, most frequent first. Each group shows its latest
+        wording."""
         rows = self._db.connection().execute(
             f"SELECT t.question, t.at, t.handoff, ({_UNHELPFUL}) AS unhelpful FROM turns t"
             " WHERE t.at >= ? AND t.question != '' AND (t.handoff OR trim(t.reply) = ''"
@@ -315,7 +317,11 @@ _UNHELPFUL = (
     "SELECT NOT f.helpful FROM feedback f WHERE f.call_id = t.call_id AND f.turn = t.turn"
     " ORDER BY f.at DESC, f.id DESC LIMIT 1"
 )
-_OUT_OF_SCOPE = f"EXISTS (SELECT 1 FROM json_each(t.rules) r WHERE r.value = '{OUT_OF_SCOPE}')"
+_OUT_OF_SCOPE = (
+    "EXISTS (SELECT 1 FROM json_each(t.rules) r WHERE r.value IN ("
+    + ", ".join(f"'{rule}'" for rule in UNANSWERED_RULES)
+    + "))"
+)
 
 
 def _call_filter(query: CallQuery) -> tuple[str, list[Any]]:

@@ -1,0 +1,116 @@
+"""What of a KB is embedded (its units), and the disk cache that embeds each text only once.
+
+Units, for every passage: the heading with the text (the passage as a whole, cut by the model
+at 256 tokens), the heading alone, and each spoken block (a sentence or a numbered step,
+``agent.speech.blocks``) prefixed with the heading, so "It takes two days." still says what
+takes two days. For every FAQ entry: each of its questions.
+
+The cache keeps one file per KB directory and model: the SHA-256 of each unit's text and its
+vector. A KB reload embeds only the texts it has not seen; a changed model, or a file that is
+missing or unreadable, just means embedding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from agent.embedder import Embedder
+from agent.kb import KnowledgeBase
+from agent.speech import blocks, plain
+
+log = logging.getLogger(__name__)
+
+UnitKind = Literal["passage", "heading", "block", "faq"]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One embedded text and the KB entry it stands for."""
+
+    entry: str
+    """The id of the passage or FAQ entry."""
+    kind: UnitKind
+    text: str
+
+
+def units_of(kb: KnowledgeBase) -> list[Unit]:
+    """Every unit of the KB, passages first, each passage's blocks in text order."""
+    units: list[Unit] = []
+    for p in kb.passages:
+        spoken = blocks(p.text)
+        body = " ".join(b.text for b in spoken)
+        units.append(Unit(p.id, "passage", f"{p.heading}. {body}"))
+        units.append(Unit(p.id, "heading", p.heading))
+        units.extend(Unit(p.id, "block", f"{p.heading}: {b.text}") for b in spoken)
+    for f in kb.faqs:
+        units.extend(Unit(f.id, "faq", plain(q)) for q in f.questions)
+    return units
+
+
+class EmbeddingCache:
+    """Vectors of texts already embedded, on disk under ``directory`` (None: no disk cache).
+
+    Safe to use from one thread per KB directory at a time (a reload runs in one thread); the
+    file is replaced atomically, so a reader never sees half of it.
+    """
+
+    def __init__(self, directory: Path | None, kb_root: Path | None = None) -> None:
+        self._file: Path | None = None
+        if directory is not None:
+            key = hashlib.sha256(str(kb_root or "").encode()).hexdigest()[:16]
+            self._file = directory / f"kb-{key}"
+
+    def vectors(self, embedder: Embedder, texts: list[str]) -> np.ndarray:
+        """One unit vector per text, from the cache where it has them, else embedded now."""
+        keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        known = self._load(embedder.name)
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
+        if missing:
+            fresh = embedder.embed([t for _, t in missing])
+            known.update({k: fresh[i] for i, (k, _) in enumerate(missing)})
+            self._save(embedder.name, {k: known[k] for k in keys})
+            log.info(
+                "embedded %d new knowledge-base texts (%d cached)",
+                len(missing),
+                len(texts) - len(missing),
+            )
+        if not texts:
+            return np.zeros((0, 384), np.float32)
+        return np.stack([known[k] for k in keys]).astype(np.float32)
+
+    def _path(self, model: str) -> Path | None:
+        return (
+            None if self._file is None else self._file.with_name(f"{self._file.name}-{model}.npz")
+        )
+
+    def _load(self, model: str) -> dict[str, np.ndarray]:
+        path = self._path(model)
+        if path is None or not path.exists():
+            return {}
+        try:
+            with np.load(path) as data:
+                return dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+        except Exception as err:  # noqa: BLE001 - any unreadable cache means: embed again
+            log.warning("embedding cache %s unreadable, embedding again: %s", path, err)
+            return {}
+
+    def _save(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        path = self._path(model)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial.npz")
+            np.savez(
+                partial, keys=np.array(list(vectors)), vectors=np.stack(list(vectors.values()))
+            )
+            os.replace(partial, path)
+        except OSError as err:
+            log.warning("embedding cache %s not written: %s", path, err)
