@@ -71,6 +71,13 @@ _INJECTION = re.compile(
             r"\bact as (if|though|my|an? (different|new|unrestricted))",
             r"\b(developer|dev|god|admin|debug|unrestricted|dan) mode\b",
             r"\bjailbreak|\bdo anything now\b",
+            r"\b(ignore|disregard|forget)\b (everything|all|anything|whatever)\b(\s\w+){0,3}\s"
+            r"(told|said|given|know|before|above|instructed|programmed)\b",
+            r"\b(you are|youre) (now )?(a|an) (new|different|unrestricted|unfiltered|evil|free) "
+            r"(assistant|ai|bot|model|chatbot)\b",
+            r"\b(instructions|rules|prompt) (you were|were you|youve been|you have been) "
+            r"(given|told|programmed)\b",
+            r"\bwith (no|zero|out any) (rules|restrictions|limits|filters)\b|\bno rules at all\b",
             r"\bnew (instructions|rules|persona)\b",
             r"\bwhat (were|are) you (told|instructed|programmed)\b",
         ]
@@ -94,7 +101,9 @@ _FILLER = frozenset(word_list("a an the please um uh just now real live customer
 
 _PRICE_QUESTION = re.compile(
     r"\b(how much (is|are|does|do|did|will|would|for|to|money)|prices?|priced|pricing|costs?|"
-    r"cheap\w*|expensive|discounts?|on sale|fees?|charges?|charged|pay for)\b"
+    r"cheap\w*|expensive|discounts?|on sale|(is|are) there (a|an|any) (fee|charge)s?|"
+    r"(what|whats) (is |are )?the (fee|charge|rate)s?|do you charge|will (i|you) be charged|"
+    r"do i (have to )?pay (for|to|anything|extra))\b"
 )
 _NOT_A_PRICE = re.compile(r"\bhow much (time|longer|later|earlier|notice|weight|space|room)\b")
 """General English: "how much time" asks no price."""

@@ -42,10 +42,11 @@ def plain(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split running text into sentences, each ending in punctuation."""
+    """Split running text into sentences, each ending in punctuation (a trailing colon, as
+    before a list, becomes a full stop)."""
     out = []
     for piece in SENTENCE_END.split(" ".join(text.split())):
-        piece = piece.strip()
+        piece = piece.strip().rstrip(":;,").rstrip()
         if piece:
             out.append(piece if piece[-1] in ".!?" else piece + ".")
     return out
@@ -53,29 +54,87 @@ def split_sentences(text: str) -> list[str]:
 
 def blocks(markdown: str) -> list[Block]:
     """A passage body as spoken blocks: numbered list items are steps; bullets, paragraphs and
-    ``###`` headings are sentences."""
+    ``###`` headings are sentences. A short bulleted list after a line that ends with a colon
+    is read as one sentence: "Report an outage: in the app, by phone, or online."."""
     out: list[Block] = []
     paragraph: list[str] = []
+    bullets: list[str] = []
+    lead: list[str | None] = [None]
+    """The text of the line before the bullets when it ends with a colon."""
 
     def flush() -> None:
-        out.extend(Block("sentence", s) for s in split_sentences(plain(" ".join(paragraph))))
+        text = plain(" ".join(paragraph))
         paragraph.clear()
+        if not text:
+            return
+        if text.endswith(":"):
+            *before, last = SENTENCE_END.split(text)
+            out.extend(Block("sentence", s) for s in split_sentences(" ".join(before)))
+            lead[0] = last
+            return
+        out.extend(Block("sentence", s) for s in split_sentences(text))
+
+    def flush_bullets() -> None:
+        items = [b.rstrip(".;, ") for b in bullets]
+        bullets.clear()
+        if not items:
+            return
+        head, lead[0] = lead[0], None
+        if head is not None and all(len(i.split()) <= LIST_ITEM_WORDS for i in items):
+            items = [_lower(i) for i in items]
+            listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+            out.append(Block("sentence", _end_with_period(f"{head} {listed}")))
+            return
+        if head is not None and len(head.split()) >= 3:  # "Fares:" alone says nothing
+            out.extend(Block("sentence", s) for s in split_sentences(head))
+        for item in items:
+            out.extend(Block("sentence", s) for s in split_sentences(item))
 
     for line in markdown.splitlines():
         numbered, bullet = _NUMBERED.match(line), _BULLET.match(line)
-        if numbered or bullet or not line.strip() or line.lstrip().startswith("#"):
+        if bullet:
+            if paragraph:
+                flush()
+            bullets.append(plain(bullet.group(1)))
+            continue
+        flush_bullets()
+        if lead[0] is not None:  # a colon that no list followed
+            out.extend(Block("sentence", s) for s in split_sentences(lead[0]))
+            lead[0] = None
+        if numbered or not line.strip() or line.lstrip().startswith("#"):
             flush()
+            if lead[0] is not None and not numbered:
+                out.extend(Block("sentence", s) for s in split_sentences(lead[0]))
+                lead[0] = None
         if numbered:
+            if lead[0] is not None:
+                out.extend(Block("sentence", s) for s in split_sentences(lead[0]))
+                lead[0] = None
             out.append(Block("step", _end_with_period(plain(numbered.group(1)))))
-        elif bullet:
-            out.extend(Block("sentence", s) for s in split_sentences(plain(bullet.group(1))))
         elif line.lstrip().startswith("#"):
             paragraph.append(_end_with_period(line.lstrip("# ").strip()))
             flush()
         elif line.strip():
             paragraph.append(line.strip())
     flush()
+    if bullets:
+        flush_bullets()
+    elif lead[0] is not None:
+        out.extend(Block("sentence", s) for s in split_sentences(lead[0]))
     return out
+
+
+LIST_ITEM_WORDS = 12
+"""Bullets longer than this are read as sentences of their own, not as one list."""
+
+
+def _lower(text: str) -> str:
+    """The first letter in lower case, unless the first word is an acronym or a name-like
+    mixed-case word ("App", "PIN")."""
+    first = text.split(" ", 1)[0]
+    if len(first) > 1 and first[1:].lower() != first[1:]:
+        return text
+    return text[:1].lower() + text[1:]
 
 
 def spoken_steps(steps: list[str], keep_capitals: frozenset[str] = frozenset()) -> list[str]:
