@@ -412,7 +412,7 @@ class KnowledgeAgent:
             if not spoken:
                 yield AnswerText(self.settings.handoff_message)
         else:
-            if any(priced):
+            if any(priced) and self.settings.price_note not in spoken:
                 yield AnswerText(" " + self.settings.price_note)
             if advice or guardrails.ADVICE in rules:
                 _add(rules, guardrails.ADVICE)

@@ -131,7 +131,9 @@ class Retriever:
         if embedder is not None:
             texts = [u.text for u in self._units]
             self._vectors = (cache or EmbeddingCache(None)).vectors(embedder, texts)
-        self._unit_entries = np.array([self._entry_index[u.entry] for u in self._units], np.int64)
+        unit_entries = [self._entry_index[u.entry] for u in self._units]
+        # Units come grouped by entry, in entry order: an entry's best unit is a reduceat.
+        self._unit_starts = _group_starts(unit_entries, len(self._entries))
         self._block_rows: dict[str, list[int]] = defaultdict(list)
         for row, unit in enumerate(self._units):
             if unit.kind == "block":
@@ -154,6 +156,7 @@ class Retriever:
                 self._docs.append(_Doc(f.id, "faq", frozenset(asked)))
         self._bm25 = bm25s.BM25()
         self._bm25.index(corpus, show_progress=False)
+        doc_entries: list[int] = []
         df = Counter(t for tokens in corpus for t in set(tokens))
         n = len(corpus)
         self._idf = {t: _idf(n, count) for t, count in df.items()}
@@ -168,6 +171,8 @@ class Retriever:
             if doc.id not in self._entry_index:
                 self._entry_index[doc.id] = len(self._entries)
                 self._entries.append((doc.id, doc.kind))
+            doc_entries.append(self._entry_index[doc.id])
+        self._doc_starts = _group_starts(doc_entries, len(self._entries))
 
     @property
     def semantic(self) -> bool:
@@ -210,8 +215,7 @@ class Retriever:
         semantic = np.zeros(entries, np.float32)
         if vector is not None and len(self._units):
             unit_scores = self._vectors @ vector
-            np.maximum.at(semantic, self._unit_entries, unit_scores)
-            semantic = np.clip(semantic, 0.0, 1.0)
+            semantic = np.clip(np.maximum.reduceat(unit_scores, self._unit_starts), 0.0, 1.0)
             top = float(lexical.max())
             fused = semantic + (LEXICAL_WEIGHT / top * lexical if top > 0 else 0.0)
         else:
@@ -236,15 +240,11 @@ class Retriever:
 
     def _lexical_scores(self, query: tuple[str, ...]) -> np.ndarray:
         """BM25 per entry (an FAQ entry: its best question); 0 for no shared term."""
-        scores = np.zeros(len(self._entries), np.float32)
         known = [t for t in query if t in self._df]
         if not known:
-            return scores
-        per_doc = self._bm25.get_scores(known)
-        for doc, score in zip(self._docs, per_doc, strict=True):
-            index = self._entry_index[doc.id]
-            scores[index] = max(scores[index], float(score))
-        return scores
+            return np.zeros(len(self._entries), np.float32)
+        per_doc = np.asarray(self._bm25.get_scores(known), np.float32)
+        return np.maximum.reduceat(per_doc, self._doc_starts)
 
     def _confidence(self, query: Iterable[str], entry_id: str) -> float:
         return max(self._doc_confidence(query, doc) for doc in self._entry_docs[entry_id])
@@ -270,6 +270,14 @@ class Retriever:
         scored = [(edit_distance(term, c), -self._df[c], c) for c in candidates]
         best = min((s for s in scored if s[0] <= limit), default=None)
         return best[2] if best else term
+
+
+def _group_starts(groups: list[int], count: int) -> np.ndarray:
+    """Where each of ``count`` groups starts in a list sorted by group, every group present."""
+    starts = np.searchsorted(np.asarray(groups, np.int64), np.arange(count))
+    if len(groups) and (np.diff(groups) < 0).any():
+        raise ValueError("units must come grouped by entry, in entry order")
+    return starts.astype(np.int64)
 
 
 def _idf(n_docs: int, df: int) -> float:

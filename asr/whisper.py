@@ -39,13 +39,6 @@ def resolve_model(name: str) -> tuple[str, str]:
     )
 
 
-LOGPROB_FLOOR = -1.0
-NO_SPEECH_CEILING = 0.6
-COMPRESSION_CEILING = 2.4
-"""faster-whisper's own limits for a transcription it trusts (its ``log_prob_threshold``,
-``no_speech_threshold`` and ``compression_ratio_threshold`` defaults)."""
-
-
 @dataclass(frozen=True)
 class Transcript:
     text: str
@@ -58,19 +51,21 @@ class Transcript:
     """The highest probability, over the segments, that a segment held no speech."""
     compression_ratio: float = 1.0
     """The highest gzip compression ratio of a segment's text: high for repeated words."""
+    reliable: bool = True
+    """Whether the recognizer trusts its transcript (:func:`is_reliable` with the settings'
+    limits). An unreliable transcript that finds nothing in the KB makes the agent ask the
+    caller to say it again, rather than hand off at once."""
 
-    @property
-    def reliable(self) -> bool:
-        """Whether the recognizer trusts its transcript: likely tokens, speech, no loop.
 
-        An unreliable transcript that finds nothing in the KB makes the agent ask the caller
-        to say it again, rather than hand off at once.
-        """
-        return (
-            self.avg_logprob >= LOGPROB_FLOOR
-            and self.no_speech_prob <= NO_SPEECH_CEILING
-            and self.compression_ratio <= COMPRESSION_CEILING
-        )
+def is_reliable(
+    avg_logprob: float, no_speech_prob: float, compression_ratio: float, settings: AsrSettings
+) -> bool:
+    """Likely tokens, speech rather than noise, and no repetition loop."""
+    return (
+        avg_logprob >= settings.min_avg_logprob
+        and no_speech_prob <= settings.max_no_speech_prob
+        and compression_ratio <= settings.max_compression_ratio
+    )
 
 
 class Transcriber:
@@ -156,17 +151,21 @@ class Transcriber:
         found = list(segments)
         text = " ".join(segment.text.strip() for segment in found).strip()
         weights = [max(len(segment.text), 1) for segment in found]
+        logprob = (
+            sum(s.avg_logprob * w for s, w in zip(found, weights, strict=True)) / sum(weights)
+            if found
+            else 0.0
+        )
+        no_speech = max((s.no_speech_prob for s in found), default=0.0)
+        compression = max((s.compression_ratio for s in found), default=1.0)
         return Transcript(
             text=text,
             language=info.language,
             duration_s=len(audio) / 16_000,
-            avg_logprob=(
-                sum(s.avg_logprob * w for s, w in zip(found, weights, strict=True)) / sum(weights)
-                if found
-                else 0.0
-            ),
-            no_speech_prob=max((s.no_speech_prob for s in found), default=0.0),
-            compression_ratio=max((s.compression_ratio for s in found), default=1.0),
+            avg_logprob=logprob,
+            no_speech_prob=no_speech,
+            compression_ratio=compression,
+            reliable=is_reliable(logprob, no_speech, compression, self.settings),
         )
 
     def close(self) -> None:
