@@ -209,7 +209,8 @@ class KnowledgeAgent:
             request = BackendRequest(search.question, search, decision.passages, index.kb, recent)
             events = self.backend.answer(request)
         advice = guardrails.touches_advice(question)
-        guarded = self._guarded(events, index.guard, advice)
+        price = guardrails.asks_price(question)
+        guarded = self._guarded(events, index.guard, advice, price)
         async with aclosing(events), aclosing(guarded):
             async for event in guarded:
                 yield event
@@ -381,9 +382,16 @@ class KnowledgeAgent:
     # ------------------------------------------------------------ checking the answer
 
     async def _guarded(
-        self, events: AsyncIterator[AnswerEvent], guard: guardrails.OutputGuard, advice: bool
+        self,
+        events: AsyncIterator[AnswerEvent],
+        guard: guardrails.OutputGuard,
+        advice: bool,
+        price: bool = False,
     ) -> AsyncGenerator[AnswerEvent, None]:
-        """Re-split the backend's text into sentences and check each one before it is yielded."""
+        """Re-split the backend's text into sentences and check each one before it is yielded.
+
+        The price note follows an answer that states a price from the KB, and any answer to
+        a price question that names one ("free", "no charge" included)."""
         buffer = SentenceBuffer()
         rules: list[str] = []
         spoken: list[str] = []
@@ -412,7 +420,8 @@ class KnowledgeAgent:
             if not spoken:
                 yield AnswerText(self.settings.handoff_message)
         else:
-            if any(priced) and self.settings.price_note not in spoken:
+            quoted = price and any(guardrails.states_price(text) for text in spoken)
+            if (any(priced) or quoted) and self.settings.price_note not in spoken:
                 yield AnswerText(" " + self.settings.price_note)
             if advice or guardrails.ADVICE in rules:
                 _add(rules, guardrails.ADVICE)

@@ -100,12 +100,18 @@ _HUMAN_WORDS = frozenset(word_list("agent human representative operator person s
 _FILLER = frozenset(word_list("a an the please um uh just now real live customer service i"))
 
 _PRICE_QUESTION = re.compile(
-    r"\b(how much (is|are|does|do|did|will|would|for|to|money)|prices?|priced|pricing|costs?|"
-    r"cheap\w*|expensive|discounts?|on sale|(is|are) there (a|an|any) (fee|charge)s?|"
-    r"(what|whats) (is |are )?the (fee|charge|rate)s?|do you charge|will (i|you) be charged|"
+    r"\b(how much|prices?|priced|pricing|costs?|cheap\w*|expensive|discounts?|on sale|fares?|"
+    r"(is|are) there (a|an|any) (fee|charge)s?|(what|whats) (is |are )?the (fee|charge|rate)s?|"
+    r"(do|would|will|gonna|going to) (you|they|i|we)( guys)? (be )?charge|"
+    r"(you|they)( guys)? (gonna|going to|will|would) (be )?charg|"
+    r"(get|be|being) charged|charge me|"
+    r"what (would|will|do|does) (i|we|you|it|that|this) (pay|charge|run|cost)|"
     r"do i (have to )?pay (for|to|anything|extra))\b"
 )
-_NOT_A_PRICE = re.compile(r"\bhow much (time|longer|later|earlier|notice|weight|space|room)\b")
+_NOT_A_PRICE = re.compile(
+    r"\bhow much (time|longer|later|earlier|notice|weight|space|room|luggage|baggage|data|"
+    r"storage|power|energy|electricity|water|heat)\b"
+)
 """General English: "how much time" asks no price."""
 _STATES_PRICE = re.compile(
     r"\b(free|no charge|no cost|no fee|free of charge|at no cost|without charge|"

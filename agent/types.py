@@ -35,7 +35,7 @@ class AgentSettings:
     embedding_cache_dir: Path | None = None
     """Where KB embeddings are kept between runs, by content; None: not kept (the server
     uses ``<server.data_dir>/cache``)."""
-    answer_similarity: float = 0.45
+    answer_similarity: float = 0.4
     """0..1: the question's similarity to the best passage (or FAQ question) at which it is
     answered. One value for every KB: calibrated on several (docs/benchmarks.md)."""
     unsure_similarity: float = 0.38

@@ -157,7 +157,7 @@ async def main() -> None:
             total += outcomes
         report("all", total, False)
         return
-    grid = itertools.product((0.35, 0.4, 0.45, 0.5), (0.3, 0.35, 0.4, 0.45))
+    grid = itertools.product((0.36, 0.4, 0.43, 0.45), (0.3, 0.34, 0.36, 0.38))
     for answer, unsure in grid:
         if unsure > answer:
             continue
