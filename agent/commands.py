@@ -29,6 +29,13 @@ def kb_check(kb_dir: Path, out: TextIO) -> int:
         print(f"{passage.id:<40} {passage.heading}", file=out)
     for faq in kb.faqs:
         print(f"{faq.id:<40} {faq.questions[0]}", file=out)
+    words = kb.vocabulary
+    if words.names or words.heard_as or words.synonyms:
+        print(
+            f"vocabulary.yaml: {len(words.names)} names, {len(words.heard_as)} heard_as, "
+            f"{len(words.synonyms)} synonyms",
+            file=out,
+        )
     print(f"ok: {len(kb.passages)} passages, {len(kb.faqs)} FAQ entries in {kb_dir}", file=out)
     return 0
 

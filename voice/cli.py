@@ -62,7 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     call.add_argument("files", nargs="+", type=Path, help="wav/flac/mp3/ogg, any rate or channels")
     call.add_argument("--url", help="ws://HOST:PORT/call (default: an in-process server)")
-    call.add_argument("--fast", action="store_true", help="stream as fast as the server takes it")
+    call.add_argument(
+        "--fast",
+        action="store_true",
+        help="stream ten times real time or faster, within the server's message limit",
+    )
     call.add_argument("--out", type=Path, help="save the reply audio the caller heard (WAV)")
     call.add_argument("--json", action="store_true", help="one JSON object per turn")
     call.add_argument("--encoding", choices=["pcm16", "mulaw"], default="pcm16")
@@ -87,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--realtime",
         action="store_true",
-        help="stream in real time and time what callers feel (default: as fast as it goes)",
+        help="stream in real time and time what callers feel (default: 10x or faster)",
     )
     evaluate.add_argument("--json", metavar="OUT", help="write the results as JSON ('-': stdout)")
     evaluate.add_argument("--html", metavar="OUT", type=Path, help="write an HTML report")
@@ -354,7 +358,7 @@ async def _run_eval(args: argparse.Namespace, settings: Settings, suite: Any) ->
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from agent.commands import ask
 
-    return ask(args.question, settings.agent, sys.stdout)
+    return ask(args.question, settings.answering(), sys.stdout)
 
 
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:

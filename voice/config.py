@@ -208,6 +208,13 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
 
+    def answering(self) -> AgentSettings:
+        """The agent's settings, its embedding cache under ``server.data_dir`` unless set."""
+        if self.agent.embedding_cache_dir is not None:
+            return self.agent
+        cache = self.server.data_dir / "cache"
+        return dataclasses.replace(self.agent, embedding_cache_dir=cache)
+
 
 FLAG_KEYS: Mapping[str, str] = {
     "host": "server.host",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -103,11 +102,7 @@ def load_services(settings: Settings, agent: Agent | None = None) -> Services:
     if agent is None:
         from agent.selection import build_agent
 
-        agent_settings = settings.agent
-        if agent_settings.embedding_cache_dir is None:
-            cache = settings.server.data_dir / "cache"
-            agent_settings = dataclasses.replace(agent_settings, embedding_cache_dir=cache)
-        knowledge, why = build_agent(agent_settings)
+        knowledge, why = build_agent(settings.answering())
         log.info("answers: %s; knowledge base: %s", why, settings.agent.kb_dir or "the demo KB")
         if settings.agent.kb_dir is not None:
             background.append(knowledge.watch_kb)
