@@ -22,7 +22,9 @@ def proper_nouns(kb: KnowledgeBase, min_count: int = 2) -> frozenset[str]:
     texts = _texts(kb)
     lowercase = {w for text in texts for w in _LOWERCASE_WORD.findall(text)}
     counts = Counter(w for text in texts for run, _ in _runs(text) for w in run.split())
-    return frozenset(w for w, n in counts.items() if n >= min_count and w.lower() not in lowercase)
+    found = {w for w, n in counts.items() if n >= min_count and w.lower() not in lowercase}
+    listed = {w for name in kb.vocabulary.names for w in name.split()}
+    return frozenset(found | listed)
 
 
 def hotwords(kb: KnowledgeBase, max_chars: int = 200, max_names: int = 6) -> str:
@@ -30,9 +32,9 @@ def hotwords(kb: KnowledgeBase, max_chars: int = 200, max_names: int = 6) -> str
 
     Meant for faster-whisper's ``hotwords`` / ``initial_prompt``: it nudges recognition towards
     product names ("Brightnest", "Wi-Fi") and the topics of the manuals ("warranty",
-    "thermostat"). First the ``max_names`` names found in the most passages, then heading
-    words, then the other names; at most ``max_chars`` characters (about 50 tokens for 200),
-    cut between terms.
+    "thermostat"). First the names listed in ``vocabulary.yaml``, then the ``max_names`` names
+    found in the most passages, then heading words, then the other names; at most
+    ``max_chars`` characters (about 50 tokens for 200), cut between terms.
     """
     heading_words = {w.lower() for p in kb.passages for w in re.findall(r"[\w-]+", p.heading)}
     name_df: Counter[str] = Counter()
@@ -50,7 +52,8 @@ def hotwords(kb: KnowledgeBase, max_chars: int = 200, max_names: int = 6) -> str
     topics = [w for w, _ in heading_df.most_common()]
     out: list[str] = []
     seen: set[str] = set()
-    for term in [*names[:max_names], *topics, *names[max_names:]]:
+    listed = list(kb.vocabulary.names)
+    for term in [*listed, *names[:max_names], *topics, *names[max_names:]]:
         if term.lower() in seen:
             continue
         if len(", ".join([*out, term])) > max_chars:
