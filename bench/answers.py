@@ -157,10 +157,9 @@ async def main() -> None:
             total += outcomes
         report("all", total, False)
         return
-    grid = itertools.product((0.36, 0.4, 0.43, 0.45), (0.3, 0.34, 0.36, 0.38))
-    for answer, unsure in grid:
-        if unsure > answer:
-            continue
+    grid = itertools.product((0.34, 0.37, 0.4, 0.43, 0.45), (0.0, 0.02, 0.05))
+    for answer, band in grid:
+        unsure = answer - band
         worst = 1.0
         line = []
         for name, agent, cases in built:
