@@ -74,6 +74,23 @@ async def test_two_turns_in_one_call_remember_the_first(demo_url, say, demo_agen
     assert "return" in second.transcript.lower()
 
 
+async def test_a_long_question_sent_fast_stays_within_the_message_rate(demo_url, say):
+    """Ten seconds of speech used to go as 500 unpaced 20 ms frames, over the server's default
+    burst (200 a second over 2 s), and the call was closed with 4429 before its reply."""
+    question = say(
+        "My smart bulb keeps flashing red, and I already switched it off and on again, moved it "
+        "closer to the hub and added it in the app once more, but it still keeps flashing red. "
+        "What should I do?"
+    )
+    pad = max(0, 10 * PCM16.sample_rate - len(question))
+    question = np.concatenate([question, np.zeros(pad, np.float32)])
+    async with CallClient(demo_url, PCM16, realtime_playback=False) as call:
+        turn = await call.ask(question, realtime=False)
+        assert call.close_code is None
+    assert "troubleshooting#4.2" in turn.sources
+    assert call.close_code == 1000
+
+
 async def test_partial_transcripts_arrive_while_the_caller_speaks(demo_url, say):
     long_question = (
         "Hello, I bought a smart bulb last week and since yesterday it keeps flashing red "

@@ -159,6 +159,20 @@ def test_message_rate(gaps, taken):
     assert count == taken
 
 
+def test_message_rate_says_how_long_to_wait():
+    now = [0.0]
+    rate = MessageRate(per_s=10, burst_s=1, clock=lambda: now[0])
+    assert rate.wait_s() == 0.0
+    while rate.take():
+        pass
+    assert rate.wait_s() == pytest.approx(0.1, abs=1e-5)
+    now[0] += 0.04
+    wait = rate.wait_s()
+    assert wait == pytest.approx(0.06, abs=1e-5)
+    now[0] += wait
+    assert rate.wait_s() == 0.0 and rate.take() and not rate.take()
+
+
 async def test_a_message_too_big_is_refused_before_it_is_parsed(serve):
     async with serve(ScriptedAgent(), call={"max_frame_bytes": 4096}) as url:
         async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:

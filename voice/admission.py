@@ -57,7 +57,7 @@ class BusySignal:
 
 class MessageRate:
     """A token bucket: `per_s` messages a second on average, `burst_s` seconds' worth at once.
-    One per connection."""
+    One per connection: the server's limit on a caller, and the pace `voice.client` keeps to."""
 
     def __init__(
         self, per_s: float, burst_s: float, clock: Callable[[], float] = time.monotonic
@@ -70,10 +70,20 @@ class MessageRate:
 
     def take(self) -> bool:
         """Count one message; False when the caller is over its rate."""
-        now = self._clock()
-        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
-        self._at = now
+        self._refill()
         if self._tokens < 1:
             return False
         self._tokens -= 1
         return True
+
+    def wait_s(self) -> float:
+        """Seconds until `take` succeeds (0.0 when it would now): how long a sender that keeps
+        to the rate waits. A microsecond more than exact, so that floating-point rounding
+        cannot leave `take` a hair short after the wait."""
+        self._refill()
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self._rate + 1e-6
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = now

@@ -15,9 +15,19 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from voice.admission import MessageRate
 from voice.codecs import AudioFormat, float_to_int16
 
 FRAME_MS = 20
+"""Frame length of the real-time line, as a microphone or phone line sends it."""
+FAST_FRAME_MS = 100
+"""Frame length of the fast mode: the longest the protocol takes (`call.max_frame_ms`)."""
+FAST_MESSAGES_PER_S = 100.0
+FAST_BURST_S = 1.0
+"""The fast mode sends at most `FAST_MESSAGES_PER_S` messages a second, `FAST_BURST_S` seconds'
+worth at once: half the server's default limit (`call.max_messages_per_s`, 200 a second over
+2 s), past which it closes the call with 4429. With 100 ms frames that is ten times real time,
+and a question of up to 10 s goes at once."""
 TRAILING_SILENCE_MS = 1500
 """Silence sent after each question in --fast mode, so the server hears the end of the turn."""
 VOICED_LEVEL = 0.02
@@ -112,6 +122,29 @@ class SpokenLine:
                 await asyncio.sleep(delay)
 
 
+class Pacer:
+    """Holds a sender to a message rate: a token bucket (`MessageRate`, as the server keeps) that
+    waits where the server's refuses. One per connection; `clock` and `sleep` are for tests."""
+
+    def __init__(
+        self,
+        per_s: float = FAST_MESSAGES_PER_S,
+        burst_s: float = FAST_BURST_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._bucket = MessageRate(per_s, burst_s, clock)
+        self._sleep = sleep
+
+    async def wait(self) -> None:
+        """Return when one more message may go (and count it). Always yields to the loop once,
+        so that a fast sender lets the call's reader run."""
+        await self._sleep(0)
+        while not self._bucket.take():
+            await self._sleep(self._bucket.wait_s())
+
+
 class CallClient:
     """One call to a voicedesk server. Events are read in the background into `events`."""
 
@@ -122,7 +155,10 @@ class CallClient:
         *,
         realtime_playback: bool = True,
         token: str | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
+        """`pacer` holds the fast mode's audio to a message rate (default: `Pacer()`, within the
+        server's default limit)."""
         self.url = url
         self._token = token
         self.format = audio
@@ -138,6 +174,7 @@ class CallClient:
         self._reader: asyncio.Task[None] | None = None
         self._spoken = SpokenLine(audio.sample_rate)
         self._line: asyncio.Task[None] | None = None
+        self._pacer = pacer or Pacer()
 
     async def __aenter__(self) -> CallClient:
         self._session = aiohttp.ClientSession()
@@ -189,16 +226,17 @@ class CallClient:
 
     async def send_audio(self, samples: np.ndarray, *, realtime: bool) -> float:
         """Send float32 samples at the call's rate; returns the wall time the last voiced sample
-        was sent. In real time the audio goes out on the line (see `speak`)."""
+        was sent. In real time the audio goes out on the line (see `speak`); otherwise in
+        `FAST_FRAME_MS` frames as fast as the pacer lets them go."""
         if realtime:
             return await self.speak(samples)
         assert self._ws is not None
-        step = self.format.sample_rate * FRAME_MS // 1000
+        step = self.format.sample_rate * FAST_FRAME_MS // 1000
         for offset in range(0, len(samples), step):
+            await self._pacer.wait()
             await self._ws.send_bytes(
                 self.format.encode(float_to_int16(samples[offset : offset + step]))
             )
-            await asyncio.sleep(0)
         return time.monotonic()
 
     async def speak(self, samples: np.ndarray) -> float:
@@ -215,7 +253,7 @@ class CallClient:
         await self._ws.send_bytes(self.format.encode(frame))
 
     async def send_silence(self, ms: int) -> None:
-        """Send silence as fast as the server takes it (the --fast end of a question)."""
+        """Send silence as fast as the pacer lets it go (the --fast end of a question)."""
         await self.send_audio(
             np.zeros(self.format.sample_rate * ms // 1000, np.float32), realtime=False
         )
