@@ -7,11 +7,10 @@ import dataclasses
 from pathlib import Path
 from typing import TextIO
 
-from agent.agent import KnowledgeAgent
 from agent.health import check_ollama_sync
 from agent.kb import KbError, demo_kb_dir, load_kb
 from agent.selection import explain
-from agent.types import AgentSettings, AnswerEnd, AnswerText
+from agent.types import AgentSettings, gather
 
 
 def kb_check(kb_dir: Path, out: TextIO) -> int:
@@ -54,7 +53,7 @@ def ask(question: str, settings: AgentSettings, out: TextIO) -> int:
     except KbError as err:
         print(f"error: {err}", file=out)
         return 1
-    text, end = asyncio.run(_answer(agent, question))
+    text, end = asyncio.run(gather(agent.answer(question, ())))
     print(text, file=out)
     print(f"sources: {', '.join(end.sources) or '-'}", file=out)
     print(f"backend: {end.backend}", file=out)
@@ -97,17 +96,3 @@ def doctor(settings: AgentSettings, out: TextIO) -> int:
     if settings.backend != "auto":
         print(f"backend {settings.backend} (configured): {explain(settings, status)}", file=out)
     return 0
-
-
-async def _answer(agent: KnowledgeAgent, question: str) -> tuple[str, AnswerEnd]:
-    parts: list[str] = []
-    end = AnswerEnd()
-    async for event in agent.answer(question, ()):
-        if isinstance(event, AnswerText):
-            parts.append(event.text)
-        else:
-            end = event
-    return "".join(parts), end
-
-
-__all__ = ["ask", "demo_kb_dir", "doctor", "kb_check"]

@@ -167,6 +167,19 @@ class AnswerEnd:
 AnswerEvent = AnswerText | AnswerEnd
 
 
+async def gather(events: AsyncIterator[AnswerEvent]) -> tuple[str, AnswerEnd]:
+    """A whole answer: its text (acknowledgements left out) and its end, for callers that do
+    not stream (the text API, ``voicedesk ask``, evaluations)."""
+    parts: list[str] = []
+    end = AnswerEnd()
+    async for event in events:
+        if isinstance(event, AnswerEnd):
+            end = event
+        elif not event.filler:
+            parts.append(event.text)
+    return "".join(parts).strip(), end
+
+
 class Agent(Protocol):
     """Answers one question. One instance serves every call at once; it keeps no per-call state."""
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.agent import KnowledgeAgent  # noqa: E402
 from agent.guardrails import amounts  # noqa: E402
 from agent.kb import load_kb  # noqa: E402
-from agent.types import AgentSettings, AnswerEnd, AnswerText, Exchange  # noqa: E402
+from agent.types import AgentSettings, AnswerEnd, Exchange, gather  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent.parent / "eval"
 
@@ -54,17 +54,6 @@ def kind_of(case: dict[str, Any]) -> str:
     return "answer"
 
 
-async def ask(agent: KnowledgeAgent, text: str, memory: list[Exchange]) -> tuple[str, AnswerEnd]:
-    parts: list[str] = []
-    end = AnswerEnd()
-    async for event in agent.answer(text, tuple(memory)):
-        if isinstance(event, AnswerText):
-            parts.append("" if event.filler else event.text)
-        else:
-            end = event
-    return "".join(parts), end
-
-
 def unmet(expect: dict[str, Any], reply: str, end: AnswerEnd) -> list[str]:
     """As `voicedesk eval` scores a reply (voice.evaluation.unmet), on typed text."""
     misses = []
@@ -85,7 +74,7 @@ async def run_list(agent: KnowledgeAgent, cases: list[dict[str, Any]]) -> list[O
         replies = []
         unpriced = False
         for turn in case.get("turns", [case]):
-            reply, end = await ask(agent, turn["text"], memory)
+            reply, end = await gather(agent.answer(turn["text"], tuple(memory)))
             why += unmet(turn.get("expect", {}), reply, end)
             replies.append(reply)
             unpriced |= bool(amounts(reply)) and agent.settings.price_note not in reply
