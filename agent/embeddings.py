@@ -54,6 +54,12 @@ def units_of(kb: KnowledgeBase) -> list[Unit]:
     return units
 
 
+MEMORY_LIMIT = 20_000
+"""Vectors kept in memory across KB loads of one process (about 30 MB): a reload, or a second
+agent on the same KB, embeds nothing again even without a disk cache."""
+_memory: dict[tuple[str, str], np.ndarray] = {}
+
+
 class EmbeddingCache:
     """Vectors of texts already embedded, on disk under ``directory`` (None: no disk cache).
 
@@ -63,6 +69,7 @@ class EmbeddingCache:
 
     def __init__(self, directory: Path | None, kb_root: Path | None = None) -> None:
         self._file: Path | None = None
+        self._readable: dict[str, bool] = {}
         if directory is not None:
             key = hashlib.sha256(str(kb_root or "").encode()).hexdigest()[:16]
             self._file = directory / f"kb-{key}"
@@ -71,11 +78,19 @@ class EmbeddingCache:
         """One unit vector per text, from the cache where it has them, else embedded now."""
         keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
         known = self._load(embedder.name)
+        for key in keys:
+            kept = _memory.get((embedder.name, key))
+            if kept is not None:
+                known.setdefault(key, kept)
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
-        if missing:
-            fresh = embedder.embed([t for _, t in missing])
-            known.update({k: fresh[i] for i, (k, _) in enumerate(missing)})
+        if keys and (missing or not self._saved(embedder.name)):
+            fresh = embedder.embed([t for _, t in missing]) if missing else None
+            if fresh is not None:
+                known.update({k: fresh[i] for i, (k, _) in enumerate(missing)})
             self._save(embedder.name, {k: known[k] for k in keys})
+            if len(_memory) + len(keys) > MEMORY_LIMIT:
+                _memory.clear()
+            _memory.update({(embedder.name, k): known[k] for k in keys})
             log.info(
                 "embedded %d new knowledge-base texts (%d cached)",
                 len(missing),
@@ -84,6 +99,11 @@ class EmbeddingCache:
         if not texts:
             return np.zeros((0, 384), np.float32)
         return np.stack([known[k] for k in keys]).astype(np.float32)
+
+    def _saved(self, model: str) -> bool:
+        """Whether the disk holds this model's vectors (always, without a disk cache)."""
+        path = self._path(model)
+        return path is None or self._readable.get(model, False)
 
     def _path(self, model: str) -> Path | None:
         return (
@@ -96,7 +116,9 @@ class EmbeddingCache:
             return {}
         try:
             with np.load(path) as data:
-                return dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+                found = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+            self._readable[model] = True
+            return found
         except Exception as err:  # noqa: BLE001 - any unreadable cache means: embed again
             log.warning("embedding cache %s unreadable, embedding again: %s", path, err)
             return {}

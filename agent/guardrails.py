@@ -104,7 +104,7 @@ _PRICE_QUESTION = re.compile(
     r"(is|are) there (a|an|any) (fee|charge)s?|(what|whats) (is |are )?the (fee|charge|rate)s?|"
     r"(do|would|will|gonna|going to) (you|they|i|we)( guys)? (be )?charge|"
     r"(you|they)( guys)? (gonna|going to|will|would) (be )?charg|"
-    r"(get|be|being) charged|charge me|"
+    r"(get|be|being) charged|charge me|(is|are) (it|that|this|they) free|"
     r"what (would|will|do|does) (i|we|you|it|that|this) (pay|charge|run|cost)|"
     r"do i (have to )?pay (for|to|anything|extra))\b"
 )
@@ -120,19 +120,21 @@ _STATES_PRICE = re.compile(
 )
 _PERSONAL = re.compile(
     r"\b(home|personal|private|mobile|cell|own|direct)( phone)? (number|phone|address|email|"
-    r"line)\b|\bwhere (does|do) (he|she|they|\w+) live\b"
+    r"line)\b|\bwhere (does|do) (the |your |my |our |that )?(he|she|they|\w+) live\b"
 )
+# flatten() drops apostrophes: "the driver's" arrives as "the drivers".
 _SOMEONE = re.compile(
-    r"\b(manager|managers|boss|ceo|director|owner|driver|pilot|engineer|employee|staff|"
-    r"technician|agent|supervisor|inspector|he|she|his|her)\b"
+    r"\b((manager|boss|ceo|director|owner|driver|pilot|engineer|employee|staff|"
+    r"technician|agent|supervisor|inspector)s?|he|she|his|her)\b"
 )
 _ADVICE_REQUEST = re.compile(
     r"\b(should i|should we|do you (recommend|suggest|think)|would you (recommend|suggest|advise)|"
     r"advise me|your advice|is it (a good idea|wise|worth|safe|legal|illegal|allowed)|"
     r"can i sue|could i sue|should i sue|am i (liable|entitled to sue)|"
-    r"what should i (take|do about my)|"
-    r"which (one|stocks?|shares|funds?|medicines?|pills?) should)\b"
+    r"what should i (take|do about my)|which one should)\b"
 )
+_ADVICE_TOPIC_REQUEST = re.compile(r"\bwhich (stocks?|shares|funds?|medicines?|pills?) should\b")
+"""A request that names its health or money topic itself ("which stocks should I buy")."""
 _CURRENCY_WORDS = r"dollars?|euros?|pounds?|usd|eur|gbp|bucks|cents?|pence"
 _MONEY = re.compile(
     r"[$€£¥]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:" + _CURRENCY_WORDS + r")\b|"
@@ -220,6 +222,8 @@ def asks_advice(question: str) -> bool:
     """True for a request for a recommendation on a health, legal or financial matter ("should
     I sue", "which stocks should I buy"), as opposed to a question about a policy."""
     flat = flatten(question)
+    if _ADVICE_TOPIC_REQUEST.search(flat):
+        return True
     return touches_advice(flat) and _ADVICE_REQUEST.search(flat) is not None
 
 

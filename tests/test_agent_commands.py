@@ -61,7 +61,7 @@ def test_the_guardrail_prompt_states_the_rules() -> None:
     text = prompts.load("guardrail")
     for phrase in (
         "HANDOFF",
-        "Please check the product page for the current price.",
+        "State a price or an amount of money only exactly as a passage states it",
         "This is general information, not professional advice.",
         "I can only help with questions about our products and services.",
         "[troubleshooting#4.2]",

@@ -52,7 +52,7 @@ async def test_a_failing_model_still_gets_the_caller_an_answer(serve):
 
 SPOKEN = "My smart bulb keeps flashing red."
 MODEL_REPLY = "A red light means the bulb lost Wi-Fi. Use a 2.4 GHz network. [troubleshooting#4.2]"
-FALLBACK_START = "According to our troubleshooting manual, section 4.2"
+FALLBACK_START = "A Brightnest Smart Bulb that flashes red could not connect to Wi-Fi."
 FAULTS = {
     "refused": {},  # the stand-in is closed after the agent chose Ollama
     "hang": {"hang": True},

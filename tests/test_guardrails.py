@@ -65,8 +65,9 @@ def test_pretending_to_be_an_agent_is_injection_not_a_human_request() -> None:
         "do you have any discounts",
     ],
 )
-def test_price_questions_point_to_the_product_page(question: str) -> None:
-    assert g.check_question(question) == g.Verdict(g.PRICE, g.PRICE_MESSAGE, handoff=False)
+def test_price_questions_are_recognized_and_left_to_the_kb(question: str) -> None:
+    assert g.asks_price(question)
+    assert g.check_question(question) is None  # the agent answers from the KB, or price_message
 
 
 @pytest.mark.parametrize(
@@ -153,5 +154,130 @@ def test_the_messages_are_fixed_texts() -> None:
     assert g.INJECTION_REFUSAL == (
         "I can only help with questions about our products and services."
     )
-    assert g.PRICE_MESSAGE == "Please check the product page for the current price."
+    assert g.PRICE_MESSAGE == (
+        "I can't confirm that amount; the current price is always on our website."
+    )
     assert g.ADVICE_DISCLAIMER == "This is general information, not professional advice."
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("It costs $4.50.", {"4.5"}),
+        ("That is 4.50 euros.", {"4.5"}),
+        ("From $1,200 or 15 dollars.", {"1200", "15"}),
+        ("Only €49.", {"49"}),
+        ("twenty five dollars", {"25"}),
+        ("two pounds", {"2"}),
+        ("Use 2.4 GHz Wi-Fi and call 555 0199.", set()),
+    ],
+)
+def test_amounts_are_read_as_plain_numbers(text: str, expected: set[str]) -> None:
+    assert g.amounts(text) == expected
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "how much is it",
+        "whats the fee for a late return",
+        "will i be charged for the pickup",
+        "what do i pay for a replacement card",
+        "do you charge for parking",
+        "is there a fee for cancelling",
+    ],
+)
+def test_price_questions_in_everyday_words(question: str) -> None:
+    assert g.asks_price(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "how much time do i have to return it",
+        "how much notice do i need to give",
+        "how much data does the camera use",
+        "how long does shipping take",
+    ],
+)
+def test_how_much_of_something_else_is_no_price_question(question: str) -> None:
+    assert not g.asks_price(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "should i sue the landlord",
+        "Should I see a doctor?",
+        "do you recommend investing in stocks",
+        "which stocks should i buy",
+        "which medicines should i take",
+    ],
+)
+def test_requests_for_advice(question: str) -> None:
+    assert g.asks_advice(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "is the air sensor a medical device",  # about a policy, on a health topic
+        "should i restart the router",  # a request, on no health, legal or money topic
+        "which one should i buy",
+        "what does the warranty cover",
+    ],
+)
+def test_questions_that_are_no_request_for_advice(question: str) -> None:
+    assert not g.asks_advice(question)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Shipping costs $5.", True),
+        ("It is free.", True),
+        ("There is no charge for the pickup.", True),
+        ("Return shipping is included.", True),
+        ("It takes two days.", False),
+        ("Use the 2.4 GHz band.", False),
+    ],
+)
+def test_states_price(sentence: str, expected: bool) -> None:
+    assert g.states_price(sentence) is expected
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "whats the managers home number",
+        "can i have the technician's mobile number",
+        "what's the boss's direct line",
+        "give me her personal email",
+        "where does the driver live",
+    ],
+)
+def test_someones_own_contact_details_are_handed_off(question: str) -> None:
+    verdict = g.check_question(question)
+    assert verdict == g.Verdict(g.PERSONAL_CONTACT, g.PERSONAL_CONTACT_MESSAGE, handoff=True)
+
+
+@pytest.mark.parametrize(
+    "question", ["what is your phone number", "whats your address", "where do you live"]
+)
+def test_the_companys_own_contact_details_are_no_personal_contact(question: str) -> None:
+    assert g.check_question(question) is None
+
+
+PRICED = g.OutputGuard("Late returns cost $5 per item. A replacement card costs 2 dollars.")
+
+
+@pytest.mark.parametrize(
+    "sentence", ["Late returns cost $5 per item.", "A new card costs two dollars."]
+)
+def test_an_amount_the_kb_states_is_kept_and_owes_the_price_note(sentence: str) -> None:
+    assert PRICED.check(sentence) == g.CheckedSentence(sentence, (g.PRICE,), priced=True)
+
+
+@pytest.mark.parametrize("sentence", ["It costs $7.", "Late fees are $5 and $9 a day."])
+def test_an_amount_the_kb_does_not_state_is_cut(sentence: str) -> None:
+    assert PRICED.check(sentence) == g.CheckedSentence(g.PRICE_MESSAGE, (g.PRICE,))

@@ -13,8 +13,10 @@ from agent.kb import (
     KnowledgeBase,
     KnowledgeBaseWatcher,
     Passage,
+    Vocabulary,
     demo_kb_dir,
     load_kb,
+    parse_vocabulary,
     slugify,
 )
 
@@ -239,6 +241,92 @@ async def test_watch_polls_until_cancelled(tmp_path: Path) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert watcher.current.passages[0].text == "changed"
+
+
+VOCABULARY = """\
+# A dental practice's own words.
+names:
+  - Smile
+  - FlossPro
+heard_as:
+  flaws: floss
+  404: four oh four
+synonyms:
+  braces: orthodontics
+"""
+
+
+def test_vocabulary_yaml_is_parsed_into_names_and_replacements(tmp_path: Path) -> None:
+    kb = load_kb(write(tmp_path, {"manual.md": MANUAL, "vocabulary.yaml": VOCABULARY}))
+    assert kb.vocabulary == Vocabulary(
+        names=("Smile", "FlossPro"),
+        heard_as={"flaws": "floss", "404": "four oh four"},
+        synonyms={"braces": "orthodontics"},
+    )
+    assert kb.vocabulary.replacements == {
+        "flaws": "floss",
+        "404": "four oh four",
+        "braces": "orthodontics",
+    }
+
+
+def test_a_kb_without_vocabulary_yaml_has_an_empty_one(tmp_path: Path) -> None:
+    assert load_kb(write(tmp_path, {"manual.md": MANUAL})).vocabulary == Vocabulary()
+    assert parse_vocabulary(tmp_path / "vocabulary.yaml", "# only a comment\n") == Vocabulary()
+
+
+def test_the_demo_kb_brings_its_trade_words() -> None:
+    vocabulary = load_kb(demo_kb_dir()).vocabulary
+    assert "Brightnest" in vocabulary.names
+    assert vocabulary.heard_as["wife i"] == "Wi-Fi"
+    assert vocabulary.synonyms["blinking"] == "flashing"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("- floss\n", 1, "expected a mapping with names, heard_as and synonyms"),
+        ("names: Smile\n", 1, "names must be a list of words"),
+        ("names:\n  - Smile\n  - ''\n", 1, "names must be a list of words"),
+        ("names: [Smile]\nheard_as:\n  - flaws\n", 2, "heard_as must map phrases to phrases"),
+        ("synonyms:\n  braces: [orthodontics]\n", 1, "synonyms must map phrases to phrases"),
+        (
+            "names: [Smile]\nheard_as: {flaws: floss}\nhotwords: [Smile]\n",
+            3,
+            "unknown key 'hotwords' (known: names, heard_as, synonyms)",
+        ),
+        ("heard_as: {flaws: floss\n", 2, "bad YAML"),
+    ],
+)
+def test_a_malformed_vocabulary_names_file_and_line(
+    tmp_path: Path, text: str, line: int, problem: str
+) -> None:
+    with pytest.raises(KbError) as caught:
+        load_kb(write(tmp_path, {"manual.md": MANUAL, "vocabulary.yaml": text}))
+    assert str(caught.value).startswith(f"{tmp_path / 'vocabulary.yaml'}:{line}: ")
+    assert problem in caught.value.problem
+
+
+def test_watcher_reloads_when_the_vocabulary_changes(tmp_path: Path) -> None:
+    write(tmp_path, {"manual.md": MANUAL})
+    watcher = KnowledgeBaseWatcher(tmp_path)
+    assert watcher.current.vocabulary == Vocabulary()
+
+    vocabulary = tmp_path / "vocabulary.yaml"
+    vocabulary.write_text("heard_as: {flaws: floss}\n", encoding="utf-8")
+    assert watcher.reload_if_changed() is True
+    assert watcher.current.vocabulary.heard_as == {"flaws": "floss"}
+
+    vocabulary.write_text("heard_as: {flaws: floss, lone: loan}\n", encoding="utf-8")
+    bump(vocabulary)
+    assert watcher.reload_if_changed() is True
+    assert watcher.current.vocabulary.heard_as == {"flaws": "floss", "lone": "loan"}
+
+    vocabulary.write_text("hotwords: [Smile]\n", encoding="utf-8")
+    bump(vocabulary)
+    assert watcher.reload_if_changed() is False  # the last good KB stays in service
+    assert watcher.current.vocabulary.heard_as == {"flaws": "floss", "lone": "loan"}
+    assert watcher.last_error is not None and "vocabulary.yaml:1" in str(watcher.last_error)
 
 
 def bump(path: Path) -> None:

@@ -33,7 +33,7 @@ FAST = AgentSettings(
     total_timeout_s=5.0,
     health_retry_s=0.05,
 )
-EXTRACTIVE_START = "According to our troubleshooting manual, section 4.2, a Brightnest Smart Bulb"
+EXTRACTIVE_START = "A Brightnest Smart Bulb that flashes red could not connect to Wi-Fi."
 
 
 @dataclass

@@ -212,6 +212,7 @@ async def test_questions_during_the_retry_skip_ollama() -> None:
             await ask(agent)
         await asyncio.sleep(SETTINGS.breaker_open_s)
         ollama.script = Script(reply=ANSWER, first_chunk_s=0.3)
+        ollama.asked.clear()  # set by the failed requests; wait for the retry's own
         retry = asyncio.create_task(ask(agent))
         await asyncio.wait_for(ollama.asked.wait(), 2)
         assert backend_of(agent).breaker.state.trial
@@ -320,8 +321,9 @@ async def test_with_the_defaults_a_hung_ollama_is_acknowledged_then_falls_back_i
         with black_hole() as nowhere:
             url = ollama.url if fault == "hang" else nowhere
             settings = AgentSettings(ollama_url=url)
-            started = time.monotonic()
-            heard = await ask(KnowledgeAgent(settings, KB, backend=OllamaBackend(settings)))
+            agent = KnowledgeAgent(settings, KB, backend=OllamaBackend(settings))
+            started = time.monotonic()  # after the KB is embedded: the answer is timed
+            heard = await ask(agent)
     (ack_at, ack), (fallback_at, fallback) = heard.events[0], heard.events[1]
     assert ack == AnswerText("Let me check that for you. ", filler=True)
     assert 0.75 < ack_at < 1.3

@@ -207,6 +207,29 @@ def test_gaps(store: SqliteStore) -> None:
     assert store.gaps(since=T0 + 1000) == []
 
 
+def test_a_question_asked_again_is_a_gap_though_nothing_was_handed_off(
+    store: SqliteStore,
+) -> None:
+    store.start_call(call("a"))
+    rephrase = "Sorry, I'm not sure I understood. Could you say that another way?"
+    asked = [
+        ("Do you do braces?", rephrase, ("clarify",)),
+        ("Whats the whether?", rephrase, ("not_understood",)),
+        ("The light?", "Just to be sure: is it about orange light, or red light?", ("clarify",)),
+        ("The orange one.", "An orange light means the battery is low.", ()),
+    ]
+    for number, (question, reply, rules) in enumerate(asked, 1):
+        store.add_turn(turn("a", number, T0 + number, question=question, reply=reply, rules=rules))
+    gaps = store.gaps(since=T0)
+    assert sorted((g.question, g.count, g.handed_off) for g in gaps) == [
+        ("Do you do braces?", 1, 0),
+        ("The light?", 1, 0),
+        ("Whats the whether?", 1, 0),
+    ]
+    (day,) = store.daily(since=T0)
+    assert (day.answered, day.handed_off) == (1, 0)
+
+
 def test_daily_counts(store: SqliteStore) -> None:
     store.start_call(call("a"))
     day1, day2 = 1_700_006_400.0, 1_700_092_800.0  # 2023-11-15 and -16, 00:00 UTC
