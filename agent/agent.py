@@ -197,8 +197,8 @@ class KnowledgeAgent:
             yield AnswerEnd(handoff=verdict.handoff, rules=(verdict.rule,), backend="guardrail")
             return
         recent = tuple(memory)[-self.settings.memory_turns :] if self.settings.memory_turns else ()
-        search = await self._search(index.retriever, question, recent)
-        decision = self.decide(search, question, recent, heard_clearly)
+        search = await self._search(index, question, recent)
+        decision = self.decide(index, search, question, recent, heard_clearly)
         if decision.reply is not None:
             yield AnswerText(decision.reply)
             yield decision.end
@@ -217,10 +217,10 @@ class KnowledgeAgent:
 
     # ------------------------------------------------------------ deciding
 
-    def band(self, search: Search) -> Band:
+    def band(self, index: _Index, search: Search) -> Band:
         """Whether the best hit answers the question, might, or does not."""
         s = self.settings
-        if self._index.retriever.semantic:
+        if index.retriever.semantic:
             best = search.match
             answer, unsure = s.answer_similarity, s.unsure_similarity
         else:
@@ -231,14 +231,22 @@ class KnowledgeAgent:
         return "unsure" if best >= unsure else "out"
 
     def decide(
-        self, search: Search, question: str, memory: tuple[Exchange, ...], heard_clearly: bool
+        self,
+        index: _Index,
+        search: Search,
+        question: str,
+        memory: tuple[Exchange, ...],
+        heard_clearly: bool,
     ) -> Decision:
-        """What to do with a searched question: pure, given the search (tested alone)."""
+        """What to do with a searched question: pure, given the index the search ran on (a
+        KB reloaded meanwhile is not mixed in)."""
         s = self.settings
-        band = self.band(search)
+        band = self.band(index, search)
         second_try = bool(memory) and _asked_again(memory[-1])
         price = guardrails.asks_price(question)
-        if guardrails.asks_advice(question) and (band != "answer" or not self._clear(search)):
+        if guardrails.asks_advice(question) and (
+            band != "answer" or not self._clear(index, search)
+        ):
             return Decision.say(s.handoff_message, guardrails.ADVICE, handoff=True)
         if band != "answer":
             if price:
@@ -248,40 +256,42 @@ class KnowledgeAgent:
                 rule = guardrails.NOT_UNDERSTOOD if not heard_clearly else guardrails.CLARIFY
                 return Decision.say(s.rephrase_message, rule, backend="clarify")
             return Decision.say(s.handoff_message, guardrails.OUT_OF_SCOPE, handoff=True)
-        passages = self._passages(search)
+        passages = self._passages(index, search)
         alone = search.question == question
-        faq = self._faq_match(search) if alone else None  # a follow-up asks something new
+        faq = self._faq_match(index, search) if alone else None  # a follow-up asks something new
         follows = bool(memory) and _LEANS.match(question.lower()) is not None
         if faq is None and not second_try and alone and not follows:
-            choice = self._choice(search, passages)
+            choice = self._choice(index, search, passages)
             if choice is not None:
                 return choice
         if price and not any(_states_price(p) for p in self._price_sources(passages, faq)):
             return Decision.say(s.price_message, guardrails.PRICE)
+        if faq is None and not passages:
+            faq = _best_faq(index, search)  # an answering FAQ entry that names no passage
         if faq is not None:
             return Decision(faq=faq)
         if not passages:
             return Decision.say(s.handoff_message, guardrails.OUT_OF_SCOPE, handoff=True)
         return Decision(passages=passages)
 
-    def _clear(self, search: Search) -> bool:
+    def _clear(self, index: _Index, search: Search) -> bool:
         """A match clear enough to answer a request for advice: well above the answer line."""
-        if not self._index.retriever.semantic:
+        if not index.retriever.semantic:
             return search.confidence >= self.settings.min_confidence + 0.2
         return search.match >= self.settings.answer_similarity + 0.15
 
-    def _passages(self, search: Search) -> tuple[Passage, ...]:
+    def _passages(self, index: _Index, search: Search) -> tuple[Passage, ...]:
         """The passages to answer from, best first: those that answer, and the passage an
         answering FAQ entry comes from."""
-        kb = self._index.kb
+        kb = index.kb
         threshold = (
             self.settings.answer_similarity
-            if self._index.retriever.semantic
+            if index.retriever.semantic
             else self.settings.min_confidence
         )
         out: dict[str, Passage] = {}
         for hit in search.hits:
-            if _strength(hit, self._index.retriever.semantic) < threshold:
+            if _strength(hit, index.retriever.semantic) < threshold:
                 continue
             entry = kb.get(hit.id)
             if isinstance(entry, Passage):
@@ -290,35 +300,33 @@ class KnowledgeAgent:
                 out.setdefault(entry.source, kb.passage(entry.source))
         return tuple(out.values())
 
-    def _faq_match(self, search: Search) -> FaqEntry | None:
+    def _faq_match(self, index: _Index, search: Search) -> FaqEntry | None:
         """The FAQ entry to answer with as written: a close match that nothing beats (or
         only the passage the entry comes from)."""
         hit = search.best("faq")
         if hit is None:
             return None
-        semantic = self._index.retriever.semantic
+        semantic = index.retriever.semantic
         top = search.hits[0]
         if (
             hit is not top
-            and self._faq_source(hit) != top.id
+            and _faq_source(index.kb, hit) != top.id
             and _strength(top, semantic) > _strength(hit, semantic)
         ):
             return None
         needed = self.settings.faq_similarity if semantic else self.settings.faq_min_confidence
         if (hit.similarity if semantic else hit.confidence) < needed:
             return None
-        entry = self._index.kb.get(hit.id)
+        entry = index.kb.get(hit.id)
         return entry if isinstance(entry, FaqEntry) else None
 
-    def _faq_source(self, hit: Hit) -> str | None:
-        entry = self._index.kb.get(hit.id)
-        return entry.source if isinstance(entry, FaqEntry) else None
-
-    def _choice(self, search: Search, passages: tuple[Passage, ...]) -> Decision | None:
+    def _choice(
+        self, index: _Index, search: Search, passages: tuple[Passage, ...]
+    ) -> Decision | None:
         """Ask which passage the caller means when the two best answer about equally well
         and are about different things."""
         hits = [h for h in search.hits if h.kind == "passage" and h.id in search.blocks]
-        if len(passages) < 2 or len(hits) < 2 or not self._index.retriever.semantic:
+        if len(passages) < 2 or len(hits) < 2 or not index.retriever.semantic:
             return None
         first, second = hits[0], hits[1]
         a_match, b_match = (float(search.blocks[h.id].max()) for h in (first, second))
@@ -328,11 +336,11 @@ class KnowledgeAgent:
         )
         if not vague or abs(a_match - b_match) > self.settings.choice_margin:
             return None
-        kb = self._index.kb
+        kb = index.kb
         a, b = kb.passage(first.id), kb.passage(second.id)
         if a.heading.lower() == b.heading.lower():
             return None
-        names = self._index.names
+        names = index.names
         text = self.settings.choice_message.format(
             first=_spoken_heading(a.heading, names), second=_spoken_heading(b.heading, names)
         )
@@ -344,17 +352,16 @@ class KnowledgeAgent:
             texts.append(faq.answer)
         return texts
 
-    async def _search(
-        self, retriever: Retriever, question: str, memory: tuple[Exchange, ...]
-    ) -> Search:
+    async def _search(self, index: _Index, question: str, memory: tuple[Exchange, ...]) -> Search:
         """Search the question; a weak follow-up, a second try or the answer to a choice also
         with the previous question, keeping the better search."""
+        retriever = index.retriever
         alone = await self._search_text(retriever, question)
         if not memory:
             return alone
         last = memory[-1]
         follow_up = _FOLLOW_UP.search(guardrails.flatten(question)) is not None
-        weak = self.band(alone) != "answer" or len(alone.terms) <= 1
+        weak = self.band(index, alone) != "answer" or len(alone.terms) <= 1
         if not (_asked_again(last) or follow_up and (weak or _LEANS.match(question.lower()))):
             return alone
         together = await self._search_text(retriever, f"{last.question} {question}")
@@ -390,8 +397,9 @@ class KnowledgeAgent:
     ) -> AsyncGenerator[AnswerEvent, None]:
         """Re-split the backend's text into sentences and check each one before it is yielded.
 
-        The price note follows an answer that states a price from the KB, and any answer to
-        a price question that names one ("free", "no charge" included)."""
+        The price note follows an answer that states what something costs from the KB (an
+        amount in a sentence about a cost, or any answer to a price question that names one,
+        "free" included); not a limit or a credit stated in money."""
         buffer = SentenceBuffer()
         rules: list[str] = []
         spoken: list[str] = []
@@ -420,8 +428,10 @@ class KnowledgeAgent:
             if not spoken:
                 yield AnswerText(self.settings.handoff_message)
         else:
+            costs = price or any(guardrails.about_price(text) for text in spoken)
             quoted = price and any(guardrails.states_price(text) for text in spoken)
-            if (any(priced) or quoted) and self.settings.price_note not in spoken:
+            noted = (any(priced) and costs) or quoted
+            if noted and self.settings.price_note not in spoken:
                 yield AnswerText(" " + self.settings.price_note)
             if advice or guardrails.ADVICE in rules:
                 _add(rules, guardrails.ADVICE)
@@ -474,6 +484,19 @@ class Decision:
     ) -> Decision:
         end = AnswerEnd(sources=sources, handoff=handoff, rules=(rule,), backend=backend)
         return cls(reply=reply, end=end)
+
+
+def _faq_source(kb: KnowledgeBase, hit: Hit) -> str | None:
+    entry = kb.get(hit.id)
+    return entry.source if isinstance(entry, FaqEntry) else None
+
+
+def _best_faq(index: _Index, search: Search) -> FaqEntry | None:
+    hit = search.best("faq")
+    if hit is None:
+        return None
+    entry = index.kb.get(hit.id)
+    return entry if isinstance(entry, FaqEntry) else None
 
 
 def _asked_again(exchange: Exchange) -> bool:

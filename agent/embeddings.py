@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from agent.embedder import Embedder
+from agent.embedder import DIMENSIONS, Embedder, EmbedderError, model_file
 from agent.kb import KnowledgeBase
 from agent.speech import blocks, plain
 
@@ -38,6 +39,14 @@ class Unit:
     """The id of the passage or FAQ entry."""
     kind: UnitKind
     text: str
+
+
+def _model_stamp(model: str) -> str:
+    """The size of the model's file: it changes when the wheel brings another model."""
+    try:
+        return str(model_file(model).stat().st_size)
+    except (EmbedderError, OSError):
+        return "0"
 
 
 def units_of(kb: KnowledgeBase) -> list[Unit]:
@@ -97,7 +106,7 @@ class EmbeddingCache:
                 len(texts) - len(missing),
             )
         if not texts:
-            return np.zeros((0, 384), np.float32)
+            return np.zeros((0, DIMENSIONS), np.float32)
         return np.stack([known[k] for k in keys]).astype(np.float32)
 
     def _saved(self, model: str) -> bool:
@@ -106,9 +115,11 @@ class EmbeddingCache:
         return path is None or self._readable.get(model, False)
 
     def _path(self, model: str) -> Path | None:
-        return (
-            None if self._file is None else self._file.with_name(f"{self._file.name}-{model}.npz")
-        )
+        """One file per KB directory, model and model file: a model upgraded under the same
+        name starts a new file rather than mixing its vectors with the old model's."""
+        if self._file is None:
+            return None
+        return self._file.with_name(f"{self._file.name}-{model}-{_model_stamp(model)}.npz")
 
     def _load(self, model: str) -> dict[str, np.ndarray]:
         path = self._path(model)
@@ -129,10 +140,10 @@ class EmbeddingCache:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial.npz")
-            np.savez(
-                partial, keys=np.array(list(vectors)), vectors=np.stack(list(vectors.values()))
-            )
+            handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial.npz")
+            with os.fdopen(handle, "wb") as out:  # a name of its own: writers never mix
+                keys, rows = np.array(list(vectors)), np.stack(list(vectors.values()))
+                np.savez(out, keys=keys, vectors=rows)
             os.replace(partial, path)
         except OSError as err:
             log.warning("embedding cache %s not written: %s", path, err)

@@ -31,6 +31,7 @@ reviewed.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +101,8 @@ _HUMAN_WORDS = frozenset(word_list("agent human representative operator person s
 _FILLER = frozenset(word_list("a an the please um uh just now real live customer service i"))
 
 _PRICE_QUESTION = re.compile(
-    r"\b(how much|prices?|priced|pricing|costs?|cheap\w*|expensive|discounts?|on sale|fares?|"
+    r"\b(how much( (is|are|does|do|did|will|would|should|for|to|extra|money|more)\b|\W*$)|"
+    r"prices?|priced|pricing|costs?|cheap\w*|expensive|discounts?|on sale|"
     r"(is|are) there (a|an|any) (fee|charge)s?|(what|whats) (is |are )?the (fee|charge|rate)s?|"
     r"(do|would|will|gonna|going to) (you|they|i|we)( guys)? (be )?charge|"
     r"(you|they)( guys)? (gonna|going to|will|would) (be )?charg|"
@@ -108,11 +110,11 @@ _PRICE_QUESTION = re.compile(
     r"what (would|will|do|does) (i|we|you|it|that|this) (pay|charge|run|cost)|"
     r"do i (have to )?pay (for|to|anything|extra))\b"
 )
-_NOT_A_PRICE = re.compile(
-    r"\bhow much (time|longer|later|earlier|notice|weight|space|room|luggage|baggage|data|"
-    r"storage|power|energy|electricity|water|heat)\b"
+_PRICE_WORDS = re.compile(
+    r"\b(costs?|fees?|prices?|priced|charges?|charged|pay|pays|paid|payable|rates?|tariffs?)\b",
+    re.IGNORECASE,
 )
-"""General English: "how much time" asks no price."""
+"""A sentence about what something costs (not a limit or a credit stated in money)."""
 _STATES_PRICE = re.compile(
     r"\b(free|no charge|no cost|no fee|free of charge|at no cost|without charge|"
     r"does not charge|do not charge|don'?t charge|included)\b",
@@ -120,13 +122,11 @@ _STATES_PRICE = re.compile(
 )
 _PERSONAL = re.compile(
     r"\b(home|personal|private|mobile|cell|own|direct)( phone)? (number|phone|address|email|"
-    r"line)\b|\bwhere (does|do) (the |your |my |our |that )?(he|she|they|\w+) live\b"
+    r"line)\b|\b(his|her|their) (mobile|cell|number|phone|address|email)\b|"
+    r"\bwhere (does|do) (the |your |that )?(?!you\b)(he|she|they|\w+) live\b"
 )
-# flatten() drops apostrophes: "the driver's" arrives as "the drivers".
-_SOMEONE = re.compile(
-    r"\b((manager|boss|ceo|director|owner|driver|pilot|engineer|employee|staff|"
-    r"technician|agent|supervisor|inspector)s?|he|she|his|her)\b"
-)
+_CALLERS_OWN = re.compile(r"\b(my|our)( own)? (home|personal|private|mobile|cell|direct)\b")
+"""The caller's own details ("update my home address") are no one else's."""
 _ADVICE_REQUEST = re.compile(
     r"\b(should i|should we|do you (recommend|suggest|think)|would you (recommend|suggest|advise)|"
     r"advise me|your advice|is it (a good idea|wise|worth|safe|legal|illegal|allowed)|"
@@ -145,9 +145,12 @@ _MONEY = re.compile(
 _SPELLED_MONEY = re.compile(
     r"\b((?:(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
     r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
-    r"seventy|eighty|ninety|point)\s?)+)(dollars?|euros?|pounds?|bucks|cents?|pence)\b",
+    r"seventy|eighty|ninety|point)[\s-]?)+)(dollars?|euros?|pounds?|bucks|cents?|pence)\b",
     re.IGNORECASE,
 )
+_SCALE = re.compile(r"^\s*(hundred|thousand|million|billion|k|m|bn)\b", re.IGNORECASE)
+_SCALES = {"hundred": 100, "thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "billion": 1e9}
+_SCALES["bn"] = 1e9
 _ADVICE = re.compile(
     r"\b(health\w*|medical|medicine|medication|doctor|symptoms?|illness|sick|disease|asthma|"
     r"allerg\w*|pregnan\w*|headaches?|injur\w*|poison\w*|diagnos\w*|"
@@ -207,15 +210,21 @@ def check_question(question: str) -> Verdict | None:
         return Verdict(PROMPT_INJECTION, INJECTION_REFUSAL, handoff=False)
     if asks_for_human(flat):
         return Verdict(HUMAN_REQUEST, HUMAN_HANDOFF_MESSAGE, handoff=True)
-    if _PERSONAL.search(flat) and _SOMEONE.search(flat):
+    if _PERSONAL.search(flat) and not _CALLERS_OWN.search(flat):
         return Verdict(PERSONAL_CONTACT, PERSONAL_CONTACT_MESSAGE, handoff=True)
     return None
 
 
 def asks_price(question: str) -> bool:
-    """True for "how much is ...", "what does it cost", "is there a fee for ..."."""
-    flat = flatten(question)
-    return _PRICE_QUESTION.search(flat) is not None and _NOT_A_PRICE.search(flat) is None
+    """True for "how much is ...", "what does it cost", "is there a fee for ..."; not for
+    "how much time", "how much luggage"."""
+    return _PRICE_QUESTION.search(flatten(question)) is not None
+
+
+def about_price(sentence: str) -> bool:
+    """True for a sentence about what something costs ("a fee of $5"), not for one that only
+    states a limit or a credit in money ("up to $500 a day")."""
+    return _PRICE_WORDS.search(sentence) is not None
 
 
 def asks_advice(question: str) -> bool:
@@ -238,9 +247,11 @@ def amounts(text: str) -> set[str]:
     found = set()
     for match in _MONEY.finditer(_spelled_to_digits(text)):
         number = re.search(r"\d[\d,]*(?:\.\d+)?", match.group(0))
-        if number is not None:
-            value = float(number.group(0).replace(",", ""))
-            found.add(f"{value:g}")
+        value = float(number.group(0).replace(",", "")) if number is not None else math.nan
+        scale = _SCALE.search(text[match.end() : match.end() + 12])
+        if scale is not None:
+            value *= _SCALES[scale.group(1).lower()]
+        found.add(f"{value:g}")  # "nan" for an amount not read: in no KB, so never spoken
     return found
 
 
@@ -248,7 +259,7 @@ def _spelled_to_digits(text: str) -> str:
     """ "two dollars" -> "2 dollars": number words before a currency word become digits."""
 
     def digits(match: re.Match[str]) -> str:
-        value = " ".join(words(match.group(1)))
+        value = " ".join(words(match.group(1).replace("-", " ")))
         return f"{value} {match.group(2)}"
 
     return _SPELLED_MONEY.sub(digits, text)

@@ -401,16 +401,20 @@ class KnowledgeBaseWatcher:
         self._signature = signature
         try:
             kb = load_kb(self.root)
+            if self._on_reload is not None:
+                self._on_reload(kb)
         except KbError as err:
             self.last_error = err
             log.error("knowledge base not reloaded, keeping the previous one: %s", err)
+            return False
+        except Exception as err:  # noqa: BLE001 - indexing it failed: keep serving the old one
+            self.last_error = KbError(self.root, 0, f"cannot index it: {err!r}")
+            log.error("knowledge base not reloaded, keeping the previous one: %r", err)
             return False
         self.current, self.last_error = kb, None
         log.info(
             "knowledge base reloaded: %d passages, %d FAQ entries", len(kb.passages), len(kb.faqs)
         )
-        if self._on_reload is not None:
-            self._on_reload(kb)
         return True
 
     async def watch(self, interval_s: float = 2.0) -> None:

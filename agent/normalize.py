@@ -172,8 +172,9 @@ class Normalizer:
         return found.split()
 
     def text(self, text: str) -> str:
-        """The text with the replacements made, for the embedding model: the caller's
-        own words where no replacement applies, so the model still sees the sentence."""
+        """The text for the embedding model: as written for a KB without replacements, else
+        its normalized words with the replacements made (the demo's suites were measured so;
+        a KB's vocabulary.yaml therefore changes how every question is embedded)."""
         if self._pattern is None:
             return text
         return " ".join(self.words(text))

@@ -155,7 +155,8 @@ class Retriever:
                 corpus.append(asked + asked + answer)
                 self._docs.append(_Doc(f.id, "faq", frozenset(asked)))
         self._bm25 = bm25s.BM25()
-        self._bm25.index(corpus, show_progress=False)
+        if any(corpus):
+            self._bm25.index(corpus, show_progress=False)
         doc_entries: list[int] = []
         df = Counter(t for tokens in corpus for t in set(tokens))
         n = len(corpus)
@@ -241,7 +242,7 @@ class Retriever:
     def _lexical_scores(self, query: tuple[str, ...]) -> np.ndarray:
         """BM25 per entry (an FAQ entry: its best question); 0 for no shared term."""
         known = [t for t in query if t in self._df]
-        if not known:
+        if not known:  # also: a KB without one index term has no BM25 index
             return np.zeros(len(self._entries), np.float32)
         per_doc = np.asarray(self._bm25.get_scores(known), np.float32)
         return np.maximum.reduceat(per_doc, self._doc_starts)

@@ -101,7 +101,8 @@ async def build_agent_async(settings: AgentSettings) -> tuple[KnowledgeAgent, st
     """:func:`build_agent` without blocking the event loop."""
     kb = await asyncio.to_thread(load_kb, settings.kb_dir or demo_kb_dir())
     backend, why = await choose_backend(settings)
-    return KnowledgeAgent(settings, kb, backend=backend), why
+    agent = await asyncio.to_thread(KnowledgeAgent, settings, kb, backend)  # embeds the KB
+    return agent, why
 
 
 def _chosen(settings: AgentSettings, status: OllamaStatus | None) -> tuple[AnswerBackend, str]:

@@ -36,8 +36,9 @@ class AgentSettings:
     """Where KB embeddings are kept between runs, by content; None: not kept (the server
     uses ``<server.data_dir>/cache``)."""
     answer_similarity: float = 0.4
-    """0..1: the question's similarity to the best passage (or FAQ question) at which it is
-    answered. One value for every KB: calibrated on several (docs/benchmarks.md)."""
+    """0..1: the question's similarity to the best sentence or step of a passage (or FAQ
+    question) at which it is answered. One value for every KB: calibrated on several
+    (docs/benchmarks.md)."""
     unsure_similarity: float = 0.38
     """0..1: from here up to ``answer_similarity`` the question is neither answered nor handed
     off: the caller is asked once to say it another way. Below it: out of scope, handed off."""
@@ -45,8 +46,9 @@ class AgentSettings:
     """0..1: how close the question must be to an FAQ question for its answer to be spoken as
     written."""
     choice_margin: float = 0.02
-    """When the two best passages are this close (and both answer), the caller is asked which
-    one they mean, with the passages' headings."""
+    """When the two best passages are this close (and both answer) on a vague question (few
+    topic words, a match just over the answer line: ``agent.agent.VAGUE_*``), the caller is
+    asked which one they mean, with the passages' headings. Only with embeddings."""
     min_confidence: float = 0.5
     """Without embeddings: a passage must contain at least this share of the question's terms
     (weighted by rarity) to be used; below it the question is out of scope."""

@@ -26,8 +26,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.agent import KnowledgeAgent  # noqa: E402
-from agent.guardrails import amounts  # noqa: E402
+from agent.guardrails import about_price, amounts  # noqa: E402
 from agent.kb import load_kb  # noqa: E402
+from agent.speech import split_sentences  # noqa: E402
 from agent.types import AgentSettings, AnswerEnd, Exchange, gather  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent.parent / "eval"
@@ -42,7 +43,7 @@ class Outcome:
     why: list[str]
     reply: str
     unpriced: bool
-    """It spoke an amount without the price note."""
+    """It spoke what something costs without the price note."""
 
 
 def kind_of(case: dict[str, Any]) -> str:
@@ -77,7 +78,8 @@ async def run_list(agent: KnowledgeAgent, cases: list[dict[str, Any]]) -> list[O
             reply, end = await gather(agent.answer(turn["text"], tuple(memory)))
             why += unmet(turn.get("expect", {}), reply, end)
             replies.append(reply)
-            unpriced |= bool(amounts(reply)) and agent.settings.price_note not in reply
+            priced = any(amounts(s) and about_price(s) for s in split_sentences(reply))
+            unpriced |= priced and agent.settings.price_note not in reply
             memory.append(Exchange(turn["text"], reply, end.rules, end.sources))
         out.append(Outcome(case["id"], kind_of(case), not why, why, " / ".join(replies), unpriced))
     return out
