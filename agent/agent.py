@@ -29,7 +29,7 @@ import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -54,6 +54,11 @@ _FOLLOW_UP = re.compile(r"^(and|also|so|but|what about|how about)\b|\b(that|it|t
 _LEANS = re.compile(r"^(and|also|what about|how about)\b")
 
 Band = Literal["answer", "unsure", "out"]
+
+_FIRST = re.compile(r"\b(first|former|1st|one before)\b")
+_SECOND = re.compile(r"\b(second|latter|2nd|last one|other one)\b")
+_NEITHER = re.compile(r"\b(neither|none|nor)\b")
+"""An answer to a choice that picks by position, or picks neither."""
 
 CHOICE_WORDS = 8
 """An answer to "is it about A, or B?" is this short ("the flashing one"); a longer reply is
@@ -243,6 +248,9 @@ class KnowledgeAgent:
         s = self.settings
         band = self.band(index, search)
         second_try = bool(memory) and _asked_again(memory[-1])
+        offered = second_try and len(memory[-1].sources) >= 2
+        if offered and _NEITHER.search(guardrails.flatten(question)):  # neither passage: a person
+            return Decision.say(s.handoff_message, guardrails.OUT_OF_SCOPE, handoff=True)
         price = guardrails.asks_price(question)
         if guardrails.asks_advice(question) and (
             band != "answer" or not self._clear(index, search)
@@ -366,18 +374,16 @@ class KnowledgeAgent:
             return alone
         together = await self._search_text(retriever, f"{last.question} {question}")
         chose = guardrails.CLARIFY in last.rules and len(last.sources) >= 2
-        if chose and len(question.split()) <= CHOICE_WORDS:
+        said = guardrails.flatten(question)
+        if chose and len(said.split()) <= CHOICE_WORDS and not _NEITHER.search(said):
             offered = [h for h in together.hits if h.id in last.sources]
-            if offered:  # the caller chose: the passage they chose first
+            named = _ordinal(said, last.sources)
+            if named is not None:
+                offered = [h for h in offered if h.id == named] or offered
+            if offered:  # the caller chose: only the passage they chose is read
                 chosen = max(offered, key=lambda h: h.similarity)
-                rest = tuple(h for h in together.hits if h is not chosen)
-                return Search(
-                    together.question,
-                    together.terms,
-                    (chosen, *rest),
-                    together.vector,
-                    together.blocks,
-                )
+                blocks = {k: v for k, v in together.blocks.items() if k == chosen.id}
+                return replace(together, hits=(chosen,), blocks=blocks)
         better = _strength(together.hits[0], retriever.semantic) if together.hits else 0.0
         worse = _strength(alone.hits[0], retriever.semantic) if alone.hits else 0.0
         return together if better >= worse else alone
@@ -489,6 +495,15 @@ class Decision:
 def _faq_source(kb: KnowledgeBase, hit: Hit) -> str | None:
     entry = kb.get(hit.id)
     return entry.source if isinstance(entry, FaqEntry) else None
+
+
+def _ordinal(said: str, offered: tuple[str, ...]) -> str | None:
+    """The offered passage an answer names by position ("the second one"), if it does."""
+    if _FIRST.search(said) and not _SECOND.search(said):
+        return offered[0]
+    if _SECOND.search(said) and not _FIRST.search(said):
+        return offered[1]
+    return None
 
 
 def _best_faq(index: _Index, search: Search) -> FaqEntry | None:

@@ -219,6 +219,30 @@ async def test_two_passages_that_fit_equally_are_offered_then_the_choice_is_answ
     assert end.sources == ("toothbrush#red-light",)
 
 
+@pytest.mark.parametrize(
+    ("reply", "chosen"),
+    [("the second one", "toothbrush#red-light"), ("the first", "toothbrush#orange-light")],
+)
+async def test_a_choice_made_by_position_takes_that_passage(
+    kb: KnowledgeBase, reply: str, chosen: str
+) -> None:
+    choosy = KnowledgeAgent(replace(SETTINGS, answer_similarity=0.55, choice_margin=0.05), kb)
+    question = "what does the toothbrush light mean"
+    offer = await ask(choosy, question)
+    assert offer[1].rules == (g.CLARIFY,)  # the same offer as in the test above
+    _, end = await ask(choosy, reply, [heard(question, offer)])
+    assert end.sources == (chosen,)
+
+
+async def test_neither_of_the_two_is_handed_off(kb: KnowledgeBase) -> None:
+    choosy = KnowledgeAgent(replace(SETTINGS, answer_similarity=0.55, choice_margin=0.05), kb)
+    question = "what does the toothbrush light mean"
+    offer = await ask(choosy, question)
+    text, end = await ask(choosy, "neither of them", [heard(question, offer)])
+    assert text == SETTINGS.handoff_message
+    assert end.handoff and end.rules == (g.OUT_OF_SCOPE,)
+
+
 async def test_a_clear_question_about_one_of_them_is_answered_at_once(
     agent: KnowledgeAgent,
 ) -> None:
