@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +29,9 @@ from agent.guardrails import about_price, amounts  # noqa: E402
 from agent.kb import load_kb  # noqa: E402
 from agent.speech import split_sentences  # noqa: E402
 from agent.types import AgentSettings, AnswerEnd, Exchange, gather  # noqa: E402
+from voice.client import Turn  # noqa: E402
+from voice.eval_suite import parse_expect  # noqa: E402
+from voice.evaluation import unmet  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent.parent / "eval"
 
@@ -55,16 +57,10 @@ def kind_of(case: dict[str, Any]) -> str:
     return "answer"
 
 
-def unmet(expect: dict[str, Any], reply: str, end: AnswerEnd) -> list[str]:
+def unmet_typed(expect: dict[str, Any], reply: str, end: AnswerEnd) -> list[str]:
     """As `voicedesk eval` scores a reply (voice.evaluation.unmet), on typed text."""
-    misses = []
-    if "source" in expect and expect["source"] not in end.sources:
-        misses.append(f"source {expect['source']} not among {end.sources}")
-    misses += [f"no {p!r}" for p in expect.get("says", ()) if p.lower() not in reply.lower()]
-    if "handoff" in expect and expect["handoff"] != end.handoff:
-        misses.append(f"handoff {end.handoff}")
-    misses += [f"matches {p!r}" for p in expect.get("never", ()) if re.search(p, reply)]
-    return misses
+    turn = Turn(turn=0, reply=reply, sources=list(end.sources), handoff=end.handoff)
+    return unmet(parse_expect(expect), turn)
 
 
 async def run_list(agent: KnowledgeAgent, cases: list[dict[str, Any]]) -> list[Outcome]:
@@ -76,7 +72,7 @@ async def run_list(agent: KnowledgeAgent, cases: list[dict[str, Any]]) -> list[O
         unpriced = False
         for turn in case.get("turns", [case]):
             reply, end = await gather(agent.answer(turn["text"], tuple(memory)))
-            why += unmet(turn.get("expect", {}), reply, end)
+            why += unmet_typed(turn.get("expect", {}), reply, end)
             replies.append(reply)
             priced = any(amounts(s) and about_price(s) for s in split_sentences(reply))
             unpriced |= priced and agent.settings.price_note not in reply

@@ -8,7 +8,6 @@ of speech recognition. Fix the question in eval/demo/questions.yaml and run
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,10 @@ import yaml
 
 from agent.kb import demo_kb_dir, load_kb
 from agent.selection import build_agent
-from agent.types import AgentSettings, AnswerEnd, AnswerText, Exchange
+from agent.types import AgentSettings, AnswerEnd, Exchange, gather
+from voice.client import Turn
+from voice.eval_suite import parse_expect
+from voice.evaluation import unmet
 
 DEMO = Path(__file__).resolve().parent.parent / "eval" / "demo"
 SUITES = {"clean": 16_000, "pace": 16_000, "telephone": 8_000, "noisy": 16_000}
@@ -86,33 +88,12 @@ def agent():
 async def test_the_typed_question_gets_the_expected_answer(agent, question):
     memory: list[Exchange] = []
     for turn in turns(question):
-        reply, end = await ask(agent, turn["text"], memory)
-        assert unmet(turn.get("expect", {}), reply, end) == [], (turn["text"], reply)
+        reply, end = await gather(agent.answer(turn["text"], tuple(memory)))
+        assert unmet_typed(turn.get("expect", {}), reply, end) == [], (turn["text"], reply)
         memory.append(Exchange(turn["text"], reply))
 
 
-async def ask(agent, question: str, memory: list[Exchange]) -> tuple[str, AnswerEnd]:
-    parts: list[str] = []
-    end = AnswerEnd()
-    async for event in agent.answer(question, tuple(memory)):
-        if isinstance(event, AnswerText):
-            parts.append("" if event.filler else event.text)
-        else:
-            end = event
-    return "".join(parts), end
-
-
-def unmet(expect: dict[str, Any], reply: str, end: AnswerEnd) -> list[str]:
-    """The expectations the reply misses, as `voicedesk eval` reads them (docs/eval.md)."""
-    misses = []
-    if "source" in expect and expect["source"] not in end.sources:
-        misses.append(f"source {expect['source']} not among {end.sources}")
-    misses += [
-        f"does not say {p!r}" for p in expect.get("says", ()) if p.lower() not in reply.lower()
-    ]
-    if "handoff" in expect and expect["handoff"] != end.handoff:
-        misses.append(f"handoff is {end.handoff}")
-    misses += [
-        f"matches {pattern!r}" for pattern in expect.get("never", ()) if re.search(pattern, reply)
-    ]
-    return misses
+def unmet_typed(expect: dict[str, Any], reply: str, end: AnswerEnd) -> list[str]:
+    """The expectations the reply misses, as `voicedesk eval` scores them (docs/eval.md)."""
+    turn = Turn(turn=0, reply=reply, sources=list(end.sources), handoff=end.handoff)
+    return unmet(parse_expect(expect), turn)

@@ -227,6 +227,19 @@ def _question(raw: dict[str, Any], base: Path, where: str, problems: list[str]) 
     return Question(path, text, expect) if path is not None else None
 
 
+def parse_expect(raw: Any, where: str = "expect") -> Expect:
+    """An ``expect`` mapping as a suite holds it (for text lists and typed checks).
+
+    Raises:
+        SuiteError: the mapping is malformed.
+    """
+    problems: list[str] = []
+    expect = _expect(raw, where, problems)
+    if problems:
+        raise SuiteError(problems)
+    return expect
+
+
 def _expect(raw: Any, where: str, problems: list[str]) -> Expect:
     if not isinstance(raw, dict):
         problems.append(f"{where}: 'expect' must be a mapping")
