@@ -12,6 +12,7 @@ missing or unreadable, just means embedding again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -41,8 +42,10 @@ class Unit:
     text: str
 
 
+@functools.cache
 def _model_stamp(model: str) -> str:
-    """The size of the model's file: it changes when the wheel brings another model."""
+    """The size of the model's file: it changes when the wheel brings another model. Read
+    once per process (it scans the wheel's file list)."""
     try:
         return str(model_file(model).stat().st_size)
     except (EmbedderError, OSError):

@@ -149,8 +149,15 @@ _SPELLED_MONEY = re.compile(
     re.IGNORECASE,
 )
 _SCALE = re.compile(r"^\s*(hundred|thousand|million|billion|k|m|bn)\b", re.IGNORECASE)
-_SCALES = {"hundred": 100, "thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "billion": 1e9}
-_SCALES["bn"] = 1e9
+_SCALES = {
+    "hundred": 100,
+    "thousand": 1e3,
+    "k": 1e3,
+    "million": 1e6,
+    "m": 1e6,
+    "billion": 1e9,
+    "bn": 1e9,
+}
 _ADVICE = re.compile(
     r"\b(health\w*|medical|medicine|medication|doctor|symptoms?|illness|sick|disease|asthma|"
     r"allerg\w*|pregnan\w*|headaches?|injur\w*|poison\w*|diagnos\w*|"

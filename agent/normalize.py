@@ -69,8 +69,8 @@ _DIGIT_LETTER = re.compile(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)")
 def words(text: str) -> list[str]:
     """Lowercase words with punctuation removed and numbers as digits.
 
-    ``"My bulb's flashing red on two point four Wi-Fi!"`` ->
-    ``["my", "bulb", "flashing", "red", "on", "2.4", "wi", "fi"]``.
+    ``"My card's declined, two point five times in a row!"`` ->
+    ``["my", "card", "declined", "2.5", "times", "in", "a", "row"]``.
     """
     text = _IRREGULAR_NOT.sub(lambda m: _NOT[m.group(1)], text.lower())
     text = _CONTRACTIONS.sub(lambda m: " not" if m.group(0)[0] == "n" else "", text)

@@ -7,7 +7,7 @@ Two rankings of the same entries (passages and FAQ entries):
   question. An entry scores its best unit. This finds "Do I get anything back if the power was
   off?" under "Compensation for supply interruptions";
 - **lexical**: BM25 over normalized terms (the KB's ``vocabulary.yaml`` replacements applied),
-  with unknown words corrected to KB terms one or two edits away ("thermastat" -> "thermostat",
+  with unknown words corrected to KB terms one or two edits away ("refnud" -> "refund",
   a SymSpell-style table of deletions). It catches what embeddings blur: product names, model
   numbers, error codes.
 

@@ -81,7 +81,7 @@ def blocks(markdown: str) -> list[Block]:
             return
         head, lead[0] = lead[0], None
         if head is not None and all(len(i.split()) <= LIST_ITEM_WORDS for i in items):
-            items = [_lower(i) for i in items]
+            items = [lower_first(i) for i in items]
             listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
             out.append(Block("sentence", _end_with_period(f"{head} {listed}")))
             return
@@ -126,15 +126,6 @@ def blocks(markdown: str) -> list[Block]:
 
 LIST_ITEM_WORDS = 12
 """Bullets longer than this are read as sentences of their own, not as one list."""
-
-
-def _lower(text: str) -> str:
-    """The first letter in lower case, unless the first word is an acronym or a name-like
-    mixed-case word ("App", "PIN")."""
-    first = text.split(" ", 1)[0]
-    if len(first) > 1 and first[1:].lower() != first[1:]:
-        return text
-    return text[:1].lower() + text[1:]
 
 
 def spoken_steps(steps: list[str], keep_capitals: frozenset[str] = frozenset()) -> list[str]:

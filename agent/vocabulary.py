@@ -8,17 +8,17 @@ from collections import Counter
 from agent.kb import KnowledgeBase
 from agent.normalize import STOPWORDS
 
-# A run of capitalized words ("Brightnest Home", "Smart Bulb", "Wi-Fi", "GHz", "CO2").
+# A run of capitalized words ("Acme Portal", "Gold Card", "Wi-Fi", "GHz", "CO2").
 _CAPITALIZED_RUN = re.compile(r"\b[A-Z][\w-]*(?: [A-Z][\w-]*)*")
 # Where a sentence or list item starts, a capital says nothing about the word.
 _SENTENCE_START = re.compile(r"(?:^|[.!?:]\s+|\n\s*(?:\d+[.)]|[-*+])?\s*)$")
-# A lowercase word that is not part of an email address or domain ("support@brightnest.example").
+# A lowercase word that is not part of an email address or domain ("help@acme.example").
 _LOWERCASE_WORD = re.compile(r"(?<![@.\w])[a-z][\w-]*\b(?![@.]\w)")
 
 
 def proper_nouns(kb: KnowledgeBase, min_count: int = 2) -> frozenset[str]:
     """Brand and product names: words the KB capitalizes mid-sentence at least ``min_count``
-    times and never writes in lowercase ("Brightnest", "CO2"; not "Orders", a menu name)."""
+    times and never writes in lowercase ("Acme", "CO2"; not "Orders", a menu name)."""
     texts = _texts(kb)
     lowercase = {w for text in texts for w in _LOWERCASE_WORD.findall(text)}
     counts = Counter(w for text in texts for run, _ in _runs(text) for w in run.split())
@@ -31,10 +31,10 @@ def hotwords(kb: KnowledgeBase, max_chars: int = 200, max_names: int = 6) -> str
     """A comma-separated list of the KB's names and heading words.
 
     Meant for faster-whisper's ``hotwords`` / ``initial_prompt``: it nudges recognition towards
-    product names ("Brightnest", "Wi-Fi") and the topics of the manuals ("warranty",
-    "thermostat"). First the names listed in ``vocabulary.yaml``, then the ``max_names`` names
-    found in the most passages, then heading words, then the other names; at most
-    ``max_chars`` characters (about 50 tokens for 200), cut between terms.
+    product names ("Acme", "Wi-Fi") and the topics of the manuals ("refund", "timetable").
+    First the names listed in ``vocabulary.yaml``, then the ``max_names`` names found in the
+    most passages, then heading words, then the other names; at most ``max_chars``
+    characters (about 50 tokens for 200), cut between terms.
     """
     heading_words = {w.lower() for p in kb.passages for w in re.findall(r"[\w-]+", p.heading)}
     name_df: Counter[str] = Counter()
@@ -76,6 +76,6 @@ def _runs(text: str) -> list[tuple[str, int]]:
             words = run.split(" ", 1)
             if len(words) == 1:
                 continue
-            run = words[1]  # "Open Brightnest Home" at a sentence start -> "Brightnest Home"
+            run = words[1]  # "Open Acme Portal" at a sentence start -> "Acme Portal"
         found.append((run, match.start()))
     return found
