@@ -2,6 +2,7 @@
 
     python bench/load.py [--callers 8] [--minutes 3] [--json out.json]
     python bench/load.py --callers 8 --minutes 10 --soak      # the 10-minute soak
+    python bench/load.py --callers 8 --flood 10               # and one caller typing 10 a second
 
 The server runs as its own process (`python -m voice.cli serve`, embedded models in worker
 processes, the extractive backend), the callers in this one. Each caller makes calls of three
@@ -12,9 +13,11 @@ is up. Callers start a second apart.
 Reports per turn: end of speech → first reply audio (the server's `first_audio`) and what the
 caller perceives (last voiced sample sent → first reply audio received), p50/p95/max; questions
 unanswered, error events and unexpected closes; reply audio lost or misplaced (each turn's audio
-received against its `reply.end.audio_ms`). With --soak also: the server's memory (its process
-and its model workers) every 10 s, growth between minute 2 and the end, and asyncio tasks and
-open files before the calls and after they all ended.
+received against its `reply.end.audio_ms`); stalls inside replies (the longest the caller's
+playback ran dry after the first frame, `Turn.stall_ms`). With --flood N one more caller types
+N questions a second on `/call` all the while (it is not measured). With --soak also: the
+server's memory (its process and its model workers) every 10 s, growth between minute 2 and the
+end, and asyncio tasks and open files before the calls and after they all ended.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class Tally:
     closes: list[int | None] = field(default_factory=list)
     """Close codes of calls that did not end with 1000."""
     audio_mismatches: list[str] = field(default_factory=list)
+    flood_sent: int = 0
 
 
 class Server:
@@ -207,14 +211,30 @@ def _check(turn: Any, question: str, tally: Tally) -> None:
         tally.audio_mismatches.append(f"turn {turn.turn}: {received_ms} ms of {turn.audio_ms}")
     tally.turns.append(
         {"question": question, "transcript": turn.transcript, "audio_ms": turn.audio_ms,
-         **turn.timings_ms}
+         "stall": turn.stall_ms, **turn.timings_ms}
     )  # fmt: skip
 
 
-async def run(callers: int, minutes: float, soak: bool) -> dict[str, Any]:
+async def flooder(url: str, per_s: float, until: float, tally: Tally) -> None:
+    """One caller typing `per_s` questions a second until `until`, ignoring the replies (played
+    in real time, the protocol's default)."""
+    await asyncio.sleep(2.0)
+    number = 0
+    try:
+        async with CallClient(url, PCM16) as call:
+            while time.monotonic() < until:
+                number += 1
+                await call.send_text(QUESTIONS[number % len(QUESTIONS)].lower())
+                await asyncio.sleep(1 / per_s)
+        tally.flood_sent = number
+    except (ConnectionError, aiohttp.ClientError) as err:
+        tally.errors.append(f"flooder: {err!r}")
+
+
+async def run(callers: int, minutes: float, soak: bool, flood: float = 0.0) -> dict[str, Any]:
     clips = make_clips()
     with tempfile.TemporaryDirectory() as data_dir:
-        server = await Server.start(data_dir, max_calls=callers)
+        server = await Server.start(data_dir, max_calls=callers + (1 if flood else 0))
         try:
             await asyncio.sleep(2)
             before, files_before = await server.gauges(), server.open_files()
@@ -232,8 +252,9 @@ async def run(callers: int, minutes: float, soak: bool) -> dict[str, Any]:
                     await asyncio.sleep(10)
 
             sampler = asyncio.create_task(sample())
+            flooding = [flooder(server.url, flood, until, tally)] if flood else []
             await asyncio.gather(
-                *(caller(n, server.url, clips, until, tally) for n in range(callers))
+                *(caller(n, server.url, clips, until, tally) for n in range(callers)), *flooding
             )
             sampler.cancel()
             memory.append((round(time.monotonic() - began), server.memory_mb()))
@@ -271,6 +292,10 @@ async def run(callers: int, minutes: float, soak: bool) -> dict[str, Any]:
         "asr_after_end_of_speech_ms": stats("asr"),
         "answer_first_text_ms": stats("answer"),
         "tts_first_audio_ms": stats("speech"),
+        "stall_in_reply_ms": stats("stall"),
+        "replies_with_a_stall_over_200_ms": sum(1 for t in tally.turns if t["stall"] > 200),
+        "flood_per_s": flood,
+        "flood_questions_sent": tally.flood_sent,
         "errors": tally.errors,
         "unexpected_closes": tally.closes,
         "audio_mismatches": tally.audio_mismatches,
@@ -299,9 +324,15 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=8)
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--soak", action="store_true", help="also track memory, tasks and files")
+    parser.add_argument(
+        "--flood",
+        type=float,
+        default=0.0,
+        help="one more caller typing this many questions a second",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = asyncio.run(run(args.callers, args.minutes, args.soak))
+    result = asyncio.run(run(args.callers, args.minutes, args.soak, args.flood))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     summary = {

@@ -91,3 +91,43 @@ async def test_the_pacer_waits_out_its_rate_after_a_burst():
         times.append(clock.now)
     assert times[:10] == [0.0] * 10
     assert times[10:] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5], abs=1e-4)
+
+
+async def test_speech_queued_on_a_line_that_goes_down_fails_instead_of_waiting():
+    from voice.client import SpokenLine
+
+    line = SpokenLine(8000)
+    sent = 0
+
+    async def send(frame: np.ndarray) -> None:
+        nonlocal sent
+        sent += 1
+        if sent == 3:
+            raise ConnectionResetError("the far end went away")
+
+    speech = line.say(np.full(8000, 0.5, np.float32))
+    await asyncio.wait_for(line.run(send), 5)
+    with pytest.raises(ConnectionError, match="went away"):
+        await asyncio.wait_for(speech, 1)
+    with pytest.raises(ConnectionError, match="the line is down"):
+        await line.say(np.full(800, 0.5, np.float32))
+
+
+async def test_a_line_held_up_goes_on_in_real_time_rather_than_bursting():
+    from voice.client import FRAME_MS, SpokenLine
+
+    line = SpokenLine(8000)
+    sent_at: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def send(frame: np.ndarray) -> None:
+        sent_at.append(loop.time())
+        if len(sent_at) == 3:
+            await asyncio.sleep(1.0)  # the machine was busy for a second
+        if len(sent_at) == 30:
+            raise ConnectionResetError("done")
+
+    await asyncio.wait_for(line.run(send), 10)
+    after = [t - sent_at[2] for t in sent_at[3:]]
+    burst = sum(1 for t in after if t < 1.0 + 2 * FRAME_MS / 1000)
+    assert burst <= 3, f"{burst} frames sent at once after the hold-up"

@@ -147,7 +147,12 @@ async def test_unhelpful_answers_show_up_in_the_gaps_report(office_server):
             end = await call.wait_for(lambda e: e["type"] == "reply.end")
     status, _ = await post(
         f"{base}/api/feedback",
-        json={"call_id": call.call_id, "turn": end["turn"], "helpful": False},
+        json={
+            "call_id": call.call_id,
+            "turn": end["turn"],
+            "helpful": False,
+            "token": call.feedback_token,
+        },
     )
     assert status == 200
     assert office.store.flush(10)
@@ -203,3 +208,93 @@ async def test_text_api_sessions_are_recorded_on_the_text_channel(office_server)
     assert [t["turn"] for t in record["turns"]] == [1, 2]
     assert "warranty" in record["turns"][0]["reply"].lower()
     assert "jo@example.com" not in record["turns"][1]["question"]
+
+
+async def test_feedback_is_taken_only_from_someone_who_took_part_in_the_call(office_server):
+    """The attack: anyone posting feedback for any call id. A caller's own token opens its own
+    call's turns and no other's; a supervisor opens any; nobody else any."""
+    base, auth, office = office_server
+    url = base.replace("http", "ws") + "/call"
+    async with CallClient(url, PCM16, realtime_playback=False) as mine:
+        pass
+    async with CallClient(url, PCM16, realtime_playback=False) as theirs:
+        pass
+    verdict = {"turn": 1, "helpful": False}
+    stranger = await post(f"{base}/api/feedback", json={**verdict, "call_id": mine.call_id})
+    forged = await post(
+        f"{base}/api/feedback",
+        json={**verdict, "call_id": theirs.call_id, "token": mine.feedback_token},
+    )
+    own = await post(
+        f"{base}/api/feedback",
+        json={**verdict, "call_id": mine.call_id, "token": mine.feedback_token},
+    )
+    supervisor = await post(
+        f"{base}/api/feedback", auth, json={**verdict, "call_id": theirs.call_id, "turn": 2}
+    )
+    assert stranger[0] == 403 and stranger[1]["error"]["code"] == "not_your_call"
+    assert forged[0] == 403
+    assert own[0] == 200 and supervisor[0] == 200
+
+
+async def test_a_chat_session_gets_a_feedback_token_and_comments_are_redacted(office_server):
+    base, _, office = office_server
+    _, reply = await post(f"{base}/api/chat", json={"message": "how long is the warranty"})
+    comment = "wrong! call me on 4,111,111,111,111 or mail jane at example dot com"
+    status, _ = await post(
+        f"{base}/api/feedback",
+        json={
+            "call_id": reply["call_id"],
+            "turn": 1,
+            "helpful": False,
+            "comment": comment,
+            "token": reply["feedback_token"],
+        },
+    )
+    assert status == 200
+    assert office.store.flush(10)
+    [kept] = office.store.call(reply["call_id"]).feedback
+    assert "wrong!" in kept.comment
+    assert "111" not in kept.comment and "example" not in kept.comment
+
+
+async def test_a_feedback_flood_from_one_address_is_held_to_its_rate(office_server):
+    base, auth, office = office_server
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for turn in range(40):
+            verdict = {"call_id": "flood", "turn": turn, "helpful": True}
+            async with http.post(f"{base}/api/feedback", json=verdict, headers=auth) as r:
+                statuses.append(r.status)
+                retry_after = r.headers.get("Retry-After")
+    assert statuses.count(200) <= 12 and statuses[-1] == 429
+    assert retry_after is not None and int(retry_after) >= 1
+    office.feedback_rates = type(office.feedback_rates)()  # the other tests' address is fresh
+
+
+async def test_history_filters_out_of_bounds_are_refused_not_failed(office_server):
+    base, auth, _ = office_server
+    for params, why in [
+        ({"offset": str(10**30)}, "offset"),
+        ({"limit": "-5"}, "limit"),
+        ({"since": "nan"}, "since"),
+        ({"q": " ".join(f"word{n}" for n in range(1000))}, "words"),
+    ]:
+        status, _, body = await get(f"{base}/api/calls", auth, params=params)
+        assert status == 400, (params, status)
+        error = json.loads(body)["error"]
+        assert error["code"] == "bad_filter" and why in error["message"]
+    status, _, _ = await get(f"{base}/api/calls", auth, params={"q": "bulb red", "offset": "5"})
+    assert status == 200
+
+
+async def test_a_recording_that_is_gone_is_reported_missing_not_served_empty(office_server):
+    base, auth, office = office_server
+    url = base.replace("http", "ws") + "/call"
+    async with CallClient(url, PCM16, realtime_playback=False) as call:
+        await call.send_text("is my bulb ok")
+        await call.wait_for(lambda e: e["type"] == "reply.end")
+    assert office.store.flush(10)
+    (office.recordings_dir / f"{call.call_id}.wav").write_bytes(b"")
+    status, _, body = await get(f"{base}/api/calls/{call.call_id}/recording", auth)
+    assert status == 404 and json.loads(body)["error"]["code"] == "recording_missing"

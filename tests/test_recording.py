@@ -157,3 +157,37 @@ def test_audio_after_close_is_ignored(tmp_path: Path) -> None:
     recorder.caller(np.zeros(RATE, dtype=np.float32))
     recorder.assistant(np.zeros(RATE, dtype=np.float32))
     assert read(tmp_path / "call.wav")[0].nframes == RATE
+
+
+def test_a_recording_that_fails_is_not_named_in_the_call_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voice.live import LiveHub
+    from voice.monitor import CallMonitor
+    from voice.records import CallRecord
+
+    class Ends:
+        def start_call(self, call: CallRecord) -> None:
+            pass
+
+        def end_call(self, call_id: str, at: float, reason: str, recording: str | None) -> None:
+            self.recording = recording
+
+    def full(self: CallRecorder, samples: np.ndarray) -> None:
+        raise OSError(28, "No space left on device")
+
+    store = Ends()
+    monitor = CallMonitor(
+        CallRecord("c1", "call", 0.0),
+        LiveHub(),
+        store,
+        tmp_path,
+        RATE,
+        None,  # type: ignore[arg-type]
+    )
+    monitor.started()
+    monkeypatch.setattr(CallRecorder, "caller", full)
+    monitor.caller_audio(np.zeros(RATE, dtype=np.int16))
+    monitor.ended("hangup")
+    assert store.recording is None
+    assert not (tmp_path / "c1.wav").exists()

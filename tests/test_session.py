@@ -48,6 +48,21 @@ async def test_the_agent_remembers_only_what_the_caller_heard(serve):
     assert [(m.question, m.answer) for m in memory] == [("tell me everything", first["heard"])]
 
 
+async def test_a_question_typed_before_the_reply_begins_waits_for_it_and_the_newest_wins(serve):
+    agent = ScriptedAgent(first_text_s=1.0)  # a slow answer: nothing plays for a second
+    async with serve(agent) as url, CallClient(url, PCM16, realtime_playback=False) as call:
+        for question in ("first", "second", "third"):
+            await call.send_text(question)
+        third = await call.wait_for(
+            lambda e: e["type"] == "transcript.final" and e["text"] == "third", timeout=30
+        )
+        await call.wait_for(lambda e: e["type"] == "reply.end" and e["turn"] == third["turn"])
+    first_audio = call.turns[1].first_audio_at
+    assert first_audio is not None and third["turn"] == 2
+    assert [q for q, _ in agent.asked] == ["first", "third"], "the second was never answered"
+    assert [e["code"] for e in call.events if e["type"] == "error"] == ["question_dropped"]
+
+
 class FailingAgent(ScriptedAgent):
     async def answer(
         self, question: str, memory: Sequence[Exchange], *, heard_clearly: bool = True

@@ -505,3 +505,21 @@ def test_spool_logs_the_backlog_as_it_grows(
     rows = store.database.connection().execute("SELECT count(*) FROM turns").fetchone()
     assert rows[0] == 25
     spool.close()
+
+
+def test_an_outage_keeps_a_bounded_number_of_writes_dropping_the_oldest(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = FlakyStore(store, failures=10**9, error=sqlite3.OperationalError("disk I/O error"))
+    spool = fast(down, max_queued=50)
+    spool.start_call(call("c1"))
+    for number in range(1, 500):  # a flood while the store is down
+        spool.add_feedback(Feedback("c1", number, helpful=False, at=T0 + number))
+    assert spool.pending == 50 and spool.dropped == 450
+    assert any("dropped so far" in r.getMessage() for r in caplog.records)
+    down.failures = 0  # the store is back
+    assert spool.flush(timeout=10)
+    detail = store.call("c1")
+    assert detail is not None, "the write being retried was kept"
+    assert [f.turn for f in detail.feedback] == list(range(451, 500)), "the newest were kept"
+    spool.close()

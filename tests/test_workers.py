@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.worker_targets import Broken, Toy
+from voice.logs import call_scope
 from voice.workers import WorkerDied, WorkerFailed, WorkerPool, _Lineup
 
 
@@ -219,3 +220,48 @@ async def test_a_request_that_is_not_urgent_lets_urgent_ones_go_first_only_so_lo
         done = [name for name, task in waiting.items() if task.done() and name not in served]
         served += done
     assert served == ["final at 1 s", "partial at 0 s", "final at 3 s"]
+
+
+async def test_a_call_that_asks_a_lot_waits_behind_the_others():
+    """The attack: one call keeps the workers busy with request after request. Another call's
+    request, made later, is served before the flooder's next ones."""
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        finished: list[str] = []
+
+        async def ask(call: str, name: str) -> None:
+            with call_scope(call):
+                await workers.call("sleep", 0.05)
+            finished.append(name)
+
+        with call_scope("flooder"):
+            running = asyncio.create_task(workers.call("sleep", 0.3))  # holds the only worker
+        await asyncio.sleep(0.1)
+        waiting = [asyncio.create_task(ask("flooder", f"flood {n}")) for n in range(1, 4)]
+        await asyncio.sleep(0.05)
+        waiting.append(asyncio.create_task(ask("caller", "caller")))
+        await asyncio.gather(running, *waiting)
+        assert finished[0] == "caller"
+        assert finished[1:] == ["flood 1", "flood 2", "flood 3"]
+    finally:
+        workers.close()
+
+
+def test_a_calls_share_counts_its_open_requests_and_the_worker_time_it_used_lately():
+    from voice.workers import SHARE_S, USED_HALF_LIFE_S, _Shares
+
+    now = 100.0
+    shares = _Shares(clock=lambda: now)
+    assert shares.wait_s("quiet") == 0.0
+    for _ in range(10):  # a flood: one request after another, each 0.3 s of worker time
+        shares.begin("flood")
+        shares.end("flood", 0.3)
+    shares.begin("flood")  # one more being served
+    assert shares.wait_s("flood") == pytest.approx(SHARE_S + 3.0)
+    assert shares.wait_s("flood") > 2.0, "longer than a later clause's patience"
+    now += USED_HALF_LIFE_S
+    assert shares.wait_s("flood") == pytest.approx(SHARE_S + 1.5)
+    shares.end("flood", 0.0)
+    now += 10 * USED_HALF_LIFE_S
+    assert shares.wait_s("flood") < 0.01
+    assert shares.wait_s("quiet") == 0.0

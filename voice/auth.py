@@ -97,7 +97,8 @@ class Users:
 
     Thread-safe (a connection per thread). Every method does disk I/O and `add`, `verify` and
     `login` run scrypt (tens of milliseconds): call them from a worker thread, not the event loop.
-    Database failures raise `sqlite3.Error`.
+    The server calls `login` through `voice.login.Logins`, which throttles guessing and runs one
+    hash at a time. Database failures raise `sqlite3.Error`.
 
     Args:
         path: The SQLite file; the tables are created when missing.

@@ -23,7 +23,7 @@ import aiohttp
 import numpy as np
 
 from voice import twilio
-from voice.client import FRAME_MS, SpokenLine
+from voice.client import FRAME_MS, MAX_CATCH_UP_S, SpokenLine
 
 BYTES_PER_MS = twilio.PHONE_AUDIO.sample_rate // 1000
 """μ-law at 8 kHz: one byte a sample."""
@@ -251,11 +251,17 @@ class SimulatedCarrier:
             await self._echo(self.playback.clear(), played=False)
 
     async def _play(self) -> None:
-        """Play the buffer at real time, 20 ms a tick, echoing marks as their audio plays."""
+        """Play the buffer at real time, 20 ms a tick, echoing marks as their audio plays. Held
+        up for longer than `MAX_CATCH_UP_S` (a busy machine), it plays on in real time from
+        there, as a phone does, rather than play and echo the time it missed in a burst."""
         began, ticks = time.monotonic(), 0
         while True:
             ticks += 1
-            await asyncio.sleep(max(0.0, began + ticks * FRAME_MS / 1000 - time.monotonic()))
+            delay = began + ticks * FRAME_MS / 1000 - time.monotonic()
+            if delay < -MAX_CATCH_UP_S:
+                began -= delay
+                delay = 0.0
+            await asyncio.sleep(max(0.0, delay))
             if self.playback.buffered or self.playback.pending:
                 due = self.playback.play(FRAME_MS * BYTES_PER_MS)
                 await self._echo(due, played=True)

@@ -61,6 +61,10 @@ class Turn:
     """Reply audio received before any `clear`, in the call's format."""
     first_audio_at: float | None = None
     cleared: bool = False
+    stall_ms: int = 0
+    """The longest the caller's playback ran dry inside the reply: a frame that came later
+    than the audio before it had finished playing (on the wall clock, from the first frame)."""
+    _playing_until: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +81,10 @@ class Turn:
         }
 
 
+MAX_CATCH_UP_S = 0.5
+"""A line held up longer than this sends on from where it is, not the frames it missed."""
+
+
 class SpokenLine:
     """A caller's side of a real-time line: speech when there is some, silence otherwise, in
     `FRAME_MS` frames on the wall clock, as a microphone or a phone line sends it."""
@@ -84,18 +92,38 @@ class SpokenLine:
     def __init__(self, sample_rate: int) -> None:
         self._step = sample_rate * FRAME_MS // 1000
         self._speech: deque[tuple[np.ndarray, int, asyncio.Future[float]]] = deque()
+        self._stopped: str | None = None
 
     def say(self, samples: np.ndarray) -> asyncio.Future[float]:
         """Queue float32 speech; the future resolves with the wall time (monotonic) its last
-        voiced sample went out."""
+        voiced sample went out, or fails with ConnectionError when the line stops first."""
         done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if self._stopped is not None:
+            done.set_exception(ConnectionError(f"the line is down ({self._stopped})"))
+            return done
         voiced = np.flatnonzero(np.abs(samples) > VOICED_LEVEL)
         self._speech.append((samples, int(voiced[-1]) if len(voiced) else 0, done))
         return done
 
     async def run(self, send: Callable[[np.ndarray], Awaitable[None]]) -> None:
         """Send int16 frames until the connection fails (ConnectionError, RuntimeError) or the
-        task is cancelled."""
+        task is cancelled; speech still queued then fails with ConnectionError."""
+        try:
+            await self._send_frames(send)
+        except (ConnectionError, RuntimeError) as error:
+            self._stop(f"sending failed: {error!r}")
+        finally:
+            self._stop("the line was closed")
+
+    def _stop(self, why: str) -> None:
+        if self._stopped is None:
+            self._stopped = why
+        while self._speech:
+            _, _, future = self._speech.popleft()
+            if not future.done():
+                future.set_exception(ConnectionError(f"the line is down ({self._stopped})"))
+
+    async def _send_frames(self, send: Callable[[np.ndarray], Awaitable[None]]) -> None:
         silence = np.zeros(self._step, np.float32)
         began, sent = time.monotonic(), 0
         offset = 0
@@ -110,16 +138,17 @@ class SpokenLine:
                 if offset >= len(samples):
                     self._speech.popleft()
                     offset, finished = 0, future
-            try:
-                await send(float_to_int16(frame))
-            except (ConnectionError, RuntimeError):
-                return
+            await send(float_to_int16(frame))
             if finished is not None and not finished.done():
                 finished.set_result(time.monotonic())
             sent += 1
             delay = began + sent * FRAME_MS / 1000 - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            elif delay < -MAX_CATCH_UP_S:
+                # Held up (a busy machine): go on in real time from now rather than send the
+                # backlog in a burst, which no line does and the server's message rate refuses.
+                began -= delay
 
 
 class Pacer:
@@ -167,6 +196,8 @@ class CallClient:
         self.turns: dict[int, Turn] = {}
         self.close_code: int | None = None
         self.call_id = ""
+        self.feedback_token = ""
+        """What `POST /api/feedback` takes for this call's turns."""
         self._reply_turn: int | None = None
         self._changed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -179,7 +210,12 @@ class CallClient:
     async def __aenter__(self) -> CallClient:
         self._session = aiohttp.ClientSession()
         try:
-            self._ws = await self._session.ws_connect(self.url, max_msg_size=1 << 20)
+            # The token goes in the upgrade's header, where the server checks it before the
+            # call takes a place among the connections that have not started.
+            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+            self._ws = await self._session.ws_connect(
+                self.url, max_msg_size=1 << 20, headers=headers
+            )
         except BaseException:
             await self._session.close()
             raise
@@ -190,8 +226,6 @@ class CallClient:
             "audio": {"encoding": self.format.encoding, "sample_rate": self.format.sample_rate},
             "options": {"realtime_playback": self.realtime_playback},
         }
-        if self._token is not None:
-            start["token"] = self._token
         await self._ws.send_json(start)
         try:
             ready = await self.wait_for(lambda e: e["type"] in ("ready", "end"), timeout=30)
@@ -202,6 +236,7 @@ class CallClient:
             await self.hang_up()
             raise ConnectionError(f"the server refused the call: {self.events}")
         self.call_id = ready["call_id"]
+        self.feedback_token = ready.get("feedback_token", "")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -317,10 +352,16 @@ class CallClient:
         if self._reply_turn is None:
             return
         turn = self.turns[self._reply_turn]
+        now = time.monotonic()
         if turn.first_audio_at is None:
-            turn.first_audio_at = time.monotonic()
-        if not turn.cleared:
-            turn.audio.extend(data)
+            turn.first_audio_at = now
+        if turn.cleared:
+            return
+        turn.audio.extend(data)
+        if turn._playing_until is not None and now > turn._playing_until:
+            turn.stall_ms = max(turn.stall_ms, round((now - turn._playing_until) * 1000))
+        seconds = len(data) / (self.format.bytes_per_sample * self.format.sample_rate)
+        turn._playing_until = max(turn._playing_until or now, now) + seconds
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)

@@ -37,6 +37,14 @@ class ServerSettings:
     log_format: Literal["text", "json"] = "text"
     """Log lines as text, or one JSON object a line; either way each line of a call carries its
     call id."""
+    header_timeout_s: float = 10.0
+    """A connection must send a complete request (its headers, or a websocket upgrade) within
+    this long of opening, and again within this long after each response; otherwise it is
+    closed. Silent connections and headers sent a byte at a time are closed alike."""
+    max_connections_per_address: int = 64
+    """Open connections one remote address may hold (calls, pages, API requests together); more
+    are reset at once. Behind a proxy every connection comes from the proxy's address: raise it
+    above the proxy's own limit there."""
     isolate_models: bool = True
     """Run speech recognition and synthesis in worker processes: a crash or a kill there costs
     the requests in flight (those calls get an apology and a handoff), never the server, and
@@ -111,8 +119,8 @@ class TurnSettings:
 
 @dataclass(frozen=True)
 class CallSettings:
-    start_timeout_s: float = 10.0
-    """Time a caller has to send the start message."""
+    start_timeout_s: float = 5.0
+    """Time a caller has to send the start message after the websocket opens."""
     send_timeout_s: float = 10.0
     """A caller that takes no data for this long is closed (it stopped reading)."""
     idle_timeout_s: float = 120.0
@@ -124,6 +132,10 @@ class CallSettings:
     more is closed (4429). 20 ms audio frames are 50 a second."""
     burst_s: float = 2.0
     """How many seconds' worth of messages may come at once (a network hiccup flushed)."""
+    max_typed_per_s: float = 1.0
+    """Typed questions a call answers a second, on average, three at once; one more waits its
+    turn (a newer one takes its place). Nobody types faster; a flood of questions would take
+    the speech workers from the other calls."""
     ping_interval_s: float = 20.0
     """The server pings every caller this often; one that does not answer in time is dropped."""
     max_frame_bytes: int = 65_536
@@ -157,6 +169,9 @@ class RecordsSettings:
     """Calls older than this are deleted by `voicedesk purge` (and daily while serving)."""
     session_hours: float = 12.0
     """How long a supervisor's login lasts."""
+    max_waiting: int = 100_000
+    """Records kept in memory while the store is down (a few hundred bytes each); past this the
+    oldest waiting record is dropped (`voicedesk_records_dropped`)."""
 
 
 @dataclass(frozen=True)
@@ -168,8 +183,13 @@ class LimitsSettings:
     busy_message: str = "All our lines are busy right now. Please call again in a few minutes."
     """Synthesized once at start."""
     max_waiting: int = 32
-    """Connections that have not sent their start message yet, at most; more are refused with
-    HTTP 503 before the upgrade (each may wait `call.start_timeout_s`)."""
+    """Connections that have not sent their start message yet, at most, in each of two rooms:
+    callers whose upgrade carried valid credentials (a caller token in the `Authorization`
+    header, a valid `X-Twilio-Signature`), and the rest. More are refused with HTTP 503 before
+    the upgrade (each may wait `call.start_timeout_s`)."""
+    max_waiting_per_address: int = 8
+    """Of the connections without credentials at the upgrade, how many one remote address may
+    hold before they start."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +201,40 @@ class AuthSettings:
     allowed_origins: str | None = None
     """Comma-separated origins (https://kiosk.example.com) whose pages may use this server,
     besides its own; a browser request from any other origin is refused (403)."""
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """Supervisor logins. Each limit applies to a remote address (an IPv6 address by its /64)
+    and to a supervisor's name separately; behind a proxy every login comes from the proxy's
+    address, so the address limits then hold for all supervisors together."""
+
+    login_free_failures: int = 3
+    """Wrong passwords that cost nothing more; each further one makes the next attempt wait."""
+    login_delay_s: float = 1.0
+    """The first such wait; it doubles with each further wrong password. An attempt that comes
+    sooner is refused unchecked (429 `login_throttled`, with Retry-After)."""
+    login_max_delay_s: float = 30.0
+    """The longest such wait."""
+    login_lock_failures: int = 10
+    """Wrong passwords within `login_lock_window_s` that lock an address or a name."""
+    login_lock_window_s: float = 600.0
+    """Counted from the first of them; the count starts again after it."""
+    login_lock_s: float = 900.0
+    """How long a lock lasts. Meanwhile even the right password is refused (429 `login_locked`);
+    a restart lifts every lock."""
+    login_max_waiting: int = 8
+    """Logins waiting while another one's password is checked (one at a time, in a thread of
+    its own); more are refused at once (429 `login_busy`)."""
+    login_refusal_delay_s: float = 1.0
+    """Refusals (`login_throttled`, `login_locked`, `login_busy`) are answered after this long,
+    so a client that ignores Retry-After gets one answer a second per connection."""
+    login_table_size: int = 10_000
+    """Addresses and names whose wrong passwords are remembered; beyond it the least recently
+    seen are forgotten (locked ones last)."""
+    secure_cookies: bool = False
+    """Mark the session cookie `Secure` (sent over HTTPS only). Set it when supervisors reach the
+    console through a TLS proxy; a request that reaches this server over TLS gets it anyway."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +260,7 @@ class Settings:
     records: RecordsSettings = field(default_factory=RecordsSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
 
     def answering(self) -> AgentSettings:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
+import html
 import io
 import json
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Callable
@@ -18,19 +20,38 @@ from typing import Any, TypeVar
 
 from aiohttp import WSMsgType, web
 
+from voice import feedback
+from voice.access import bearer
+from voice.config import ConsoleSettings
+from voice.feedback import FeedbackError
+from voice.line import METRICS
 from voice.live import Subscription
+from voice.login import Logins, Outcome
 from voice.office import OFFICE
-from voice.records import CallDetail, CallQuery, CallRecord, Feedback
+from voice.records import CallDetail, CallQuery, CallRecord
+from voice.spool import is_transient
 from voice.transport import CallClosed
 
 log = logging.getLogger(__name__)
 
 COOKIE = "voicedesk_session"
+MAX_SEARCH_WORDS = 20
+MAX_SEARCH_CHARS = 500
+MAX_OFFSET = 10_000_000
+"""Bounds of the history's filters; beyond them a request is refused (400 `bad_filter`)."""
+WAV_HEADER_BYTES = 44
+"""A recording no bigger than its header holds no audio."""
+LOGINS = web.AppKey("logins", Logins)
+"""The login desk; absent when nobody can log in (records off)."""
 T = TypeVar("T")
 
 
-def add_routes(app: web.Application) -> None:
-    """The console's routes, on an app whose OFFICE is set."""
+def add_routes(app: web.Application, settings: ConsoleSettings) -> None:
+    """The console's routes, on an app whose OFFICE and METRICS are set."""
+    users = app[OFFICE].users
+    if users is not None:
+        app[LOGINS] = Logins(users, settings)
+        app.on_cleanup.append(_close_logins)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login_form)
     app.router.add_post("/logout", logout)
@@ -60,12 +81,15 @@ async def login_page(request: web.Request) -> web.Response:
 
 async def login_form(request: web.Request) -> web.Response:
     form = await request.post()
-    token = await _login(request, str(form.get("name", "")), str(form.get("password", "")))
-    if token is None:
-        page = _page("login.html").replace("<!--error-->", "Wrong name or password.")
-        return web.Response(text=page, content_type="text/html", status=401)
+    outcome = await _login(request, str(form.get("name", "")), str(form.get("password", "")))
+    if outcome.token is None:
+        status, _, message = _refusal(outcome)
+        page = _page("login.html").replace("<!--error-->", html.escape(message))
+        return web.Response(
+            text=page, content_type="text/html", status=status, headers=_retry_after(outcome)
+        )
     response = _see_other("/console")
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+    _set_session_cookie(request, response, outcome.token)
     return response
 
 
@@ -75,19 +99,30 @@ async def login_api(request: web.Request) -> web.Response:
         name, password = str(body["name"]), str(body["password"])
     except (ValueError, KeyError, TypeError):
         return _error(400, "bad_request", 'Send {"name": ..., "password": ...} as JSON.')
-    token = await _login(request, name, password)
-    if token is None:
-        return _error(401, "unauthorized", "Wrong name or password.")
-    return web.json_response({"token": token})
+    outcome = await _login(request, name, password)
+    if outcome.token is None:
+        response = _error(*_refusal(outcome))
+        response.headers.update(_retry_after(outcome))
+        return response
+    return web.json_response({"token": outcome.token})
 
 
 async def logout(request: web.Request) -> web.Response:
     users = request.app[OFFICE].users
     token = _token(request)
-    if users is not None and token:
-        await asyncio.to_thread(users.logout, token)
     response = _see_other("/login")
-    response.del_cookie(COOKIE, path="/")
+    if users is not None and token:
+        try:
+            await asyncio.to_thread(users.logout, token)
+        except (sqlite3.Error, OSError) as err:
+            log.error("supervisor logout failed: the supervisors' store: %s", err)
+            response = _error(
+                503,
+                "store_unavailable",
+                "This browser is logged out, but the server could not end the session: it "
+                "cannot write its records right now.",
+            )
+    response.del_cookie(COOKIE, path="/", secure=_secure(request), httponly=True, samesite="Strict")
     return response
 
 
@@ -97,28 +132,110 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-async def _login(request: web.Request, name: str, password: str) -> str | None:
-    users = request.app[OFFICE].users
-    if users is None:
-        return None
-    token: str | None = await asyncio.to_thread(users.login, name, password)
-    log.info("supervisor login %s: %s", "accepted" if token else "refused", name[:40])
-    return token
+async def _login(request: web.Request, name: str, password: str) -> Outcome:
+    logins = request.app.get(LOGINS)
+    if logins is None:
+        outcome = Outcome("wrong")
+    else:
+        outcome = await logins.login(name, password, request.remote)
+    request.app[METRICS].logins.labels(outcome.result).inc()
+    quiet = outcome.result in ("throttled", "locked", "busy")  # a flood: counted, not logged
+    log.log(
+        logging.DEBUG if quiet else logging.INFO,
+        "supervisor login %s: %r",
+        outcome.result,
+        name[:40],
+    )
+    return outcome
+
+
+_REFUSALS: dict[str, tuple[int, str, str]] = {
+    "wrong": (401, "unauthorized", "Wrong name or password."),
+    "throttled": (
+        429,
+        "login_throttled",
+        "Too many wrong passwords: wait {wait} before trying again.",
+    ),
+    "locked": (
+        429,
+        "login_locked",
+        "Too many wrong passwords: logins for this name or from this address are locked for "
+        "{wait}.",
+    ),
+    "busy": (429, "login_busy", "Too many logins at once: try again in {wait}."),
+    "unavailable": (
+        503,
+        "store_unavailable",
+        "Logins are unavailable: the server cannot write its records right now. Try again later.",
+    ),
+}
+"""Result → HTTP status, error code and message (`{wait}`: how long until a retry)."""
+
+
+def _refusal(outcome: Outcome) -> tuple[int, str, str]:
+    status, code, message = _REFUSALS[outcome.result]
+    seconds = math.ceil(outcome.retry_after_s)
+    wait = f"{seconds} s" if seconds < 120 else f"{math.ceil(seconds / 60)} minutes"
+    return status, code, message.format(wait=wait)
+
+
+def _retry_after(outcome: Outcome) -> dict[str, str]:
+    if outcome.retry_after_s <= 0:
+        return {}
+    return {"Retry-After": str(math.ceil(outcome.retry_after_s))}
+
+
+def _secure(request: web.Request) -> bool:
+    """Whether cookies go over HTTPS only: the request came over TLS, or a TLS proxy is in front
+    (`console.secure_cookies`)."""
+    logins = request.app.get(LOGINS)
+    return request.secure or (logins is not None and logins.settings.secure_cookies)
+
+
+def _set_session_cookie(request: web.Request, response: web.Response, token: str) -> None:
+    """HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it), and it
+    lasts as long as the session (`records.session_hours`)."""
+    response.set_cookie(
+        COOKIE,
+        token,
+        path="/",
+        max_age=int(request.app[OFFICE].users.session_s),
+        secure=_secure(request),
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+async def _close_logins(app: web.Application) -> None:
+    await app[LOGINS].close()
 
 
 def _token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header[7:].strip() or None
-    return request.cookies.get(COOKIE)
+    return bearer(request) or request.cookies.get(COOKIE)
 
 
 async def _supervisor(request: web.Request) -> str | None:
+    """Who is logged in, if anyone. Raises HTTPServiceUnavailable when the sessions cannot be
+    read."""
     users = request.app[OFFICE].users
     token = _token(request)
     if users is None or not token:
         return None
-    name: str | None = await asyncio.to_thread(users.user_for, token)
+    try:
+        name: str | None = await asyncio.to_thread(users.user_for, token)
+    except (sqlite3.Error, OSError) as err:
+        log.error("supervisor session check failed: the supervisors' store: %s", err)
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps(
+                {
+                    "error": {
+                        "code": "store_unavailable",
+                        "message": "The server cannot read its records right now.",
+                    }
+                }
+            ),
+            content_type="application/json",
+        ) from err
     return name
 
 
@@ -193,10 +310,14 @@ def _store(request: web.Request) -> Any:
 
 
 async def _read(method: Callable[..., T], *args: Any) -> T:
-    """A store read, off the event loop; a store that is down answers 503."""
+    """A store read, off the event loop; a store that is down answers 503, a read the store
+    refuses for another reason (a bug, a query it cannot run) 500."""
     try:
         return await asyncio.to_thread(method, *args)
     except (sqlite3.Error, OSError) as err:
+        if not is_transient(err):
+            log.exception("records read failed: %s", err)
+            raise web.HTTPInternalServerError(text="The records could not be read.") from err
         log.error("records store unavailable: %s", err)
         raise web.HTTPServiceUnavailable(
             text="The call records are unavailable right now."
@@ -209,19 +330,43 @@ def _query(request: web.Request) -> CallQuery:
     def flag(name: str) -> bool | None:
         return None if name not in q else q[name].lower() in ("1", "true", "yes")
 
+    def whole(name: str, default: int, most: int) -> int:
+        value = int(q.get(name, default))
+        if not 0 <= value <= most:
+            raise ValueError(f"{name} must be from 0 to {most}")
+        return value
+
+    def seconds(name: str) -> float | None:
+        if name not in q:
+            return None
+        value = float(q[name])
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a time in Unix seconds")
+        return value
+
+    text = q.get("q") or None
     try:
+        if text is not None and (
+            len(text) > MAX_SEARCH_CHARS or len(text.split()) > MAX_SEARCH_WORDS
+        ):
+            raise ValueError(
+                f"search for at most {MAX_SEARCH_WORDS} words ({MAX_SEARCH_CHARS} characters)"
+            )
         return CallQuery(
-            since=float(q["since"]) if "since" in q else None,
-            until=float(q["until"]) if "until" in q else None,
+            since=seconds("since"),
+            until=seconds("until"),
             channel=q.get("channel") or None,  # type: ignore[arg-type]
             handoff=flag("handoff"),
             rule=q.get("rule") or None,
-            text=q.get("q") or None,
-            limit=min(int(q.get("limit", 100)), 1000),
-            offset=int(q.get("offset", 0)),
+            text=text,
+            limit=whole("limit", 100, 1000),
+            offset=whole("offset", 0, MAX_OFFSET),
         )
     except ValueError as err:
-        raise web.HTTPBadRequest(text=f"Bad filter: {err}") from None
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": {"code": "bad_filter", "message": f"Bad filter: {err}."}}),
+            content_type="application/json",
+        ) from None
 
 
 async def list_calls(request: web.Request) -> web.Response:
@@ -261,9 +406,21 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
     office = request.app[OFFICE]
     detail = await _read(_store(request).call, request.match_info["call_id"])
     name = detail.call.recording if detail is not None else None
-    if not name or office.recordings_dir is None or not (office.recordings_dir / name).is_file():
+    if not name or office.recordings_dir is None:
         return _error(404, "not_found", "This call has no recording.")
-    return web.FileResponse(office.recordings_dir / name, headers={"Content-Type": "audio/wav"})
+    path = office.recordings_dir / name
+    try:
+        size = path.stat().st_size if path.is_file() else 0
+    except OSError:
+        size = 0
+    if size <= WAV_HEADER_BYTES:
+        log.warning("the recording of call %s is missing or empty: %s", detail.call.call_id, path)
+        return _error(
+            404,
+            "recording_missing",
+            "This call's recording is missing: it could not be written, or it was removed.",
+        )
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
 
 def _call_json(call: CallRecord, live: bool) -> dict[str, Any]:
@@ -288,6 +445,19 @@ _CSV_COLUMNS = [
 ]
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A cell a spreadsheet will show, not run: text that starts like a formula (`=`, `+`, `-`,
+    `@`, tab, carriage return) gets a leading `'` (OWASP's rule against CSV injection), whatever
+    its column; "-5" typed by a caller becomes "'-5". Numbers, booleans and None are the
+    server's own (times, turns, durations, never negative) and are written as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(details: list[CallDetail], filename: str) -> web.Response:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -297,21 +467,24 @@ def _csv(details: list[CallDetail], filename: str) -> web.Response:
         head = [call.call_id, call.channel, call.caller_id or "", call.started_at, call.ended_at]
         for turn in detail.turns or ():
             writer.writerow(
-                [
-                    *head,
-                    turn.turn,
-                    turn.at,
-                    turn.question,
-                    turn.reply,
-                    " ".join(turn.sources),
-                    turn.handoff,
-                    " ".join(turn.rules),
-                    turn.barge_in,
-                    turn.timings_ms.get("first_audio"),
-                ]
+                map(
+                    csv_cell,
+                    [
+                        *head,
+                        turn.turn,
+                        turn.at,
+                        turn.question,
+                        turn.reply,
+                        " ".join(turn.sources),
+                        turn.handoff,
+                        " ".join(turn.rules),
+                        turn.barge_in,
+                        turn.timings_ms.get("first_audio"),
+                    ],
+                )
             )
         if not detail.turns:
-            writer.writerow([*head] + [""] * (len(_CSV_COLUMNS) - len(head)))
+            writer.writerow(map(csv_cell, [*head] + [""] * (len(_CSV_COLUMNS) - len(head))))
     return web.Response(
         text=out.getvalue(),
         content_type="text/csv",
@@ -353,22 +526,36 @@ async def step_in(request: web.Request) -> web.Response:
 
 
 async def post_feedback(request: web.Request) -> web.Response:
-    """A turn marked helpful or not, by a supervisor or by the caller's own page."""
+    """A turn marked helpful or not, by a supervisor or by someone who took part in the call
+    (its feedback token); see `voice.feedback`."""
+    office = request.app[OFFICE]
+    address = request.remote or ""
+    if not office.feedback_rates.take(address):
+        too_many = FeedbackError(
+            429, "too_many_requests", "Too much feedback from your address; try again shortly."
+        )
+        return feedback.refusal(too_many, office.feedback_rates.wait_s(address))
     try:
-        body = await request.json()
-        feedback = Feedback(
-            call_id=str(body["call_id"])[:64],
-            turn=int(body["turn"]),
-            helpful=bool(body["helpful"]),
-            at=time.time(),
-            comment=str(body.get("comment", ""))[:1000],
-        )
-    except (ValueError, KeyError, TypeError):
+        record, token = feedback.parse(await _json_body(request), now=time.time())
+    except FeedbackError as err:
+        return feedback.refusal(err)
+    if not office.feedback_keys.valid(record.call_id, token) and not await _supervisor(request):
         return _error(
-            400, "bad_request", 'Send {"call_id": ..., "turn": N, "helpful": true|false} as JSON.'
+            403,
+            "not_your_call",
+            "Feedback is taken for a call you took part in: send the feedback_token it was "
+            "given, or log in as a supervisor.",
         )
-    _store(request).add_feedback(feedback)
+    redact = office.redact or (lambda text: text)
+    _store(request).add_feedback(dataclasses.replace(record, comment=redact(record.comment)))
     return web.json_response({"ok": True})
+
+
+async def _json_body(request: web.Request) -> object:
+    try:
+        return await request.json()
+    except ValueError:
+        return None
 
 
 async def gaps_report(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import time
 import uuid
@@ -15,10 +16,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from voice import protocol
-from voice.access import CallerTokens
+from voice.access import CallerTokens, Endpoint, bearer
 from voice.admission import CLOSE_BUSY, Admission, BusySignal, MessageRate
 from voice.config import CallSettings
 from voice.logs import call_scope
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 HARD_MESSAGE_LIMIT = 1 << 20
 """Messages over this are cut off by the websocket layer itself (close 1009, no error event)."""
 
+UNAUTHORIZED_MESSAGE = "A valid caller token is required."
 CLOSE_IDLE = 4410
 CLOSE_TOO_LONG = 4413
 CLOSE_TOO_MANY = 4429
@@ -54,8 +56,20 @@ class WebSocketLine:
     reading (`closed_code` is then set), or `finish` (a phone handoff, the server shutting down).
     """
 
-    def __init__(self, ws: web.WebSocketResponse, send_timeout_s: float) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        send_timeout_s: float,
+        address: str = "",
+        vouched: bool = False,
+    ) -> None:
         self.ws = ws
+        self.address = address
+        """The remote address the connection came from."""
+        self.vouched = vouched
+        """True when the upgrade itself carried valid credentials (a caller token in its
+        header, a valid carrier signature): such a caller waits in a room strangers cannot
+        fill."""
         self._timeout = send_timeout_s
         self.started = False
         """True once the caller's start message was taken."""
@@ -150,24 +164,31 @@ async def answer_websocket(
     request: web.Request,
     run: Callable[[WebSocketLine, str], Coroutine[Any, Any, Ending]],
     farewell: Callable[[WebSocketLine, Ending], Coroutine[Any, Any, None]],
+    *,
+    vouched: bool = False,
 ) -> web.StreamResponse:
     """Take a caller's websocket, `run` its call (given the line and a new call id), then say
     the dialect's `farewell` and close with the ending's code. While the server shuts down,
-    new callers are refused with HTTP 503 before the upgrade."""
+    new callers are refused with HTTP 503 before the upgrade.
+
+    Connections that have not started wait in one of two rooms of `limits.max_waiting` each:
+    one for callers whose upgrade was `vouched` for (credentials checked already), one for the
+    rest, where one address may hold `limits.max_waiting_per_address` at most. Strangers can
+    fill their own room, never the room of a caller who holds a token."""
     app = request.app
     if app[ADMISSION].draining:
         app[METRICS].refused.labels("shutting_down").inc()
         return refusal(503, "shutting_down", "The server is shutting down; call again shortly.")
-    waiting = sum(1 for line in app[LINES] if not line.started)
-    if waiting >= app[SERVICES].settings.limits.max_waiting:
-        log.warning("refused a connection: %d connections have not started yet", waiting)
+    address = request.remote or ""
+    refused = _waiting_room_full(app, address, vouched)
+    if refused is not None:
         app[METRICS].refused.labels("too_many_waiting").inc()
-        return refusal(503, "busy", "Too many connections are starting; call again shortly.")
+        return refused
     settings = app[SERVICES].settings.call
     ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=settings.ping_interval_s)
     await ws.prepare(request)
     call_id = uuid.uuid4().hex[:12]
-    line = WebSocketLine(ws, settings.send_timeout_s)
+    line = WebSocketLine(ws, settings.send_timeout_s, address, vouched)
     with call_scope(call_id):
         app[LINES].add(line)
         try:
@@ -181,14 +202,55 @@ async def answer_websocket(
     return ws
 
 
+def _waiting_room_full(app: web.Application, address: str, vouched: bool) -> web.Response | None:
+    """The refusal for a new connection when its waiting room is full, else None."""
+    limits = app[SERVICES].settings.limits
+    room = [line for line in app[LINES] if not line.started and line.vouched == vouched]
+    if len(room) >= limits.max_waiting:
+        log.warning(
+            "refused a connection: %d %s connections have not started yet",
+            len(room),
+            "vouched-for" if vouched else "unvouched",
+        )
+        return refusal(503, "busy", "Too many connections are starting; call again shortly.")
+    if vouched:
+        return None
+    mine = sum(1 for line in room if line.address == address)
+    if mine >= limits.max_waiting_per_address:
+        log.warning("refused a connection from %s: it holds %d not started", address, mine)
+        return refusal(
+            503, "busy", "Too many connections from your address are starting; call again shortly."
+        )
+    return None
+
+
 def refusal(status: int, code: str, message: str) -> web.Response:
     """An HTTP answer to a refused upgrade: `{"error": {"code", "message"}}`."""
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+def header_token(request: web.Request, endpoint: Endpoint) -> tuple[str | None, bool]:
+    """The caller token in the upgrade's `Authorization: Bearer` header, and whether it vouches
+    for the caller (the server asks for tokens and this is one). Checked before the websocket
+    opens, so that a wrong one never takes a place among the connections waiting to start.
+
+    Raises:
+        web.HTTPUnauthorized: the header holds a token that does not open `endpoint` (401).
+    """
+    token = bearer(request)
+    tokens = request.app[TOKENS]
+    if token is not None and not tokens.allows(endpoint, token):
+        request.app[METRICS].refused.labels("unauthorized").inc()
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"error": {"code": "unauthorized", "message": UNAUTHORIZED_MESSAGE}}),
+            content_type="application/json",
+        )
+    return token, tokens.required and token is not None
+
+
 def unauthorized() -> web.Response:
     """HTTP 401 for a caller whose `Authorization` header holds no valid token."""
-    return refusal(401, "unauthorized", "A valid caller token is required.")
+    return refusal(401, "unauthorized", UNAUTHORIZED_MESSAGE)
 
 
 async def messages(ws: web.WebSocketResponse, limits: CallSettings) -> AsyncIterator[WSMessage]:
@@ -210,6 +272,7 @@ async def messages(ws: web.WebSocketResponse, limits: CallSettings) -> AsyncIter
             ) from None
         if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
             return
+        refuse_broken(message)
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             continue
         if not rate.take():
@@ -220,6 +283,29 @@ async def messages(ws: web.WebSocketResponse, limits: CallSettings) -> AsyncIter
             )
         check_size(message, limits)
         yield message
+
+
+def refuse_broken(message: WSMessage) -> None:
+    """A message the websocket layer refused, as the error it closed the connection with: a
+    message over `HARD_MESSAGE_LIMIT` (1009), a broken frame (1002 and the like).
+
+    Raises:
+        ProtocolError: `message` is such an error; other messages pass.
+    """
+    if message.type is not WSMsgType.ERROR:
+        return
+    code = getattr(message.data, "code", None)
+    if code == WSCloseCode.MESSAGE_TOO_BIG:
+        raise ProtocolError(
+            "frame_too_big",
+            f"Messages may be at most {HARD_MESSAGE_LIMIT} bytes at all.",
+            protocol.CLOSE_TOO_BIG,
+        )
+    raise ProtocolError(
+        "bad_frame",
+        f"The websocket layer refused a frame: {message.data}",
+        int(code) if isinstance(code, int) else WSCloseCode.PROTOCOL_ERROR,
+    )
 
 
 def check_size(message: WSMessage, limits: CallSettings) -> None:

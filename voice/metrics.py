@@ -65,7 +65,8 @@ class Metrics:
         )
         self.refused = Counter(
             "voicedesk_calls_refused",
-            "Callers turned away: busy, unauthorized, shutting_down.",
+            "Callers turned away: busy, unauthorized, shutting_down, too_many_waiting,"
+            " too_many_connections.",
             ["reason"],
             registry=registry,
         )
@@ -92,6 +93,12 @@ class Metrics:
         )
         self.errors = Counter(
             "voicedesk_errors", "Error events sent to callers.", ["code"], registry=registry
+        )
+        self.logins = Counter(
+            "voicedesk_logins",
+            "Supervisor logins: ok, wrong, throttled, locked, busy, unavailable.",
+            ["result"],
+            registry=registry,
         )
         self.stage_seconds = Histogram(
             "voicedesk_stage_seconds",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -136,8 +137,14 @@ class CallMonitor:
             log.error("call %s: cannot record (%s); the call goes on", self.call_id, err)
 
     def _guard_recording(self, action: Callable[..., None], *args: Any) -> None:
+        """Run a recorder's `action`; if it fails, the recording is given up: the call's record
+        names none, and what was written of it is deleted."""
         try:
             action(*args)
         except OSError as err:
             log.error("call %s: recording stopped (%s); the call goes on", self.call_id, err)
-            self._recorder = None
+            path = getattr(self._recorder, "path", None)
+            self._recorder, self._recording_name = None, None
+            if isinstance(path, Path):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from voice.config import Settings
+from voice.feedback import AddressRates, FeedbackKeys
 from voice.live import LiveHub
 from voice.records import CallRecord, Channel, Store, TurnRecord
 
@@ -26,6 +27,11 @@ DATABASE = "voicedesk.db"
 RECORDINGS = "recordings"
 
 
+def text_call_id(session_id: str) -> str:
+    """The call id under which a text-API session is kept."""
+    return f"text-{session_id}"[:64]
+
+
 @dataclass
 class Office:
     hub: LiveHub = field(default_factory=LiveHub)
@@ -37,6 +43,10 @@ class Office:
     redact: Callable[[str], str] | None = None
     calls: dict[str, CallSession] = field(default_factory=dict)
     """Live calls by id, for a supervisor to step in."""
+    feedback_keys: FeedbackKeys = field(default_factory=FeedbackKeys)
+    """Each call's feedback token, given to the caller in `ready` (or a chat reply)."""
+    feedback_rates: AddressRates = field(default_factory=AddressRates)
+    """Feedback posts per remote address."""
     _text_turns: dict[str, int] = field(default_factory=dict)
     """Turns so far of recent text-API sessions (the newest 10,000)."""
 
@@ -49,7 +59,11 @@ class Office:
         caller_rate: int,
     ) -> CallMonitor:
         from voice.monitor import CallMonitor
+        from voice.redact import redact_values
 
+        if self.redact is not None:  # a caller id or a carrier's parameter can be a number too
+            caller_id = None if caller_id is None else self.redact(caller_id)
+            metadata = redact_values(metadata, self.redact)
         record = CallRecord(
             call_id=call_id,
             channel=channel,
@@ -67,7 +81,7 @@ class Office:
         """Keep a text-API exchange: each chat session is a call on the "text" channel."""
         if self.store is None:
             return
-        call_id = f"text-{session_id}"[:64]
+        call_id = text_call_id(session_id)
         turn = self._text_turns.pop(call_id, 0) + 1
         self._text_turns[call_id] = turn
         if len(self._text_turns) > 10_000:
@@ -111,7 +125,10 @@ def open_office(settings: Settings) -> Office:
     data_dir = settings.server.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     recordings = data_dir / RECORDINGS if records.recordings else None
-    store = SpooledStore(SqliteStore(data_dir / DATABASE, recordings_dir=data_dir / RECORDINGS))
+    store = SpooledStore(
+        SqliteStore(data_dir / DATABASE, recordings_dir=data_dir / RECORDINGS),
+        max_queued=records.max_waiting,
+    )
     log.info(
         "records: %s%s%s",
         data_dir / DATABASE,

@@ -10,7 +10,7 @@ import logging
 from aiohttp import WSMsgType, web
 
 from voice import protocol, twilio
-from voice.access import CLOSE_UNAUTHORIZED, bearer
+from voice.access import CLOSE_UNAUTHORIZED
 from voice.config import CallSettings, TwilioSettings
 from voice.line import (
     METRICS,
@@ -21,8 +21,10 @@ from voice.line import (
     WebSocketLine,
     answer_websocket,
     check_size,
+    header_token,
     messages,
     refusal,
+    refuse_broken,
     serve_call,
 )
 from voice.protocol import ProtocolError
@@ -86,8 +88,10 @@ async def twilio_handler(request: web.Request) -> web.StreamResponse:
         return refusal(
             403, "bad_signature", f"A valid {twilio.SIGNATURE_HEADER} header is required."
         )
-    run = functools.partial(_run_call, request.app, bearer(request))
-    return await answer_websocket(request, run, _no_words)
+    token, vouched = header_token(request, "twilio")
+    run = functools.partial(_run_call, request.app, token)
+    signed = settings.twilio.auth_token is not None
+    return await answer_websocket(request, run, _no_words, vouched=vouched or signed)
 
 
 def _signed(request: web.Request, settings: TwilioSettings) -> bool:
@@ -147,6 +151,7 @@ async def _receive_stream_start(
         async with asyncio.timeout(timeout_s):
             while True:
                 message = await ws.receive()
+                refuse_broken(message)
                 if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     raise ProtocolError(
                         "carrier_gone", "The stream closed before it started.", twilio.CLOSE_CARRIER

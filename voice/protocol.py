@@ -258,6 +258,8 @@ class Ready(Event):
     version: int
     audio: dict[str, Any]
     """The caller's own format, which reply audio uses too."""
+    feedback_token: str = ""
+    """Sent with `POST /api/feedback` for a turn of this call."""
 
 
 @dataclass(frozen=True)

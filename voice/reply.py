@@ -19,6 +19,10 @@ from voice.transport import Transport
 
 log = logging.getLogger(__name__)
 
+SYNTHESIZE_AHEAD_MS = 3000
+"""A reply's next clause is synthesized once less than this much audio is left to play: more
+than the synthesis of a later clause takes on a busy server (it waits for other calls' first
+clauses, up to 2 s)."""
 PLAYBACK_REPORT_GRACE_S = 2.0
 """How long past the expected end of a reply to wait for the caller's side to report that it
 was played (a carrier's last mark), before going on without the report."""
@@ -43,6 +47,8 @@ class Reply:
     millisecond is lost)."""
     play_start: float | None = None
     """Monotonic time the caller started playing the reply (None: no audio yet)."""
+    playing: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the first audio goes out (`play_start`)."""
     stopped_at: float | None = None
     """Monotonic time the reply was interrupted."""
     end: AnswerEnd = field(default_factory=AnswerEnd)
@@ -99,24 +105,62 @@ class Speaker:
         """Sees each int16 frame at the caller's rate as it is sent (the call recording)."""
 
     async def speak(self, reply: Reply, clauses: asyncio.Queue[str | None]) -> None:
-        """Speak clauses until None, then wait until the caller has played them."""
+        """Speak clauses until None, then wait until the caller has played them.
+
+        The next clause is synthesized while the one before it is sent (one clause ahead), once
+        less than `SYNTHESIZE_AHEAD_MS` of audio is left to play, so that it is ready before the
+        caller's audio runs out and is seldom made for a reply that is cut off; cancelling
+        `speak` drops it."""
         resampler = StreamResampler(self._synthesizer.sample_rate, self._format.sample_rate)
-        while (clause := await clauses.get()) is not None:
-            spoken = normalize_for_speech(clause)
-            if not spoken.strip():
-                continue
-            # The first clause is what the caller waits for; later ones have the audio before
-            # them to play meanwhile, and let other calls' first clauses go first.
-            audio = await self._synthesizer.synthesize(spoken, urgent=not reply.clauses)
-            if not len(audio):
-                continue
-            samples = float_to_int16(resampler.process(int16_to_float(audio)))
-            start = reply.sent_ms
-            end = start + len(samples) * 1000 // self._format.sample_rate
-            reply.clauses.append((clause.strip(), start, end))
-            await self._send(reply, samples)
+        ready: asyncio.Queue[tuple[str, np.ndarray] | BaseException | None] = asyncio.Queue(1)
+        ahead = asyncio.create_task(self._synthesize_ahead(reply, clauses, ready))
+        try:
+            while (item := await ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                clause, audio = item
+                samples = float_to_int16(resampler.process(int16_to_float(audio)))
+                start = reply.sent_ms
+                end = start + len(samples) * 1000 // self._format.sample_rate
+                reply.clauses.append((clause.strip(), start, end))
+                await self._send(reply, samples)
+        finally:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
         await self._send(reply, float_to_int16(resampler.flush()))
         await self._played_out(reply)
+
+    async def _synthesize_ahead(
+        self,
+        reply: Reply,
+        clauses: asyncio.Queue[str | None],
+        ready: asyncio.Queue[tuple[str, np.ndarray] | BaseException | None],
+    ) -> None:
+        """Synthesize clauses into `ready` until None (which is passed on); a failure is passed
+        on as the exception, for `speak` to raise."""
+        first, made_ms = True, 0
+        rate = self._synthesizer.sample_rate
+        try:
+            while (clause := await clauses.get()) is not None:
+                spoken = normalize_for_speech(clause)
+                if not spoken.strip():
+                    continue
+                # The first clause is what the caller waits for; later ones have the audio
+                # before them to play meanwhile, and let other calls' first clauses go first.
+                if not first and self.realtime:
+                    await reply.playing.wait()
+                    assert reply.play_start is not None
+                    played_ms = (time.monotonic() - reply.play_start) * 1000
+                    await asyncio.sleep(max(0, made_ms - played_ms - SYNTHESIZE_AHEAD_MS) / 1000)
+                audio = await self._synthesizer.synthesize(spoken, urgent=first)
+                if len(audio):  # else the next clause is the first that will play
+                    first = False
+                    made_ms += len(audio) * 1000 // rate
+                    await ready.put((clause, audio))
+        except Exception as err:
+            await ready.put(err)
+            return
+        await ready.put(None)
 
     def played_ms(self, reply: Reply) -> int:
         """Reply audio the caller has played: as their side reports it, else as estimated."""
@@ -152,6 +196,7 @@ class Speaker:
             if reply.play_start is None:
                 reply.play_start = now
                 reply.mark("first_audio")
+                reply.playing.set()
             elif self.realtime:
                 played_ms = (now - reply.play_start) * 1000
                 if played_ms > reply.sent_ms:  # the caller ran dry: playback restarts now

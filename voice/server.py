@@ -28,27 +28,34 @@ from voice.line import (
     METRICS,
     SERVICES,
     TOKENS,
+    UNAUTHORIZED_MESSAGE,
     Ending,
     StartedCall,
     WebSocketLine,
     answer_websocket,
     check_size,
     drain,
+    header_token,
     messages,
+    refuse_broken,
     serve_call,
     unauthorized,
 )
+from voice.listener import AddressCap, bound_port, listen
 from voice.metrics import CONTENT_TYPE, Metrics
-from voice.office import OFFICE, Office
+from voice.office import OFFICE, Office, text_call_id
 from voice.protocol import ProtocolError
 from voice.readiness import readiness, watch_services
 from voice.records import Channel
 from voice.services import Services
 from voice.session import CallSession
+from voice.spool import SpooledStore
 
 log = logging.getLogger(__name__)
 
 CHAT_MEMORY = web.AppKey("chat_memory", chat.ChatMemory)
+LISTENING = web.AppKey("listening", list[asyncio.AbstractServer])
+CONNECTIONS = web.AppKey("connections", AddressCap)
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 
 
@@ -75,13 +82,9 @@ class CallerTransport:
 async def call_handler(request: web.Request) -> web.StreamResponse:
     """`/call`: the caller protocol (docs/protocol.md). A caller token, when the server asks
     for one, comes in the `Authorization: Bearer` header or the start message's `token`."""
-    header_token = bearer(request)
-    tokens = request.app[TOKENS]
-    if header_token is not None and not tokens.allows("call", header_token):
-        request.app[METRICS].refused.labels("unauthorized").inc()
-        return unauthorized()
-    run = functools.partial(_run_call, request.app, header_token)
-    return await answer_websocket(request, run, _farewell)
+    token, vouched = header_token(request, "call")
+    run = functools.partial(_run_call, request.app, token)
+    return await answer_websocket(request, run, _farewell, vouched=vouched)
 
 
 async def _run_call(
@@ -96,9 +99,7 @@ async def _run_call(
     if not app[TOKENS].allows("call", header_token or start.token):
         log.warning("call refused: no valid caller token")
         app[METRICS].refused.labels("unauthorized").inc()
-        error = ProtocolError(
-            "unauthorized", "A valid caller token is required.", CLOSE_UNAUTHORIZED
-        )
+        error = ProtocolError("unauthorized", UNAUTHORIZED_MESSAGE, CLOSE_UNAUTHORIZED)
         return Ending("unauthorized", CLOSE_UNAUTHORIZED, error)
     log.info("call started (%s %d Hz)", start.audio.encoding, start.audio.sample_rate)
     channel: Channel = "kiosk" if start.metadata.get("channel") == "kiosk" else "call"
@@ -107,6 +108,7 @@ async def _run_call(
         call_id=call_id,
         version=protocol.VERSION,
         audio={"encoding": start.audio.encoding, "sample_rate": start.audio.sample_rate},
+        feedback_token=app[OFFICE].feedback_keys.token(call_id),
     )
     return await serve_call(
         app,
@@ -133,6 +135,7 @@ async def _receive_start(ws: web.WebSocketResponse, services: Services) -> proto
             message = await ws.receive()
     except TimeoutError:
         raise protocol.start_timed_out(timeout_s) from None
+    refuse_broken(message)
     if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         raise ProtocolError(
             "bad_start", "The call closed before it started.", protocol.CLOSE_BAD_START
@@ -214,8 +217,11 @@ async def chat_handler(request: web.Request) -> web.Response:
         session_id,
         services.settings.agent.memory_turns,
     )
-    request.app[OFFICE].record_text_turn(session_id, message, result, asked_at)
-    return web.json_response(result)
+    office = request.app[OFFICE]
+    office.record_text_turn(session_id, message, result, asked_at)
+    call_id = text_call_id(session_id)
+    feedback = {"call_id": call_id, "feedback_token": office.feedback_keys.token(call_id)}
+    return web.json_response({**result, **feedback})
 
 
 async def health_handler(request: web.Request) -> web.Response:
@@ -245,7 +251,7 @@ def create_app(services: Services, office: Office | None = None) -> web.Applicat
     app[METRICS] = metrics = Metrics()
     app[LINES] = set()
     app[CHAT_MEMORY] = chat.ChatMemory()
-    console.add_routes(app)
+    console.add_routes(app, settings.console)
     phone.add_routes(app)
     kiosk.add_routes(app)
     app.router.add_get("/call", call_handler)
@@ -253,12 +259,35 @@ def create_app(services: Services, office: Office | None = None) -> web.Applicat
     app.router.add_get("/healthz", health_handler)
     app.router.add_get("/readyz", ready_handler)
     app.router.add_get("/metrics", metrics_handler)
+    app[CONNECTIONS] = AddressCap(
+        settings.server.max_connections_per_address,
+        metrics.refused.labels("too_many_connections").inc,
+    )
+    app[LISTENING] = []
     watch_services(metrics, app)
+    _watch_records(metrics, app[OFFICE].store)
     app.on_startup.append(_prepare_busy_signal)
     app.on_startup.append(_start_background)
+    app.on_shutdown.append(_stop_listening)
     app.on_shutdown.append(_close_calls)
     app.on_cleanup.append(_stop_background)
     return app
+
+
+def _watch_records(metrics: Metrics, store: object) -> None:
+    """Gauges of the records waiting for the store, and of those dropped in an outage."""
+    if not isinstance(store, SpooledStore):
+        return
+    metrics.watch(
+        "voicedesk_records_waiting",
+        lambda: float(store.pending),
+        "Records written by calls and not yet in the store (more while the store is down).",
+    )
+    metrics.watch(
+        "voicedesk_records_dropped",
+        lambda: float(store.dropped),
+        "Records dropped, the oldest first, because records.max_waiting waited for the store.",
+    )
 
 
 async def _prepare_busy_signal(app: web.Application) -> None:
@@ -282,6 +311,11 @@ async def _stop_background(app: web.Application) -> None:
     await asyncio.gather(*app[BACKGROUND], return_exceptions=True)
 
 
+async def _stop_listening(app: web.Application) -> None:
+    for listening in app[LISTENING]:
+        listening.close()
+
+
 async def _close_calls(app: web.Application) -> None:
     """Close what is still open at cleanup (`serve` drains with a grace period first)."""
     await drain(app, grace_s=0.0)
@@ -291,10 +325,15 @@ async def start_server(
     services: Services, host: str, port: int, office: Office | None = None
 ) -> tuple[web.AppRunner, int]:
     """Start serving in the running loop; returns the runner (call `cleanup()`) and the port."""
-    runner = web.AppRunner(create_app(services, office), handle_signals=False, access_log=None)
+    settings = services.settings.server
+    app = create_app(services, office)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=settings.header_timeout_s,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = getattr(site._server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, int(bound)
+    listening = await listen(runner, host, port, app[CONNECTIONS])
+    app[LISTENING].append(listening)
+    return runner, bound_port(listening)

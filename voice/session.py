@@ -25,6 +25,7 @@ from agent.types import AnswerEnd, AnswerEvent, AnswerText, Exchange
 from asr.whisper import Transcript
 from tts.clauses import ClauseSplitter
 from voice import protocol
+from voice.admission import MessageRate
 from voice.codecs import AudioFormat, StreamResampler, int16_to_float
 from voice.observer import CallObserver, Unobserved
 from voice.reply import Reply, Speaker
@@ -49,6 +50,8 @@ APOLOGY = "apology"
 """`reply.end.backend` of the words spoken when part of the server failed the call."""
 SERVER_FAILURE = "server_failure"
 """The rule recorded on that turn."""
+TYPED_BURST_S = 3.0
+"""Seconds' worth of typed questions (`call.max_typed_per_s`) a caller may ask at once."""
 FAILURE_SENTENCE = "Part of the server failed; the call is being handed to a person."
 
 
@@ -107,6 +110,9 @@ class CallSession:
         self._last_answer = ""
         """The last reply's words, for the keypad's repeat."""
         self._reply: Reply | None = None
+        self._typed_rate = MessageRate(services.settings.call.max_typed_per_s, TYPED_BURST_S)
+        self._typed_waiting: str | None = None
+        """The newest typed question waiting for the reply before it to begin playing."""
         self._partial_at = 0
         self._partial_task: asyncio.Task[None] | None = None
         self._barge_check_at = 0
@@ -133,8 +139,47 @@ class CallSession:
         await self._inbound.put(samples)
 
     async def on_text(self, text: str) -> None:
-        """A typed question: a turn of its own, answered without speech recognition."""
-        await self._immediate_turn(shown=text, question=text)
+        """A typed question: a turn of its own, answered without speech recognition, in place
+        of any reply. It waits while the reply before it has not begun to play, and while the
+        caller is over `call.max_typed_per_s`; a newer typed question takes the place of one
+        that waits (the older is dropped, with a `question_dropped` error). So a caller who
+        types faster than replies begin makes one reply's work at a time, never more."""
+        if self._typed_waiting is not None:
+            self._typed_waiting = text
+            await self._send(
+                protocol.Error(
+                    code="question_dropped",
+                    message="A newer question took the place of one that waited for an answer.",
+                )
+            )
+            return
+        if not self._reply_pending() and self._typed_rate.take():
+            await self._immediate_turn(shown=text, question=text)
+            return
+        self._typed_waiting = text
+        self._spawn(self._ask_typed_when_due())
+
+    def _reply_pending(self) -> bool:
+        """A reply is being made and has not begun to play."""
+        reply = self._reply
+        return reply is not None and reply.task is not None and not reply.playing.is_set()
+
+    async def _ask_typed_when_due(self) -> None:
+        """Ask the newest waiting typed question once the reply before it plays (or ends) and
+        the caller's typed-question rate allows it."""
+        reply = self._reply
+        if self._reply_pending():
+            assert reply is not None and reply.task is not None
+            playing = asyncio.ensure_future(reply.playing.wait())
+            try:
+                await asyncio.wait({playing, reply.task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                playing.cancel()
+        await asyncio.sleep(self._typed_rate.wait_s())
+        self._typed_rate.take()
+        text, self._typed_waiting = self._typed_waiting, None
+        if text is not None:
+            await self._immediate_turn(shown=text, question=text)
 
     async def say(self, text: str) -> None:
         """A supervisor's message, spoken into the call at once in place of any reply."""

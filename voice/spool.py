@@ -30,6 +30,11 @@ RETRY_MIN_S = 0.5
 RETRY_MAX_S = 5.0
 WARN_EVERY = 10_000
 """An error is logged each time this many more records are waiting in memory."""
+MAX_QUEUED = 100_000
+"""Writes kept in memory while the store is down (a few hundred bytes each: tens of MB); past
+this the oldest waiting write is dropped, and counted in `dropped`."""
+MAX_SET_ASIDE = 1000
+"""Writes kept in `failed`; older ones are forgotten (they were logged when set aside)."""
 MAX_ATTEMPTS = 5
 """Tries for a write whose error is not transient before it is set aside (see `failed`)."""
 CLOSE_TIMEOUT_S = 10.0
@@ -64,9 +69,11 @@ class SpooledStore:
     and from any thread. The worker applies them to `inner` one by one, in order. A write that
     fails is retried with backoff (`RETRY_MIN_S` doubling to `RETRY_MAX_S`), and later writes wait
     behind it so order is kept; the first failure of an outage is logged as an error, and the
-    recovery as a warning. The queue is not bounded: while the store is down records pile up in
-    memory (an error is logged every `WARN_EVERY` records), because memory is the lesser evil next
-    to losing records or stalling calls. A write whose error is not transient (`is_transient`: a
+    recovery as a warning. While the store is down records pile up in memory (an error is logged
+    every `WARN_EVERY` records), because memory is the lesser evil next to losing records or
+    stalling calls, up to `max_queued` writes: past that, the oldest waiting write is dropped,
+    logged and counted in `dropped`, so that no outage (or flood) grows memory without bound. A
+    write whose error is not transient (`is_transient`: a
     bug, not an outage) is tried `MAX_ATTEMPTS` times, then logged with its record and kept in
     `failed` so the rest can go on.
 
@@ -83,11 +90,15 @@ class SpooledStore:
         retry_max_s: float = RETRY_MAX_S,
         warn_every: int = WARN_EVERY,
         max_attempts: int = MAX_ATTEMPTS,
+        max_queued: int = MAX_QUEUED,
         transient: Callable[[BaseException], bool] = is_transient,
     ) -> None:
         self.inner = inner
-        self.failed: list[Write] = []
-        """Writes set aside after failing with an error that is not transient."""
+        self.failed: deque[Write] = deque(maxlen=MAX_SET_ASIDE)
+        """The latest writes set aside after failing with an error that is not transient."""
+        self.dropped = 0
+        """Writes dropped because `max_queued` were waiting."""
+        self._max_queued = max(max_queued, 2)
         self._retry_min_s = retry_min_s
         self._retry_max_s = retry_max_s
         self._warn_every = max(warn_every, 1)
@@ -123,10 +134,26 @@ class SpooledStore:
                 log.error("store closed; record not kept: %s", write)
                 log.debug("the record not kept: %r", write)
                 return
+            dropped = None
+            if len(self._queue) >= self._max_queued:
+                # The oldest write not being applied: the first may be in the worker's hands.
+                dropped = self._queue[1]
+                del self._queue[1]
+                self.dropped += 1
             self._queue.append(write)
             waiting = len(self._queue)
             self._cond.notify_all()
-        if waiting % self._warn_every == 0:
+        if dropped is not None:
+            if self.dropped == 1 or self.dropped % self._warn_every == 0:
+                log.error(
+                    "%d records wait for the store, the most it keeps; %d dropped so far, the "
+                    "oldest first (this one: %s)",
+                    waiting,
+                    self.dropped,
+                    dropped,
+                )
+            log.debug("the record dropped: %r", dropped)
+        elif waiting % self._warn_every == 0:
             log.error("%d records wait in memory for the store; nothing is lost yet", waiting)
 
     # ------------------------------------------------------------ reads: straight through

@@ -20,7 +20,7 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +28,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Any
+
+from voice.logs import CALL_ID
 
 if TYPE_CHECKING:  # the models load only in the workers that need them
     import numpy as np
@@ -67,11 +69,54 @@ class _Worker:
 PATIENCE_S = 2.0
 """How long a request that is not urgent lets urgent ones go first; after that it takes its
 turn among them, so a stream of urgent requests can hold it back, but not for ever."""
+SHARE_S = 0.5
+"""For each request a call already has waiting or being served, its next one lets the other
+calls' requests go first for this long."""
+USED_HALF_LIFE_S = 2.0
+"""A call's next request also lets the others go first for as long as the worker time the call
+used lately (each second of it counted at half after this long). A call that asks a lot (a flood
+of typed questions) waits behind the others, longer than a later clause's `PATIENCE_S`, and
+cannot push their replies back; a call that asks as much as any other call does waits as
+long as they do."""
+PRUNE_AT = 1000
+
+
+class _Shares:
+    """Each call's share of a pool: its requests waiting or being served, and the worker time
+    it used lately. Used from one event loop."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._open: Counter[str] = Counter()
+        self._used: dict[str, tuple[float, float]] = {}
+        """Call → (worker seconds, when counted), decaying with `USED_HALF_LIFE_S`."""
+
+    def wait_s(self, call: str) -> float:
+        """How long the call's next request lets the other calls' go first."""
+        return SHARE_S * self._open[call] + self._used_s(call)
+
+    def begin(self, call: str) -> None:
+        self._open[call] += 1
+
+    def end(self, call: str, served_s: float) -> None:
+        self._open[call] -= 1
+        if self._open[call] <= 0:
+            del self._open[call]
+        if served_s > 0:
+            self._used[call] = (self._used_s(call) + served_s, self._clock())
+        if len(self._used) > PRUNE_AT:
+            for gone in [c for c in self._used if self._used_s(c) < 0.01]:
+                del self._used[gone]
+
+    def _used_s(self, call: str) -> float:
+        used, at = self._used.get(call, (0.0, 0.0))
+        return used * 0.5 ** ((self._clock() - at) / USED_HALF_LIFE_S) if used else 0.0
 
 
 class _Lineup:
     """Idle workers, handed to the requests waiting for one in order of arrival, where a request
-    that is not urgent counts as arriving `patience_s` later than it did. Used from one event
+    that is not urgent counts as arriving `patience_s` later than it did, and one of a call that
+    has had more than its share (`_Shares`) as much later as the share says. Used from one event
     loop."""
 
     def __init__(
@@ -91,12 +136,13 @@ class _Lineup:
                 return
         self._idle.append(worker)
 
-    async def get(self, urgent: bool, timeout_s: float) -> _Worker:
-        """The next free worker for a request; TimeoutError after `timeout_s`."""
+    async def get(self, urgent: bool, timeout_s: float, after_s: float = 0.0) -> _Worker:
+        """The next free worker for a request that lets the others go first for `after_s` more
+        (its call's share); TimeoutError after `timeout_s`."""
         if self._idle and not self._waiting:
             return self._idle.popleft()
         waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
-        rank = self._clock() + (0.0 if urgent else self._patience_s)
+        rank = self._clock() + (0.0 if urgent else self._patience_s) + after_s
         heapq.heappush(self._waiting, (rank, next(self._arrivals), waiter))
         try:
             async with asyncio.timeout(timeout_s):
@@ -135,6 +181,8 @@ class WorkerPool:
         self._idle: _Lineup | None = None
         self._workers: list[_Worker] = []
         self._in_flight = 0
+        self._shares = _Shares()
+        """Each call's (`voice.logs.CALL_ID`) requests and the worker time it used lately."""
         self._restarting: set[asyncio.Task[None]] = set()
         self._senders = ThreadPoolExecutor(self._size, thread_name_prefix=f"{name}-sender")
         """Requests are written to the workers' pipes from these threads: a worker that stops
@@ -168,7 +216,9 @@ class WorkerPool:
     async def call(self, method: str, *args: Any, urgent: bool = True, **kwargs: Any) -> Any:
         """Run `method(*args, **kwargs)` on a free worker's object and return its result.
         A request that is not `urgent` (a partial transcript, the next clause of a reply already
-        playing) lets the urgent ones go first, for up to `PATIENCE_S`.
+        playing) lets the urgent ones go first, for up to `PATIENCE_S`; and the calls share the
+        workers fairly (`SHARE_S`): the call is the one whose `voice.logs.call_scope` the request
+        is made in.
 
         Cancelling the call stops the waiting; a request already sent runs to its end and the
         worker stays busy until then. A request still running `request_timeout_s` after it was
@@ -181,16 +231,25 @@ class WorkerPool:
         """
         request = ForkingPickler.dumps((method, args, kwargs))  # what `Connection.send` sends
         idle = self._idle_queue()
-        while True:
-            try:
-                worker = await idle.get(urgent, self._timeout)
-            except TimeoutError:
-                raise WorkerDied(f"no {self.name} worker came free") from None
-            if worker.alive:
-                break  # else it died while idle; its replacement is on its way
+        call = CALL_ID.get()
+        after_s = self._shares.wait_s(call)
+        self._shares.begin(call)
+        try:
+            while True:
+                try:
+                    worker = await idle.get(urgent, self._timeout, after_s)
+                except TimeoutError:
+                    raise WorkerDied(f"no {self.name} worker came free") from None
+                if worker.alive:
+                    break  # else it died while idle; its replacement is on its way
+        except BaseException:
+            self._shares.end(call, 0.0)
+            raise
         loop = asyncio.get_running_loop()
+        began = time.monotonic()
         future: asyncio.Future[Any] = loop.create_future()
         future.add_done_callback(_retrieve)  # an abandoned request's failure is not an error
+        future.add_done_callback(lambda _: self._shares.end(call, time.monotonic() - began))
         worker.pending = future
         worker.deadline = loop.call_later(self._timeout, self._hung, worker, future)
         self._in_flight += 1

@@ -47,6 +47,7 @@
     micState: "off", // off | starting | on | refused | missing | unavailable
     ws: null,
     callId: null,
+    feedbackToken: null, // sent with feedback on this call's turns
     call: 0, // counts calls on this page, to tell their turns apart
     opened: false,
     endReason: null,
@@ -286,6 +287,7 @@
     switch (event.type) {
       case "ready":
         app.callId = event.call_id;
+        app.feedbackToken = event.feedback_token;
         app.call += 1;
         app.lastTurn = 0;
         startMicrophone();
@@ -378,6 +380,7 @@
            el("p", {class: "reply"})),
       );
       item.callId = app.callId;
+      item.feedbackToken = app.feedbackToken;
       app.entries.set(key, item);
       $("turns").append(item);
       $("empty").hidden = true;
@@ -433,13 +436,13 @@
       );
     }
     if (event.text && event.backend !== "supervisor" && item.callId) {
-      answer.append(feedbackButtons(item.callId, event.turn));
+      answer.append(feedbackButtons(item.callId, item.feedbackToken, event.turn));
     }
     if (event.handoff) handoff("assistant");
     scrollDown();
   }
 
-  function feedbackButtons(callId, turn) {
+  function feedbackButtons(callId, token, turn) {
     const status = el("span", {class: "sent", role: "status"});
     const box = el("div", {class: "feedback"}, "Was this helpful?");
     const choose = async (helpful, chosen) => {
@@ -449,7 +452,7 @@
         const response = await fetch("api/feedback", {
           method: "POST",
           headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({call_id: callId, turn, helpful}),
+          body: JSON.stringify({call_id: callId, turn, helpful, token}),
         });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         chosen.setAttribute("aria-pressed", "true");
