@@ -33,3 +33,13 @@ class ScriptedAgent:
 
     def vocabulary(self) -> str:
         return "Brightnest smart bulb Wi-Fi"
+
+
+class Clock:
+    """A clock the test moves by hand: `clock.now += 5`."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import Clock
 from voice.auth import Scrypt, Users, check_password
 from voice.store import SqliteStore
 
@@ -16,17 +17,9 @@ QUICK = Scrypt(n=2**10)
 """Cheap hashes for the tests that are not about the hash."""
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_700_000_000.0)
 
 
 @pytest.fixture

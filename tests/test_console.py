@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.typedefs import Handler
 
 from tests.conftest import make_services
-from tests.fakes import ScriptedAgent
+from tests.fakes import Clock, ScriptedAgent
 from voice import console
 from voice.auth import Scrypt, Users
 from voice.client import CallClient
@@ -38,14 +38,6 @@ QUICK = Scrypt(n=2**10)
 PASSWORD = "correct horse battery"
 IMMEDIATE = ConsoleSettings(login_refusal_delay_s=0.0)
 PCM16 = AudioFormat("pcm16", 16000)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

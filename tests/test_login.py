@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import Clock
 from voice import auth
 from voice.auth import Scrypt, Users
 from voice.config import ConsoleSettings
@@ -26,14 +27,6 @@ QUICK = Scrypt(n=2**12)
 """Cheap enough for the tests, costly enough (a few ms) for checks to overlap if they could."""
 PASSWORD = "correct horse battery"
 IMMEDIATE = ConsoleSettings(login_refusal_delay_s=0.0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Kdf:
