@@ -111,4 +111,5 @@ async def test_two_passages_that_both_fit_are_offered_as_a_choice(serve, say, li
     assert first.rules == [guardrails.CLARIFY] and not first.handoff
     assert set(first.sources) == {"guide#3", "guide#4"}
     assert "card will not scan" in first.reply.lower() and "lost card" in first.reply.lower()
-    assert second.sources == ["guide#3"] and "barcode sticker" in second.reply
+    heard = (second.transcript, second.reply)  # said on failure: which words chose what
+    assert second.sources == ["guide#3"] and "barcode sticker" in second.reply, heard
