@@ -47,7 +47,7 @@ from agent.vocabulary import hotwords, proper_nouns
 
 log = logging.getLogger(__name__)
 
-# "and how long does that take?", "what about the camera": the question leans on the last one.
+# "and how long does that take?", "what about the other one": the question leans on the last one.
 _FOLLOW_UP = re.compile(r"^(and|also|so|but|what about|how about)\b|\b(that|it|this|those|them)\b")
 
 # "and who pays for ...", "what about ...": a follow-up even when it names its own topic.

@@ -2,7 +2,7 @@
 
 Markdown files (``*.md``, not recursive): the first ``# `` heading is the document's title and
 each ``## `` heading starts a passage that runs to the next ``## ``. A leading section number in
-the heading (``## 4.2 Bulb flashes red``) becomes the passage's number, and its id is
+the heading (``## 4.2 Meter shows an error``) becomes the passage's number, and its id is
 ``<file stem>#<number>`` (``troubleshooting#4.2``); without a number the id is
 ``<file stem>#<slug of heading>`` (``orders#shipping-times``). Deeper headings (``###``) stay in
 the passage's text.
@@ -134,7 +134,7 @@ class KnowledgeBase:
 
 
 def demo_kb_dir() -> Path:
-    """The bundled demo KB (Brightnest, a smart-home device store)."""
+    """The knowledge base bundled as the demo (the quick start's; see its own files)."""
     return Path(str(resources.files("agent.demo_kb")))
 
 

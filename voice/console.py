@@ -531,14 +531,15 @@ async def post_feedback(request: web.Request) -> web.Response:
     office = request.app[OFFICE]
     address = request.remote or ""
     if not office.feedback_rates.take(address):
-        too_many = FeedbackError(
+        response = _error(
             429, "too_many_requests", "Too much feedback from your address; try again shortly."
         )
-        return feedback.refusal(too_many, office.feedback_rates.wait_s(address))
+        response.headers["Retry-After"] = str(max(1, round(office.feedback_rates.wait_s(address))))
+        return response
     try:
         record, token = feedback.parse(await _json_body(request), now=time.time())
     except FeedbackError as err:
-        return feedback.refusal(err)
+        return _error(err.status, err.code, err.message)
     if not office.feedback_keys.valid(record.call_id, token) and not await _supervisor(request):
         return _error(
             403,

@@ -14,8 +14,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from aiohttp import web
-
 from voice.admission import MessageRate
 from voice.records import Feedback
 
@@ -110,12 +108,3 @@ def parse(body: object, *, now: float) -> tuple[Feedback, object]:
             400, "comment_too_long", f"A comment is limited to {MAX_COMMENT_CHARS} characters."
         )
     return Feedback(call_id, turn, helpful, now, comment.strip()), body.get("token")
-
-
-def refusal(error: FeedbackError, retry_after_s: float | None = None) -> web.Response:
-    headers = {} if retry_after_s is None else {"Retry-After": str(max(1, round(retry_after_s)))}
-    return web.json_response(
-        {"error": {"code": error.code, "message": error.message}},
-        status=error.status,
-        headers=headers,
-    )
