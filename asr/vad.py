@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,10 @@ def default_model_path() -> Path:
 
 
 class VadModel:
-    """The loaded Silero model. One instance serves every call; `stream()` gives per-call state."""
+    """The loaded Silero model. One instance serves every call; `stream()` gives per-call state.
+
+    Streams run on the model's own threads, so nothing else a server does off its event loop
+    (a store query held up by an outage, a KB reload) can queue ahead of hearing a caller."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_model_path()
@@ -37,23 +43,34 @@ class VadModel:
         self._session = onnxruntime.InferenceSession(
             str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        self._threads = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="vad")
 
     def stream(self) -> VadStream:
-        return VadStream(self._session)
+        return VadStream(self._session, self._threads)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 class VadStream:
     """One call's VAD: feed 16 kHz float32 audio of any length, get one probability per window.
 
-    Not thread-safe; run `process` off the event loop, one call at a time per stream.
+    Not thread-safe: one `process` or `hear` at a time per stream.
     """
 
-    def __init__(self, session: onnxruntime.InferenceSession) -> None:
+    def __init__(
+        self, session: onnxruntime.InferenceSession, threads: ThreadPoolExecutor | None = None
+    ) -> None:
         self._session = session
+        self._threads = threads
         self._state_h = np.zeros((1, 1, 128), dtype=np.float32)
         self._state_c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
+
+    async def hear(self, audio: np.ndarray) -> list[float]:
+        """`process` off the event loop, on the model's own threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self.process, audio)
 
     def process(self, audio: np.ndarray) -> list[float]:
         """Speech probabilities (0..1) for each whole 32 ms window completed by `audio`."""

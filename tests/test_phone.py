@@ -166,7 +166,16 @@ async def test_barge_in_on_the_phone_clears_and_keeps_what_was_heard(phone, say8
     call_id = phone.feed.call_id("+15550102")
     first = phone.feed.of(call_id, "reply.end")[0]
     assert first["interrupted"] and first["turn"] < second["turn"]
-    assert first["heard"] and len(first["heard"]) < len(first["text"])
+    began = carrier.playback.first_audio_at
+    timeline = [
+        (round(e["seen_at"] - began, 2), e["type"], e.get("turn"))
+        for e in phone.feed.of(call_id)
+        if e["type"] in ("speech.started", "speech.stopped", "reply.end", "transcript.final")
+    ]
+    assert first["heard"] and len(first["heard"]) < len(first["text"]), (
+        f"the barge-in came after the whole reply had played ({first['audio_ms']} ms); "
+        f"seconds after its first audio: {timeline}"
+    )
     assert first["text"].startswith(first["heard"].rsplit(" ", 1)[0])
     assert "return" in phone.feed.of(call_id, "transcript.final")[-1]["text"].lower()
     assert len(carrier.playback.clears) == 1

@@ -76,6 +76,7 @@ class Services:
     def close(self) -> None:
         self.transcriber.close()
         self.synthesizer.close()
+        self.vad.close()
 
 
 def load_services(settings: Settings, agent: Agent | None = None) -> Services:

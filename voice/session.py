@@ -279,7 +279,7 @@ class CallSession:
             while not self._inbound.empty():
                 chunks.append(self._inbound.get_nowait())
             audio = np.concatenate(chunks)
-            probabilities = await asyncio.to_thread(self._vad.process, audio)
+            probabilities = await self._vad.hear(audio)
             for event in self._turns.push(audio, probabilities):
                 await self._on_turn_event(event)
             if self._utterance is not None:
