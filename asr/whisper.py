@@ -14,7 +14,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 from tqdm import tqdm
 
-from voice.config import AsrSettings
+from asr.settings import AsrSettings
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from agent.guardrails import about_price, amounts  # noqa: E402
 from agent.kb import load_kb  # noqa: E402
 from agent.speech import split_sentences  # noqa: E402
 from agent.types import AgentSettings, AnswerEnd, Exchange, gather  # noqa: E402
-from voice.client import Turn  # noqa: E402
-from voice.eval_suite import parse_expect  # noqa: E402
-from voice.evaluation import unmet  # noqa: E402
+from voice.clients.client import Turn  # noqa: E402
+from voice.eval.run import unmet  # noqa: E402
+from voice.eval.suite import parse_expect  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent.parent / "eval"
 
@@ -58,7 +58,7 @@ def kind_of(case: dict[str, Any]) -> str:
 
 
 def unmet_typed(expect: dict[str, Any], reply: str, end: AnswerEnd) -> list[str]:
-    """As `voicedesk eval` scores a reply (voice.evaluation.unmet), on typed text."""
+    """As `voicedesk eval` scores a reply (voice.eval.run.unmet), on typed text."""
     turn = Turn(turn=0, reply=reply, sources=list(end.sources), handoff=end.handoff)
     return unmet(parse_expect(expect), turn)
 

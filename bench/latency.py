@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asr.whisper import Transcriber  # noqa: E402
 from tts.piper import Synthesizer  # noqa: E402
-from voice.client import CallClient  # noqa: E402
-from voice.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
+from voice.channels.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
+from voice.clients.client import CallClient  # noqa: E402
 from voice.config import Settings, load_settings  # noqa: E402
-from voice.server import start_server  # noqa: E402
-from voice.services import load_services  # noqa: E402
+from voice.ops.server import start_server  # noqa: E402
+from voice.ops.services import load_services  # noqa: E402
 
 QUESTIONS = [
     "My smart bulb keeps flashing red. What should I do?",

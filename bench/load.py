@@ -45,8 +45,8 @@ sys.path.insert(0, str(BENCH))
 
 from latency import QUESTIONS, machine, percentile  # noqa: E402
 
-from voice.client import CallClient  # noqa: E402
-from voice.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
+from voice.channels.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
+from voice.clients.client import CallClient  # noqa: E402
 
 PCM16 = AudioFormat("pcm16", 16000)
 TURNS_PER_CALL = 3
@@ -166,7 +166,7 @@ def _rss_kb(pid: int) -> int:
 def make_clips() -> dict[str, np.ndarray]:
     """Each question spoken by the bundled voice, 16 kHz float32, with 300 ms of lead."""
     from tts.piper import Synthesizer
-    from voice.config import TtsSettings
+    from tts.settings import TtsSettings
 
     voice = Synthesizer(TtsSettings())
     clips = {}

@@ -50,9 +50,9 @@ sys.path.insert(0, str(BENCH))
 from latency import QUESTIONS, machine, percentile  # noqa: E402
 from load import Server, make_clips  # noqa: E402
 
-from voice.auth import Users  # noqa: E402
-from voice.client import CallClient  # noqa: E402
-from voice.codecs import AudioFormat  # noqa: E402
+from voice.channels.codecs import AudioFormat  # noqa: E402
+from voice.clients.client import CallClient  # noqa: E402
+from voice.office.auth import Users  # noqa: E402
 
 PCM16 = AudioFormat("pcm16", 16000)
 SUPERVISOR, PASSWORD = "alice", "correct horse battery staple"

@@ -4,7 +4,7 @@
 
 The server runs in-process on a loopback socket with the real models; its agent answers through
 the Ollama backend (the default timeouts: the acknowledgement at 0.8 s, the first-token timeout at
-2 s) pointed at the scriptable stand-in Ollama of tests/ollama_standin.py, scripted for each
+2 s) pointed at the scriptable stand-in Ollama of tests/support/ollama_standin.py, scripted for each
 fault: connection refused, a hang (accepts, never answers), HTTP 503, the stream cut before the
 first sentence (the extractive answer follows), and cut after it (the apology and a handoff).
 Spoken questions (the bundled Piper voice) are streamed in real time, one call each. The
@@ -43,14 +43,14 @@ from agent.agent import KnowledgeAgent  # noqa: E402
 from agent.kb import demo_kb_dir, load_kb  # noqa: E402
 from agent.ollama import LLM_FALLBACK, LLM_SKIPPED, OllamaBackend  # noqa: E402
 from bench.latency import machine, percentile  # noqa: E402
-from tests.ollama_standin import OllamaStandIn, Script, free_port  # noqa: E402
+from tests.support.ollama_standin import OllamaStandIn, Script, free_port  # noqa: E402
 from tts.clauses import ClauseSplitter  # noqa: E402
 from tts.normalize import normalize_for_speech  # noqa: E402
-from voice.client import CallClient, Turn  # noqa: E402
-from voice.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
+from voice.channels.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
+from voice.clients.client import CallClient, Turn  # noqa: E402
 from voice.config import Settings, load_settings  # noqa: E402
-from voice.server import start_server  # noqa: E402
-from voice.services import Services, load_services  # noqa: E402
+from voice.ops.server import start_server  # noqa: E402
+from voice.ops.services import Services, load_services  # noqa: E402
 
 QUESTIONS = [
     "My smart bulb keeps flashing red. What should I do?",

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tts.numbers import TENS, digit_words, number_words  # noqa: E402
-from voice.redact import luhn_valid, redact  # noqa: E402
+from voice.office.redact import luhn_valid, redact  # noqa: E402
 
 SEED = 2026
 PER_FORM = 25

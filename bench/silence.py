@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asr.vad import WINDOW_MS, VadModel  # noqa: E402
 from tts.piper import Synthesizer  # noqa: E402
-from voice.codecs import int16_to_float, resample  # noqa: E402
-from voice.config import TtsSettings  # noqa: E402
+from tts.settings import TtsSettings
+from voice.channels.codecs import int16_to_float, resample  # noqa: E402
 
 CLAUSES = [
     ["Hello", "I bought a smart bulb last week", "and since yesterday it keeps flashing red"],

@@ -196,7 +196,13 @@ def _turn(path: Path, case_id: str, item: Any) -> Turn:
 
 def telephone(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     """A phone line: band-passed to 300-3400 Hz, at 8 kHz, through G.711 μ-law and back."""
-    from voice.codecs import float_to_int16, int16_to_float, mulaw_decode, mulaw_encode, resample
+    from voice.channels.codecs import (
+        float_to_int16,
+        int16_to_float,
+        mulaw_decode,
+        mulaw_encode,
+        resample,
+    )
 
     narrow = resample(bandpass(audio, rate, *TELEPHONE_BAND), rate, TELEPHONE_RATE)
     line = mulaw_decode(mulaw_encode(float_to_int16(narrow)))
@@ -220,7 +226,7 @@ def add_noise(
 ) -> np.ndarray:
     """`audio` with background talkers (`babble`, at random pitches and offsets) and pink noise,
     together at `snr_db` below the speech's voiced level. Noise fills the silences too."""
-    from voice.codecs import resample
+    from voice.channels.codecs import resample
 
     length = len(audio)
     crowd = np.zeros(length, dtype=np.float64)
@@ -315,7 +321,7 @@ class Speaker:
 
     def say(self, text: str, voice: str, length_scale: float) -> np.ndarray:
         """Float32 speech at :data:`RATE` Hz, peak :data:`PEAK`, padded with silence."""
-        from voice.codecs import resample
+        from voice.channels.codecs import resample
 
         speech, rate = (
             self._say_piper(text, length_scale)
@@ -329,8 +335,8 @@ class Speaker:
 
     def _say_piper(self, text: str, length_scale: float) -> tuple[np.ndarray, int]:
         from tts.piper import Synthesizer
-        from voice.codecs import int16_to_float
-        from voice.config import TtsSettings
+        from tts.settings import TtsSettings
+        from voice.channels.codecs import int16_to_float
 
         if length_scale not in self._piper:
             self._piper[length_scale] = Synthesizer(TtsSettings(length_scale=length_scale))
@@ -509,7 +515,7 @@ def _channel(
 
 def _write(path: Path, audio: np.ndarray, rate: int) -> None:
     """16-bit mono, WAV or FLAC by the file's suffix."""
-    from voice.codecs import float_to_int16
+    from voice.channels.codecs import float_to_int16
 
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, float_to_int16(audio), rate, subtype="PCM_16")

@@ -3,9 +3,7 @@ voice, and servers on real loopback sockets."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -13,20 +11,14 @@ import numpy as np
 import pytest
 
 from agent.types import Agent
+from asr.settings import AsrSettings
 from asr.vad import VadModel
 from asr.whisper import Transcriber
+from tests.support.servers import Models, make_services
 from tts.piper import Synthesizer
-from voice.codecs import int16_to_float, resample
-from voice.config import AsrSettings, Settings, TtsSettings
-from voice.server import start_server
-from voice.services import Services
-
-
-@dataclass
-class Models:
-    transcriber: Transcriber
-    synthesizer: Synthesizer
-    vad: VadModel
+from tts.settings import TtsSettings
+from voice.channels.codecs import int16_to_float, resample
+from voice.ops.server import start_server
 
 
 @pytest.fixture(scope="session")
@@ -47,24 +39,6 @@ def say(models: Models) -> Callable[..., np.ndarray]:
         return np.concatenate([lead, audio])
 
     return speak
-
-
-def make_services(models: Models, agent: Agent, **sections: Any) -> Services:
-    """Services on the shared models; `sections` replace fields of settings sections, e.g.
-    `call={"send_timeout_s": 1}`."""
-    settings = Settings()
-    for name, changes in sections.items():
-        settings = dataclasses.replace(
-            settings, **{name: dataclasses.replace(getattr(settings, name), **changes)}
-        )
-    return Services(
-        settings=settings,
-        transcriber=models.transcriber,
-        synthesizer=models.synthesizer,
-        vad=models.vad,
-        agent=agent,
-        hotwords=agent.vocabulary(),
-    )
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime
 from piper import PiperVoice, SynthesisConfig
 
-from voice.config import TtsSettings
+from tts.settings import TtsSettings
 
 
 def resolve_voice(voice: Path | None) -> tuple[Path, Path, str]:

@@ -174,8 +174,8 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.access import CallerTokens, allowed_origins, exposure_warning
-    from voice.logs import setup
+    from voice.ops.access import CallerTokens, allowed_origins, exposure_warning
+    from voice.ops.logs import setup
 
     setup(logging.DEBUG if args.verbose else logging.INFO, settings.server.log_format)
     try:
@@ -187,12 +187,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     warning = exposure_warning(settings)
     if warning is not None:
         log.warning("SECURITY: %s", warning)
-    from voice.services import load_services
+    from voice.ops.services import load_services
 
     async def run() -> None:
-        from voice.line import drain
-        from voice.office import open_office
-        from voice.server import start_server
+        from voice.office.backoffice import open_office
+        from voice.ops.line import drain
+        from voice.ops.server import start_server
 
         services = load_services(settings)
         try:
@@ -225,7 +225,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _call(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.codecs import AudioFormat, CodecError
+    from voice.channels.codecs import AudioFormat, CodecError
 
     try:
         audio_format = AudioFormat.parse(args.encoding, args.rate)
@@ -240,7 +240,7 @@ def _call(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_call(args: argparse.Namespace, settings: Settings, audio_format: Any) -> int:
-    from voice.client import CallClient, Turn, read_audio
+    from voice.clients.client import CallClient, Turn, read_audio
 
     async with contextlib.AsyncExitStack() as stack:
         url = args.url or await _in_process_server(stack, settings)
@@ -259,10 +259,10 @@ async def _run_call(args: argparse.Namespace, settings: Settings, audio_format: 
 
 
 def _mic(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.mic import MicSettings, run_mic
+    from voice.clients.mic import MicSettings, run_mic
 
     if not args.verbose:  # log lines would break up the conversation on the terminal
-        for name in ("voice.server", "voice.line", "voice.session"):
+        for name in ("voice.ops.server", "voice.ops.line", "voice.call.session"):
             logging.getLogger(name).setLevel(logging.WARNING)
     return run_mic(
         args.url,
@@ -273,8 +273,8 @@ def _mic(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _in_process_server(stack: contextlib.AsyncExitStack, settings: Settings) -> str:
     """Serve on a free loopback port for this command only (`--kb` is already in settings)."""
-    from voice.server import start_server
-    from voice.services import load_services
+    from voice.ops.server import start_server
+    from voice.ops.services import load_services
 
     services = load_services(settings)
     stack.callback(services.close)
@@ -314,7 +314,7 @@ def _write_wav(path: Path, audio_format: Any, turns: list[Any]) -> None:
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.eval_suite import SuiteError, load_suite
+    from voice.eval.suite import SuiteError, load_suite
 
     if not 0.0 <= args.min_pass <= 1.0:
         print("voicedesk eval: --min-pass is a fraction from 0 to 1", file=sys.stderr)
@@ -329,7 +329,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     if not args.verbose:  # a line per call would bury the progress
-        logging.getLogger("voice.server").setLevel(logging.WARNING)
+        logging.getLogger("voice.ops.server").setLevel(logging.WARNING)
     if suite.kb is not None and args.kb is None:  # --kb wins over the suite's kb
         agent = dataclasses.replace(settings.agent, kb_dir=suite.kb)
         settings = dataclasses.replace(settings, agent=agent)
@@ -337,8 +337,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_eval(args: argparse.Namespace, settings: Settings, suite: Any) -> int:
-    from voice.eval_report import print_table, progress_line, write_html, write_json
-    from voice.evaluation import exit_code, run_suite, summarize
+    from voice.eval.report import print_table, progress_line, write_html, write_json
+    from voice.eval.run import exit_code, run_suite, summarize
 
     def progress(done: int, total: int, result: Any) -> None:
         print(progress_line(done, total, result), file=sys.stderr, flush=True)
@@ -368,32 +368,32 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _user_add(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.admin import user_add
+    from voice.office.admin import user_add
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     return user_add(settings, args.name, password, sys.stdout)
 
 
 def _user_remove(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.admin import user_remove
+    from voice.office.admin import user_remove
 
     return user_remove(settings, args.name, sys.stdout)
 
 
 def _user_list(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.admin import user_list
+    from voice.office.admin import user_list
 
     return user_list(settings, sys.stdout)
 
 
 def _purge(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.admin import purge
+    from voice.office.admin import purge
 
     return purge(settings, sys.stdout)
 
 
 def _report_gaps(args: argparse.Namespace, settings: Settings) -> int:
-    from voice.admin import report_gaps
+    from voice.office.admin import report_gaps
 
     return report_gaps(settings, args.days, sys.stdout)
 

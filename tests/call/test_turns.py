@@ -1,0 +1,104 @@
+"""Turn detection from literal VAD probabilities: no model, no socket."""
+
+import numpy as np
+import pytest
+
+from asr.vad import WINDOW, WINDOW_MS
+from voice.call.turns import (
+    TurnDetector,
+    TurnEnded,
+    TurnPaused,
+    TurnResumed,
+    TurnStarted,
+    interrupts,
+)
+from voice.config import TurnSettings
+
+SETTINGS = TurnSettings(min_speech_ms=96, silence_ms=320, early_asr_ms=160, preroll_ms=64)
+
+
+def feed(detector, probabilities, value=0.1):
+    events = []
+    for p in probabilities:
+        events += detector.push(np.full(WINDOW, value, np.float32), [p])
+    return events
+
+
+def test_speech_then_silence_is_one_turn():
+    detector = TurnDetector(SETTINGS)
+    events = feed(detector, [0.0] * 5 + [0.9] * 10 + [0.0] * 10)
+    kinds = [type(e) for e in events]
+    assert kinds == [TurnStarted, TurnPaused, TurnEnded]
+    started, ended = events[0], events[-1]
+    assert started.at_ms == 5 * WINDOW_MS
+    assert ended.last_voice_ms == 15 * WINDOW_MS
+    assert ended.at_ms == ended.last_voice_ms + SETTINGS.silence_ms
+    # speech (10 windows) + silence window + pre-roll (2 windows)
+    assert len(ended.audio) == (10 + 10 + 2) * WINDOW
+    assert ended.reason == "silence"
+    assert not detector.in_speech
+
+
+def test_a_click_shorter_than_min_speech_starts_nothing():
+    detector = TurnDetector(SETTINGS)
+    assert feed(detector, [0.9, 0.9, 0.0, 0.0, 0.9, 0.0] * 5) == []
+
+
+def test_a_pause_shorter_than_the_silence_window_keeps_the_turn():
+    detector = TurnDetector(SETTINGS)
+    events = feed(detector, [0.9] * 5 + [0.0] * 6 + [0.9] * 5 + [0.0] * 10)
+    assert [type(e) for e in events] == [
+        TurnStarted,
+        TurnPaused,
+        TurnResumed,
+        TurnPaused,
+        TurnEnded,
+    ]
+
+
+def test_probabilities_between_the_thresholds_neither_start_nor_end_silence():
+    detector = TurnDetector(SETTINGS)
+    events = feed(detector, [0.9] * 5 + [0.4] * 30)
+    assert [type(e) for e in events] == [TurnStarted]
+    assert detector.in_speech
+
+
+def test_max_utterance_ends_the_turn():
+    detector = TurnDetector(TurnSettings(min_speech_ms=32, max_utterance_ms=640))
+    events = feed(detector, [0.9] * 40)
+    ended = [e for e in events if isinstance(e, TurnEnded)]
+    assert ended and ended[0].reason == "max_length"
+    assert ended[0].at_ms - events[0].at_ms == 640
+
+
+def test_idle_buffer_stays_bounded():
+    detector = TurnDetector(SETTINGS)
+    feed(detector, [0.0] * 2000)
+    assert len(detector._audio) < 10 * WINDOW
+
+
+def test_audio_chunks_need_not_align_with_windows():
+    detector = TurnDetector(SETTINGS)
+    ramp = np.arange(WINDOW * 20, dtype=np.float32)
+    probabilities = [0.0] * 4 + [0.9] * 8 + [0.0] * 8
+    detector.push(ramp[:700], probabilities[:1])
+    detector.push(ramp[700:], probabilities[1:])
+    assert detector.position_ms == 20 * WINDOW_MS
+
+
+@pytest.mark.parametrize(
+    "text", ["Uh-huh.", "mm-hmm", "Okay.", "yeah okay", "", " . ", "Thank you.", "Emm... hmmm"]
+)
+@pytest.mark.parametrize("speech_ms", [300, 2500])
+def test_acknowledgements_never_interrupt(text, speech_ms):
+    assert not interrupts(text, speech_ms, min_words_ms=1000)
+
+
+@pytest.mark.parametrize("text", ["Wait, what about the camera?", "stop", "no I meant the plug"])
+def test_interrupting_words_interrupt_even_short_speech(text):
+    assert interrupts(text, 400, min_words_ms=1000)
+
+
+def test_other_words_interrupt_only_past_the_words_threshold():
+    assert not interrupts("and then, mom", 700, min_words_ms=1000)  # a misheard "mm-hmm"
+    assert interrupts("the camera is broken too", 1200, min_words_ms=1000)

@@ -1,0 +1,267 @@
+"""Worker processes: requests served in real child processes, and what happens when one dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from tests.support.worker_targets import Broken, Toy
+from voice.ops.logs import call_scope
+from voice.ops.workers import WorkerDied, WorkerFailed, WorkerPool, _Lineup
+
+
+@pytest.fixture
+async def pool():
+    workers = WorkerPool("toy", Toy, size=2, request_timeout_s=2.0)
+    yield workers
+    workers.close()
+
+
+async def until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_requests_run_in_the_workers(pool):
+    assert await pool.call("echo", {"a": [1, 2]}) == {"a": [1, 2]}
+    pids = set(pool.pids)
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert await pool.call("pid") in pids
+    assert pool.info["pid"] in pids
+
+
+async def test_workers_serve_requests_at_the_same_time(pool):
+    began = time.monotonic()
+    assert pool.busy is False
+    both = asyncio.gather(pool.call("sleep", 0.6), pool.call("sleep", 0.6))
+    await asyncio.sleep(0.2)
+    assert pool.busy
+    await both
+    assert time.monotonic() - began < 1.15  # one after the other: 1.2 s
+    assert pool.busy is False
+
+
+async def test_a_failing_request_leaves_the_worker_serving(pool):
+    with pytest.raises(WorkerFailed, match="this request is bad"):
+        await pool.call("fail")
+    assert await pool.call("echo", 3) == 3
+    assert pool.restarts == 0
+
+
+async def test_a_worker_that_dies_mid_request_is_replaced(pool):
+    before = set(pool.pids)
+    with pytest.raises(WorkerDied):
+        await pool.call("crash")
+    await until(lambda: pool.restarts == 1 and pool.alive == 2)
+    assert set(pool.pids) != before and len(set(pool.pids) & before) == 1
+    assert await asyncio.gather(*(pool.call("echo", n) for n in range(4))) == [0, 1, 2, 3]
+
+
+async def test_a_worker_killed_while_idle_is_replaced_before_it_is_needed(pool):
+    await pool.call("echo", 1)
+    victim = pool.pids[0]
+    os.kill(victim, signal.SIGKILL)
+    await until(lambda: pool.restarts == 1 and pool.alive == 2)
+    assert victim not in pool.pids
+    assert [await pool.call("echo", n) for n in range(3)] == [0, 1, 2]
+
+
+async def test_other_requests_go_on_while_a_worker_dies(pool):
+    slow = asyncio.create_task(pool.call("sleep", 0.8))
+    await asyncio.sleep(0.1)
+    with pytest.raises(WorkerDied):
+        await pool.call("crash")
+    assert await slow == 0.8
+
+
+async def test_a_cancelled_request_keeps_its_worker_busy_until_it_ends():
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        waiting = asyncio.create_task(workers.call("sleep", 0.6))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert workers.busy
+        began = time.monotonic()
+        assert await workers.call("echo", "next") == "next"
+        assert time.monotonic() - began > 0.3  # it waited for the abandoned request
+        assert not workers.busy
+    finally:
+        workers.close()
+
+
+async def test_a_hung_worker_is_killed_after_the_request_timeout():
+    workers = WorkerPool("toy", Toy, size=1, request_timeout_s=0.5)
+    try:
+        hung = workers.pids[0]
+        with pytest.raises(WorkerDied, match="hung"):
+            await workers.call("sleep", 30)
+        await until(lambda: workers.restarts == 1 and workers.alive == 1)
+        assert hung not in workers.pids
+        assert await workers.call("echo", "alive") == "alive"
+    finally:
+        workers.close()
+
+
+async def test_a_hung_request_nobody_waits_for_any_more_is_killed_too():
+    """Barge-in cancels its wait; the worker must not stay stuck behind the request."""
+    workers = WorkerPool("toy", Toy, size=1, request_timeout_s=0.5)
+    try:
+        waiting = asyncio.create_task(workers.call("sleep", 30))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await until(lambda: workers.restarts == 1 and workers.alive == 1)
+        assert await workers.call("echo", "free again") == "free again"
+    finally:
+        workers.close()
+
+
+async def test_a_worker_that_stops_reading_does_not_hold_up_the_server():
+    """A large request to a worker that reads nothing (stopped here; hung or swapped out in
+    life) fills its pipe; the event loop and the other calls go on, and the timeout ends it."""
+    workers = WorkerPool("toy", Toy, size=1, request_timeout_s=1.0)
+    try:
+        stopped = workers.pids[0]
+        os.kill(stopped, signal.SIGSTOP)
+        request = asyncio.create_task(workers.call("echo", b"x" * 4_000_000))  # > a pipe's 64 KiB
+        lags = []
+        while not request.done():
+            ticked = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - ticked - 0.01)
+        with pytest.raises(WorkerDied, match="hung"):
+            await request
+        assert max(lags) < 0.2, max(lags)
+        await until(lambda: workers.restarts == 1 and workers.alive == 1)
+        assert stopped not in workers.pids
+        assert await workers.call("echo", "served") == "served"
+    finally:
+        workers.close()
+
+
+def test_a_worker_that_cannot_start_says_why():
+    with pytest.raises(RuntimeError, match="no such model"):
+        WorkerPool("broken", Broken)
+
+
+async def test_close_ends_the_workers():
+    workers = WorkerPool("toy", Toy, size=2)
+    await workers.call("echo", 1)
+    pids = workers.pids
+    workers.close()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+async def test_urgent_requests_go_before_others_waiting():
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        finished: list[str] = []
+
+        async def ask(name: str, urgent: bool) -> None:
+            await workers.call("echo", name, urgent=urgent)
+            finished.append(name)
+
+        running = asyncio.create_task(workers.call("sleep", 0.5))  # holds the only worker
+        await asyncio.sleep(0.1)
+        later = [
+            asyncio.create_task(ask("partial 1", urgent=False)),
+            asyncio.create_task(ask("partial 2", urgent=False)),
+        ]
+        await asyncio.sleep(0.05)
+        later.append(asyncio.create_task(ask("final", urgent=True)))
+        await asyncio.gather(running, *later)
+        assert finished == ["final", "partial 1", "partial 2"]
+    finally:
+        workers.close()
+
+
+async def test_a_request_cancelled_while_waiting_gives_up_its_place():
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        running = asyncio.create_task(workers.call("sleep", 0.3))
+        await asyncio.sleep(0.1)
+        gone = asyncio.create_task(workers.call("echo", "never"))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        await asyncio.gather(running, gone, return_exceptions=True)
+        assert await asyncio.wait_for(workers.call("echo", "next"), 5) == "next"
+        assert not workers.busy
+    finally:
+        workers.close()
+
+
+async def test_a_request_that_is_not_urgent_lets_urgent_ones_go_first_only_so_long():
+    now = 0.0
+    lineup = _Lineup(patience_s=2.0, clock=lambda: now)
+    waiting: dict[str, asyncio.Task] = {}
+
+    async def arrive(name: str, at: float, urgent: bool) -> None:
+        nonlocal now
+        now = at
+        waiting[name] = asyncio.create_task(lineup.get(urgent, timeout_s=60))
+        await asyncio.sleep(0)  # it takes its place in the line
+
+    await arrive("partial at 0 s", 0.0, urgent=False)
+    await arrive("final at 1 s", 1.0, urgent=True)  # before the partial: within its patience
+    await arrive("final at 3 s", 3.0, urgent=True)  # after it: the partial waited long enough
+    served = []
+    for worker in ("w1", "w2", "w3"):
+        lineup.put(worker)  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)  # its request's task resumes
+        done = [name for name, task in waiting.items() if task.done() and name not in served]
+        served += done
+    assert served == ["final at 1 s", "partial at 0 s", "final at 3 s"]
+
+
+async def test_a_call_that_asks_a_lot_waits_behind_the_others():
+    """The attack: one call keeps the workers busy with request after request. Another call's
+    request, made later, is served before the flooder's next ones."""
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        finished: list[str] = []
+
+        async def ask(call: str, name: str) -> None:
+            with call_scope(call):
+                await workers.call("sleep", 0.05)
+            finished.append(name)
+
+        with call_scope("flooder"):
+            running = asyncio.create_task(workers.call("sleep", 0.3))  # holds the only worker
+        await asyncio.sleep(0.1)
+        waiting = [asyncio.create_task(ask("flooder", f"flood {n}")) for n in range(1, 4)]
+        await asyncio.sleep(0.05)
+        waiting.append(asyncio.create_task(ask("caller", "caller")))
+        await asyncio.gather(running, *waiting)
+        assert finished[0] == "caller"
+        assert finished[1:] == ["flood 1", "flood 2", "flood 3"]
+    finally:
+        workers.close()
+
+
+def test_a_calls_share_counts_its_open_requests_and_the_worker_time_it_used_lately():
+    from voice.ops.workers import SHARE_S, USED_HALF_LIFE_S, _Shares
+
+    now = 100.0
+    shares = _Shares(clock=lambda: now)
+    assert shares.wait_s("quiet") == 0.0
+    for _ in range(10):  # a flood: one request after another, each 0.3 s of worker time
+        shares.begin("flood")
+        shares.end("flood", 0.3)
+    shares.begin("flood")  # one more being served
+    assert shares.wait_s("flood") == pytest.approx(SHARE_S + 3.0)
+    assert shares.wait_s("flood") > 2.0, "longer than a later clause's patience"
+    now += USED_HALF_LIFE_S
+    assert shares.wait_s("flood") == pytest.approx(SHARE_S + 1.5)
+    shares.end("flood", 0.0)
+    now += 10 * USED_HALF_LIFE_S
+    assert shares.wait_s("flood") < 0.01
+    assert shares.wait_s("quiet") == 0.0

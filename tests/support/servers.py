@@ -1,0 +1,39 @@
+"""Servers for tests: the shared models and Services built on them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from agent.types import Agent
+from asr.vad import VadModel
+from asr.whisper import Transcriber
+from tts.piper import Synthesizer
+from voice.config import Settings
+from voice.ops.services import Services
+
+
+@dataclass
+class Models:
+    transcriber: Transcriber
+    synthesizer: Synthesizer
+    vad: VadModel
+
+
+def make_services(models: Models, agent: Agent, **sections: Any) -> Services:
+    """Services on the shared models; `sections` replace fields of settings sections, e.g.
+    `call={"send_timeout_s": 1}`."""
+    settings = Settings()
+    for name, changes in sections.items():
+        settings = dataclasses.replace(
+            settings, **{name: dataclasses.replace(getattr(settings, name), **changes)}
+        )
+    return Services(
+        settings=settings,
+        transcriber=models.transcriber,
+        synthesizer=models.synthesizer,
+        vad=models.vad,
+        agent=agent,
+        hotwords=agent.vocabulary(),
+    )

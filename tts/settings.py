@@ -1,0 +1,16 @@
+"""Speech synthesis settings (the `[tts]` section of the server's settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TtsSettings:
+    voice: Path | None = None
+    """A Piper .onnx voice (its .onnx.json beside it); None is the embedded en_US-joe-medium."""
+    length_scale: float = 1.0
+    """Speaking pace: above 1 is slower."""
+    workers: int = 1
+    """Syntheses that run at once."""

@@ -1,0 +1,210 @@
+"""A reply on its way out: clauses → speech normalization → Piper → caller's format → paced send."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.types import AnswerEnd
+from tts.normalize import normalize_for_speech
+from voice.call.transport import Transport
+from voice.channels.codecs import AudioFormat, StreamResampler, float_to_int16, int16_to_float
+from voice.config import CallSettings
+from voice.ops.services import Voice
+
+log = logging.getLogger(__name__)
+
+SYNTHESIZE_AHEAD_MS = 3000
+"""A reply's next clause is synthesized once less than this much audio is left to play: more
+than the synthesis of a later clause takes on a busy server (it waits for other calls' first
+clauses, up to 2 s)."""
+PLAYBACK_REPORT_GRACE_S = 2.0
+"""How long past the expected end of a reply to wait for the caller's side to report that it
+was played (a carrier's last mark), before going on without the report."""
+
+
+@dataclass
+class Reply:
+    """One turn's reply while it is being made and played. Belongs to one call."""
+
+    turn: int
+    question: str
+    spoken_at: float
+    """Monotonic time the end of the caller's speech was detected (or the typed question came)."""
+    timings: dict[str, int | None]
+    text: list[str] = field(default_factory=list)
+    clauses: list[tuple[str, int, int]] = field(default_factory=list)
+    """(clause, start ms, end ms) in the reply audio."""
+    sent_samples: int = 0
+    """Reply audio sent so far, in samples at the caller's rate."""
+    sent_ms: int = 0
+    """The same in whole milliseconds (counted from the samples, so no frame's fraction of a
+    millisecond is lost)."""
+    play_start: float | None = None
+    """Monotonic time the caller started playing the reply (None: no audio yet)."""
+    playing: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the first audio goes out (`play_start`)."""
+    stopped_at: float | None = None
+    """Monotonic time the reply was interrupted."""
+    end: AnswerEnd = field(default_factory=AnswerEnd)
+    task: asyncio.Task[None] | None = None
+
+    def mark(self, name: str) -> None:
+        """Record a timing, in ms since the question, the first time it happens."""
+        if self.timings.get(name) is None:
+            self.timings[name] = round((time.monotonic() - self.spoken_at) * 1000)
+
+    def played_ms(self, realtime: bool) -> int:
+        """Reply audio the caller has played: what was sent, less what was still buffered
+        ahead of real time when the reply stopped (a `clear` drops that)."""
+        if not realtime or self.play_start is None:
+            return self.sent_ms
+        until = self.stopped_at if self.stopped_at is not None else time.monotonic()
+        return max(0, min(self.sent_ms, round((until - self.play_start) * 1000)))
+
+    def heard(self, played_ms: int) -> str:
+        """The reply up to `played_ms` of its audio: whole clauses, then a share of words."""
+        parts = []
+        for clause, start, end in self.clauses:
+            if start >= played_ms:
+                break
+            if end <= played_ms:
+                parts.append(clause)
+            else:
+                clause_words = clause.split()
+                share = (played_ms - start) / max(1, end - start)
+                parts.append(" ".join(clause_words[: round(share * len(clause_words))]))
+        return " ".join(p for p in parts if p)
+
+
+class Speaker:
+    """Speaks replies into one call, in the caller's format, paced like playback."""
+
+    def __init__(
+        self,
+        synthesizer: Voice,
+        audio_format: AudioFormat,
+        settings: CallSettings,
+        realtime: bool,
+        transport: Transport,
+        on_frame: Callable[[np.ndarray], None] = lambda frame: None,
+    ) -> None:
+        self._synthesizer = synthesizer
+        self._format = audio_format
+        self._settings = settings
+        self.realtime = realtime
+        """False: send audio as fast as it is made (testers); True: at most
+        `playback_lead_ms` ahead of real time."""
+        self._transport = transport
+        self._on_frame = on_frame
+        """Sees each int16 frame at the caller's rate as it is sent (the call recording)."""
+
+    async def speak(self, reply: Reply, clauses: asyncio.Queue[str | None]) -> None:
+        """Speak clauses until None, then wait until the caller has played them.
+
+        The next clause is synthesized while the one before it is sent (one clause ahead), once
+        less than `SYNTHESIZE_AHEAD_MS` of audio is left to play, so that it is ready before the
+        caller's audio runs out and is seldom made for a reply that is cut off; cancelling
+        `speak` drops it."""
+        resampler = StreamResampler(self._synthesizer.sample_rate, self._format.sample_rate)
+        ready: asyncio.Queue[tuple[str, np.ndarray] | BaseException | None] = asyncio.Queue(1)
+        ahead = asyncio.create_task(self._synthesize_ahead(reply, clauses, ready))
+        try:
+            while (item := await ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                clause, audio = item
+                samples = float_to_int16(resampler.process(int16_to_float(audio)))
+                start = reply.sent_ms
+                end = start + len(samples) * 1000 // self._format.sample_rate
+                reply.clauses.append((clause.strip(), start, end))
+                await self._send(reply, samples)
+        finally:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
+        await self._send(reply, float_to_int16(resampler.flush()))
+        await self._played_out(reply)
+
+    async def _synthesize_ahead(
+        self,
+        reply: Reply,
+        clauses: asyncio.Queue[str | None],
+        ready: asyncio.Queue[tuple[str, np.ndarray] | BaseException | None],
+    ) -> None:
+        """Synthesize clauses into `ready` until None (which is passed on); a failure is passed
+        on as the exception, for `speak` to raise."""
+        first, made_ms = True, 0
+        rate = self._synthesizer.sample_rate
+        try:
+            while (clause := await clauses.get()) is not None:
+                spoken = normalize_for_speech(clause)
+                if not spoken.strip():
+                    continue
+                # The first clause is what the caller waits for; later ones have the audio
+                # before them to play meanwhile, and let other calls' first clauses go first.
+                if not first and self.realtime:
+                    await reply.playing.wait()
+                    assert reply.play_start is not None
+                    played_ms = (time.monotonic() - reply.play_start) * 1000
+                    await asyncio.sleep(max(0, made_ms - played_ms - SYNTHESIZE_AHEAD_MS) / 1000)
+                audio = await self._synthesizer.synthesize(spoken, urgent=first)
+                if len(audio):  # else the next clause is the first that will play
+                    first = False
+                    made_ms += len(audio) * 1000 // rate
+                    await ready.put((clause, audio))
+        except Exception as err:
+            await ready.put(err)
+            return
+        await ready.put(None)
+
+    def played_ms(self, reply: Reply) -> int:
+        """Reply audio the caller has played: as their side reports it, else as estimated."""
+        reported = self._transport.played_ms(reply.turn)
+        return reported if reported is not None else reply.played_ms(self.realtime)
+
+    async def _played_out(self, reply: Reply) -> None:
+        """Wait until the caller has played the whole reply: until their side reports it, or
+        (on a wire that does not report) until the clock says so."""
+        if reply.play_start is None:
+            return
+        remaining = reply.play_start + reply.sent_ms / 1000 - time.monotonic()
+        if self._transport.played_ms(reply.turn) is None:
+            if self.realtime and remaining > 0:
+                await asyncio.sleep(remaining)
+            return
+        deadline = time.monotonic() + max(0.0, remaining) + PLAYBACK_REPORT_GRACE_S
+        while (self._transport.played_ms(reply.turn) or 0) < reply.sent_ms:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "turn %d: the caller's side never reported the reply played", reply.turn
+                )
+                return
+            await asyncio.sleep(self._settings.reply_frame_ms / 1000)
+
+    async def _send(self, reply: Reply, samples: np.ndarray) -> None:
+        rate = self._format.sample_rate
+        step = rate * self._settings.reply_frame_ms // 1000
+        lead_ms = self._settings.playback_lead_ms
+        for offset in range(0, len(samples), step):
+            frame = samples[offset : offset + step]
+            now = time.monotonic()
+            if reply.play_start is None:
+                reply.play_start = now
+                reply.mark("first_audio")
+                reply.playing.set()
+            elif self.realtime:
+                played_ms = (now - reply.play_start) * 1000
+                if played_ms > reply.sent_ms:  # the caller ran dry: playback restarts now
+                    reply.play_start = now - reply.sent_ms / 1000
+                elif reply.sent_ms - played_ms > lead_ms:
+                    await asyncio.sleep((reply.sent_ms - played_ms - lead_ms) / 1000)
+            self._on_frame(frame)
+            await self._transport.send_audio(self._format.encode(frame))
+            reply.sent_samples += len(frame)
+            reply.sent_ms = reply.sent_samples * 1000 // rate
+            await self._transport.mark(reply.turn, reply.sent_ms)

@@ -1,0 +1,611 @@
+"""One call, end to end: audio in → turn detection → transcript → answer → speech → audio out.
+
+    caller audio → decode/resample → VAD → TurnDetector ─┬→ Transcriber → Agent → clauses
+                                                         │  → normalize → Synthesizer → send
+                                                         └→ barge-in check (words → clear)
+
+A `CallSession` belongs to one call and one event loop. The models it uses (`Services`) are
+shared by every call and run off the event loop: in worker processes by default, else threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agent.guardrails import HUMAN_HANDOFF_MESSAGE, HUMAN_REQUEST
+from agent.types import AnswerEnd, AnswerEvent, AnswerText, Exchange
+from asr.whisper import Transcript
+from tts.clauses import ClauseSplitter
+from voice.call.observer import CallObserver, Unobserved
+from voice.call.reply import Reply, Speaker
+from voice.call.transport import CallClosed, Transport
+from voice.call.turns import (
+    ACKNOWLEDGEMENT_HINT,
+    TurnDetector,
+    TurnEnded,
+    TurnEvent,
+    TurnPaused,
+    TurnResumed,
+    TurnStarted,
+    interrupts,
+)
+from voice.channels import protocol
+from voice.channels.codecs import AudioFormat, StreamResampler, int16_to_float
+from voice.ops.admission import MessageRate
+from voice.ops.services import Services
+from voice.ops.workers import WorkerDied
+
+log = logging.getLogger(__name__)
+
+ASR_RATE = 16_000
+APOLOGY = "apology"
+"""`reply.end.backend` of the words spoken when part of the server failed the call."""
+SERVER_FAILURE = "server_failure"
+"""The rule recorded on that turn."""
+TYPED_BURST_S = 3.0
+"""Seconds' worth of typed questions (`call.max_typed_per_s`) a caller may ask at once."""
+FAILURE_SENTENCE = "Part of the server failed; the call is being handed to a person."
+
+
+@dataclass
+class _Utterance:
+    """What the caller is saying, from the start of their speech until it is answered."""
+
+    turn: int
+    overlapped: bool
+    """It began during a reply and has not interrupted it (yet)."""
+    early: asyncio.Task[Transcript] | None = None
+    """Transcription started speculatively at a pause."""
+
+    def drop_early(self) -> None:
+        if self.early is not None:
+            self.early.cancel()
+            self.early = None
+
+
+class CallSession:
+    def __init__(
+        self,
+        services: Services,
+        start: protocol.Start,
+        transport: Transport,
+        observer: CallObserver | None = None,
+    ) -> None:
+        self._services = services
+        self._observer: CallObserver = observer or Unobserved()
+        self._settings = services.settings
+        self._start = start
+        self._transport = transport
+        self._format = start.audio
+        self._inbound_resampler = StreamResampler(self._format.sample_rate, ASR_RATE)
+        self._inbound: asyncio.Queue[np.ndarray] = asyncio.Queue(
+            self._settings.call.inbound_queue_frames
+        )
+        self._ended: asyncio.Queue[tuple[_Utterance, TurnEnded, float]] = asyncio.Queue(4)
+        """Ended utterances waiting to be recognized and answered, in order."""
+        self._vad = services.vad.stream()
+        turns = self._settings.turns
+        if self._format.sample_rate <= 8000:
+            turns = dataclasses.replace(turns, vad_threshold=turns.phone_vad_threshold)
+        self._turns = TurnDetector(turns)
+        self._speaker = Speaker(
+            services.synthesizer,
+            self._format,
+            self._settings.call,
+            start.realtime_playback,
+            transport,
+            on_frame=self._observer.reply_audio,
+        )
+        self._last_turn = 0
+        self._utterance: _Utterance | None = None
+        self._memory: list[Exchange] = []
+        self._last_answer = ""
+        """The last reply's words, for the keypad's repeat."""
+        self._reply: Reply | None = None
+        self._typed_rate = MessageRate(services.settings.call.max_typed_per_s, TYPED_BURST_S)
+        self._typed_waiting: str | None = None
+        """The newest typed question waiting for the reply before it to begin playing."""
+        self._partial_at = 0
+        self._partial_task: asyncio.Task[None] | None = None
+        self._barge_check_at = 0
+        self._barge_task: asyncio.Task[None] | None = None
+        self._turn_lock = asyncio.Lock()
+        """Held while a turn's reply is started or stopped, so turns go out in order."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unanswered = 0
+        """Utterances that ended and are not yet recognized and answered."""
+        self._closed = False
+        self._draining = False
+        """The server shuts down: the turn in progress finishes, no new one starts."""
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        return self._format
+
+    # ------------------------------------------------------------ input from the caller
+
+    async def on_audio(self, frame: bytes) -> None:
+        """Queue a checked caller frame. Waits (holding back the socket) when the queue is full."""
+        samples = self._inbound_resampler.process(int16_to_float(self._format.decode(frame)))
+        self._observer.caller_audio(samples)
+        await self._inbound.put(samples)
+
+    async def on_text(self, text: str) -> None:
+        """A typed question: a turn of its own, answered without speech recognition, in place
+        of any reply. It waits while the reply before it has not begun to play, and while the
+        caller is over `call.max_typed_per_s`; a newer typed question takes the place of one
+        that waits (the older is dropped, with a `question_dropped` error). So a caller who
+        types faster than replies begin makes one reply's work at a time, never more."""
+        if self._typed_waiting is not None:
+            self._typed_waiting = text
+            await self._send(
+                protocol.Error(
+                    code="question_dropped",
+                    message="A newer question took the place of one that waited for an answer.",
+                )
+            )
+            return
+        if not self._reply_pending() and self._typed_rate.take():
+            await self._immediate_turn(shown=text, question=text)
+            return
+        self._typed_waiting = text
+        self._spawn(self._ask_typed_when_due())
+
+    def _reply_pending(self) -> bool:
+        """A reply is being made and has not begun to play."""
+        reply = self._reply
+        return reply is not None and reply.task is not None and not reply.playing.is_set()
+
+    async def _ask_typed_when_due(self) -> None:
+        """Ask the newest waiting typed question once the reply before it plays (or ends) and
+        the caller's typed-question rate allows it."""
+        reply = self._reply
+        if self._reply_pending():
+            assert reply is not None and reply.task is not None
+            playing = asyncio.ensure_future(reply.playing.wait())
+            try:
+                await asyncio.wait({playing, reply.task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                playing.cancel()
+        await asyncio.sleep(self._typed_rate.wait_s())
+        self._typed_rate.take()
+        text, self._typed_waiting = self._typed_waiting, None
+        if text is not None:
+            await self._immediate_turn(shown=text, question=text)
+
+    async def say(self, text: str) -> None:
+        """A supervisor's message, spoken into the call at once in place of any reply."""
+        await self._immediate_turn(script=Script(text, backend="supervisor"))
+
+    async def on_key(self, digit: str) -> None:
+        """A keypad digit (docs/phone.md, "Keypad"): 0 asks for a person, * repeats the last
+        answer, # stops the reply. Other digits are noted and change nothing."""
+        log.debug("keypad %s", digit)  # not at INFO: callers key in account numbers and PINs
+        if digit == "0":
+            await self._immediate_turn(
+                shown=f"[keypad {digit}]",
+                script=Script(
+                    HUMAN_HANDOFF_MESSAGE, "keypad", handoff=True, rules=(HUMAN_REQUEST,)
+                ),
+            )
+        elif digit == "*":
+            await self.stop_reply()  # a reply cut short is repeated whole
+            if self._last_answer:
+                await self._immediate_turn(script=Script(self._last_answer, backend="keypad"))
+        elif digit == "#":
+            await self.stop_reply()
+
+    async def _immediate_turn(
+        self, shown: str = "", question: str = "", script: Script | None = None
+    ) -> None:
+        """A turn that needs no listening (typed, keypad, a supervisor's words), taken at once in
+        place of any reply: answers `question`, or speaks `script`. `shown` is its transcript."""
+        if self._draining:
+            return
+        arrived_at = time.monotonic()
+        turn = self._next_turn()
+        async with self._turn_lock:
+            await self._interrupt()
+            if shown:
+                await self._send(protocol.FinalTranscript(turn=turn, text=shown))
+            self._begin_reply(turn, question, arrived_at, {"asr": None}, script=script)
+
+    async def stop_reply(self) -> None:
+        """Stop the current answer (a supervisor, the caller's stop button or keypad)."""
+        async with self._turn_lock:
+            await self._interrupt()
+
+    async def hand_off(self) -> None:
+        """A supervisor takes the call over: the reply stops and the caller is told."""
+        async with self._turn_lock:
+            await self._interrupt()
+            await self._send(protocol.Handoff(by="supervisor"))
+
+    async def listen(self) -> None:
+        """Process caller audio and answer the caller's turns, until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._hear())
+                group.create_task(self._answer_utterances())
+        except* CallClosed:
+            raise CallClosed() from None  # the caller is gone: not a failure of the call
+
+    async def report(self, error: protocol.Error) -> None:
+        """Tell the caller their message was refused (the call goes on); watchers see it too."""
+        await self._send(error)
+
+    async def finish_turn(self) -> None:
+        """Let the turn in progress finish — the caller's words still being said, recognized,
+        answered and played — and start no new one. For a server shutting down."""
+        self._draining = True
+        # Several states end in several places; a short poll while shutting down is simpler
+        # than an event for each.
+        while not self._closed and (  # noqa: ASYNC110
+            self._utterance is not None or self._unanswered or self._reply is not None
+        ):
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        """Stop everything this call started; nothing keeps running after it returns."""
+        self._closed = True
+        while True:
+            if self._utterance is not None:
+                self._utterance.drop_early()
+            while not self._ended.empty():
+                self._ended.get_nowait()[0].drop_early()
+            pending: set[asyncio.Future[Any]] = set(self._tasks)
+            if self._reply is not None and self._reply.task is not None:
+                pending.add(self._reply.task)
+            pending = {task for task in pending if not task.done()}
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # ------------------------------------------------------------ turn-taking
+
+    async def _hear(self) -> None:
+        while True:
+            chunks = [await self._inbound.get()]
+            while not self._inbound.empty():
+                chunks.append(self._inbound.get_nowait())
+            audio = np.concatenate(chunks)
+            probabilities = await self._vad.hear(audio)
+            for event in self._turns.push(audio, probabilities):
+                await self._on_turn_event(event)
+            if self._utterance is not None:
+                self._maybe_partial(self._utterance)
+                self._maybe_check_barge_in(self._utterance)
+
+    async def _on_turn_event(self, event: TurnEvent) -> None:
+        if isinstance(event, TurnStarted):
+            if self._draining:
+                return
+            started = _Utterance(turn=self._next_turn(), overlapped=self._reply is not None)
+            self._utterance = started
+            self._partial_at = self._settings.turns.partial_interval_ms
+            self._barge_check_at = self._settings.turns.barge_in_min_ms
+            await self._send(protocol.SpeechStarted(turn=started.turn, at_ms=event.at_ms))
+            return
+        utterance = self._utterance
+        if utterance is None:
+            return
+        if isinstance(event, TurnPaused):
+            utterance.drop_early()
+            utterance.early = asyncio.create_task(self._transcribe(event.audio))
+        elif isinstance(event, TurnResumed):
+            utterance.drop_early()
+        elif isinstance(event, TurnEnded):
+            ended_at = time.monotonic()
+            self._utterance = None
+            self._unanswered += 1
+            if event.reason != "silence":
+                utterance.drop_early()
+            await self._send(
+                protocol.SpeechStopped(turn=utterance.turn, at_ms=event.at_ms, reason=event.reason)
+            )
+            await self._ended.put((utterance, event, ended_at))
+
+    async def _answer_utterances(self) -> None:
+        """Recognize and answer ended utterances one at a time, in the order they were said."""
+        while True:
+            utterance, ended, ended_at = await self._ended.get()
+            try:
+                await self._finish_utterance(utterance, ended, ended_at)
+            except (CallClosed, asyncio.CancelledError):
+                raise
+            except WorkerDied as err:
+                log.error("turn %d: speech recognition failed: %s", utterance.turn, err)
+                await self._send(protocol.Error(code="asr_unavailable", message=FAILURE_SENTENCE))
+                await self._apologize()
+            except Exception as err:
+                log.error("turn %d could not be recognized: %r", utterance.turn, err)
+                sorry = self._settings.call.not_understood_message
+                await self._send(protocol.Error(code="asr_failed", message=sorry))
+                await self._say_sorry(sorry, utterance.turn)
+            finally:
+                self._unanswered -= 1
+                utterance.drop_early()
+
+    async def _finish_utterance(
+        self, utterance: _Utterance, ended: TurnEnded, ended_at: float
+    ) -> None:
+        """Take the ended utterance as the next question, unless it overlapped a reply without
+        interrupting it ("uh-huh") or holds no words."""
+        turn = utterance.turn
+        if utterance.overlapped and not await self._interrupts(ended.audio, ended.speech_ms):
+            await self._send(protocol.FinalTranscript(turn=turn, text="", ignored=True))
+            return
+        early, utterance.early = utterance.early, None
+        heard = await early if early is not None else await self._transcribe(ended.audio)
+        text = heard.text
+        asr_ms = round((time.monotonic() - ended_at) * 1000)
+        async with self._turn_lock:
+            ignored = not text.strip()
+            await self._send(protocol.FinalTranscript(turn=turn, text=text, ignored=ignored))
+            if ignored:
+                log.info("turn %d ignored: no words", turn)
+                return
+            await self._interrupt()
+            self._begin_reply(turn, text, ended_at, {"asr": asr_ms}, heard_clearly=heard.reliable)
+
+    async def _interrupts(self, audio: np.ndarray, speech_ms: int) -> bool:
+        """Whether speech over a reply interrupts it. Heard with an acknowledgement hint instead
+        of the KB's words, which would turn "uh-huh" into "hub"."""
+        result = await self._services.transcriber.transcribe(
+            audio, hotwords=ACKNOWLEDGEMENT_HINT, language=self._start.language
+        )
+        log.debug("over the reply (%d ms): %r", speech_ms, result.text)
+        return interrupts(result.text, speech_ms, self._settings.turns.barge_in_words_ms)
+
+    def _maybe_partial(self, utterance: _Utterance) -> None:
+        interval = self._settings.turns.partial_interval_ms
+        if interval <= 0 or self._turns.speech_ms < self._partial_at:
+            return
+        self._partial_at = self._turns.speech_ms + interval
+        busy = self._partial_task is not None and not self._partial_task.done()
+        if busy or self._services.transcriber.busy:
+            return
+        self._partial_task = self._spawn(self._partial(utterance, self._turns.utterance()))
+
+    async def _partial(self, utterance: _Utterance, audio: np.ndarray) -> None:
+        heard = await self._transcribe(audio, urgent=False)  # a final or barge-in check goes first
+        text = heard.text
+        if text and utterance is self._utterance:
+            await self._send(protocol.PartialTranscript(turn=utterance.turn, text=text))
+
+    def _maybe_check_barge_in(self, utterance: _Utterance) -> None:
+        """While a reply plays, enough speech with real words in it interrupts the reply."""
+        voiced_ms = self._turns.voiced_ms
+        if not utterance.overlapped or self._reply is None or voiced_ms < self._barge_check_at:
+            return
+        if self._barge_task is not None and not self._barge_task.done():
+            return
+        self._barge_check_at = voiced_ms + self._settings.turns.barge_in_recheck_ms
+        self._barge_task = self._spawn(
+            self._check_barge_in(utterance, self._turns.utterance(), voiced_ms)
+        )
+
+    async def _check_barge_in(
+        self, utterance: _Utterance, audio: np.ndarray, voiced_ms: int
+    ) -> None:
+        if not await self._interrupts(audio, voiced_ms):
+            return
+        async with self._turn_lock:
+            if utterance.overlapped and self._reply is not None:
+                log.info("barge-in on turn %d", utterance.turn)
+                utterance.overlapped = False  # it is a question now, answered when it ends
+                await self._interrupt()
+
+    def _next_turn(self) -> int:
+        self._last_turn += 1
+        return self._last_turn
+
+    async def _transcribe(self, audio: np.ndarray, urgent: bool = True) -> Transcript:
+        return await self._services.transcriber.transcribe(
+            audio,
+            hotwords=self._services.hotwords or None,
+            language=self._start.language,
+            urgent=urgent,
+        )
+
+    # ------------------------------------------------------------ the reply
+
+    def _begin_reply(
+        self,
+        turn: int,
+        question: str,
+        spoken_at: float,
+        timings: dict[str, int | None],
+        script: Script | None = None,
+        heard_clearly: bool = True,
+    ) -> None:
+        """Answer `question` (or speak `script`: a supervisor's words, a keypad reply) as the
+        reply of `turn`. `heard_clearly` False: recognition doubted the question's words."""
+        reply = Reply(turn=turn, question=question, spoken_at=spoken_at, timings=timings)
+        self._reply = reply
+        reply.task = asyncio.create_task(self._run_reply(reply, script, heard_clearly))
+        reply.task.add_done_callback(_log_failure)
+
+    async def _run_reply(self, reply: Reply, script: Script | None, heard_clearly: bool) -> None:
+        clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
+        failed = closed = died = False
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._write_answer(reply, clauses, script, heard_clearly))
+                group.create_task(self._speaker.speak(reply, clauses))
+        except* CallClosed:
+            closed = True
+        except* WorkerDied as deaths:
+            died = True
+            log.error(
+                "reply to turn %d: speech synthesis failed: %s", reply.turn, deaths.exceptions[0]
+            )
+        except* Exception as failures:
+            failed = True
+            for failure in failures.exceptions:
+                log.error("reply to turn %d failed: %r", reply.turn, failure)
+        if closed:
+            return
+        sorry = self._settings.call.answer_failed_message
+        if died:
+            await self._send(protocol.Error(code="tts_unavailable", message=FAILURE_SENTENCE))
+        elif failed:
+            await self._send(protocol.Error(code="answer_failed", message=sorry))
+        await self._finish_reply(reply, interrupted=False, cut_short=failed or died)
+        if script is not None and script.backend == APOLOGY:
+            return  # an apology that failed is not apologized for
+        if died:
+            self._spawn(self._apologize())
+        elif failed:
+            self._spawn(self._say_sorry(sorry, reply.turn))
+
+    async def _say_sorry(self, sentence: str, failed_turn: int) -> None:
+        """A turn failed but the call goes on: after the error event, the caller hears why too
+        (a phone line carries no text) — unless something newer is being said or asked by
+        then, which answers the caller instead and is not interrupted for it."""
+        if self._draining:
+            return
+        async with self._turn_lock:
+            if self._reply is not None or self._last_turn != failed_turn:
+                return
+            script = Script(sentence, backend=APOLOGY)
+            self._begin_reply(self._next_turn(), "", time.monotonic(), {"asr": None}, script)
+
+    async def _apologize(self) -> None:
+        """Part of the server failed this call (a model's worker died): say sorry and hand
+        the call to a person; the worker is being restarted meanwhile."""
+        await self._immediate_turn(
+            script=Script(
+                self._settings.call.failure_message,
+                backend=APOLOGY,
+                handoff=True,
+                rules=(SERVER_FAILURE,),
+            )
+        )
+
+    async def _write_answer(
+        self,
+        reply: Reply,
+        clauses: asyncio.Queue[str | None],
+        script: Script | None,
+        heard_clearly: bool,
+    ) -> None:
+        splitter = ClauseSplitter()
+        memory = self._memory[-self._settings.agent.memory_turns :]
+        answer = (
+            _scripted(script)
+            if script is not None
+            else self._services.agent.answer(reply.question, memory, heard_clearly=heard_clearly)
+        )
+        async for event in answer:
+            if isinstance(event, AnswerText):
+                reply.mark("first_text")
+                reply.text.append(event.text)
+                await self._send(protocol.ReplyText(turn=reply.turn, text=event.text))
+                ready = splitter.feed(event.text)
+                if event.text.rstrip().endswith((".", "!", "?")):
+                    ready += splitter.flush()  # the agent ended the sentence; speak it now
+                for clause in ready:
+                    await clauses.put(clause)
+            elif isinstance(event, AnswerEnd):
+                reply.end = event
+        for clause in splitter.flush():
+            await clauses.put(clause)
+        await clauses.put(None)
+
+    async def _interrupt(self) -> None:
+        """Barge-in: stop the reply, tell the caller to drop buffered audio, keep what was heard.
+
+        If the task calling this is cancelled meanwhile, the cancellation goes on up."""
+        reply = self._reply
+        if reply is None or reply.task is None:
+            return
+        reply.stopped_at = time.monotonic()
+        reply.task.cancel()
+        await asyncio.wait({reply.task})
+        self._observer.reply_cleared()
+        if self._reply is reply:
+            await self._send(protocol.Clear(turn=reply.turn))
+            await self._finish_reply(reply, interrupted=True)
+
+    async def _finish_reply(self, reply: Reply, interrupted: bool, cut_short: bool = False) -> None:
+        """Send `reply.end`. An interrupted reply was heard as far as its audio played (the rest
+        was cleared); a failed one (`cut_short`) as far as its audio went, all of which plays."""
+        if self._reply is not reply:
+            return
+        self._reply = None
+        text = "".join(reply.text).strip()
+        if interrupted:
+            heard = reply.heard(self._speaker.played_ms(reply))
+        elif cut_short:
+            heard = reply.heard(reply.sent_ms)
+        else:
+            heard = text
+        if reply.question:
+            self._memory.append(Exchange(reply.question, heard, reply.end.rules, reply.end.sources))
+        if text and reply.end.backend != APOLOGY:  # what `*` repeats: the last real answer
+            self._last_answer = text
+        reply.timings.setdefault("first_text", None)
+        reply.timings.setdefault("first_audio", None)
+        await self._send(
+            protocol.ReplyEnd(
+                turn=reply.turn,
+                text=text,
+                heard=heard,
+                sources=list(reply.end.sources),
+                handoff=reply.end.handoff,
+                interrupted=interrupted,
+                rules=list(reply.end.rules),
+                timings_ms=reply.timings,
+                backend=reply.end.backend,
+                audio_ms=reply.sent_ms,
+            )
+        )
+        if reply.end.handoff and not interrupted:
+            await self._send(protocol.Handoff(by="assistant"))
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _send(self, event: protocol.Event) -> None:
+        self._observer.event(event)
+        await self._transport.send_event(event)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+        return task
+
+
+@dataclass(frozen=True)
+class Script:
+    """Fixed words spoken as a reply, instead of an answer from the agent."""
+
+    text: str
+    backend: str
+    """What `reply.end` names as the writer: "supervisor", "keypad" or "apology"."""
+    handoff: bool = False
+    rules: tuple[str, ...] = ()
+
+
+async def _scripted(script: Script) -> AsyncIterator[AnswerEvent]:
+    yield AnswerText(script.text)
+    yield AnswerEnd(handoff=script.handoff, rules=script.rules, backend=script.backend)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if task.cancelled() or isinstance(task.exception(), CallClosed):
+        return
+    if task.exception() is not None:
+        log.error("call task failed: %r", task.exception())

@@ -1,0 +1,150 @@
+"""One call watched: its events to the live console, its turns to the store, its audio to a WAV."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voice.channels import protocol
+from voice.channels.codecs import StreamResampler, int16_to_float
+from voice.office.live import LiveHub
+from voice.office.records import CallRecord, Store, TurnRecord
+
+log = logging.getLogger(__name__)
+
+RECORDING_RATE = 16_000
+_REDACTED_FIELDS = ("text", "heard")
+
+
+class CallMonitor:
+    """Implements `CallObserver` for one call. Never blocks and never raises into the call:
+    the store it writes to spools, and a failing recording is given up with a logged error."""
+
+    def __init__(
+        self,
+        call: CallRecord,
+        hub: LiveHub,
+        store: Store | None,
+        recordings_dir: Path | None,
+        caller_rate: int,
+        redact: Callable[[str], str] | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.call = call
+        self._hub = hub
+        self._store = store
+        self._redact = redact
+        self._clock = clock
+        self._questions: dict[int, tuple[str, float]] = {}
+        self._recorder: Any = None
+        self._recording_name: str | None = None
+        self._reply_resampler = StreamResampler(caller_rate, RECORDING_RATE)
+        if recordings_dir is not None:
+            self._open_recording(recordings_dir)
+
+    @property
+    def call_id(self) -> str:
+        return self.call.call_id
+
+    def started(self) -> None:
+        if self._store is not None:
+            self._store.start_call(self.call)
+        self._hub.publish(
+            {
+                "type": "call.started",
+                "call_id": self.call_id,
+                "channel": self.call.channel,
+                "caller_id": self.call.caller_id,
+                "at": self.call.started_at,
+            }
+        )
+
+    def ended(self, reason: str) -> None:
+        if self._recorder is not None:
+            self._guard_recording(self._recorder.close)
+        ended_at = self._clock()
+        if self._store is not None:
+            self._store.end_call(self.call_id, ended_at, reason, self._recording_name)
+        self._hub.publish(
+            {"type": "call.ended", "call_id": self.call_id, "reason": reason, "at": ended_at}
+        )
+
+    # ------------------------------------------------------------ CallObserver
+
+    def event(self, event: protocol.Event) -> None:
+        fields = dataclasses.asdict(event)
+        if self._redact is not None:
+            for name in _REDACTED_FIELDS:
+                if isinstance(fields.get(name), str):
+                    fields[name] = self._redact(fields[name])
+        if isinstance(event, protocol.FinalTranscript) and not event.ignored:
+            self._questions[event.turn] = (fields["text"], self._clock())
+        elif isinstance(event, protocol.ReplyEnd):
+            self._record_turn(event, fields)
+        self._hub.publish({"type": event.type, "call_id": self.call_id, **fields})
+
+    def caller_audio(self, samples: np.ndarray) -> None:
+        if self._recorder is not None:
+            self._guard_recording(self._recorder.caller, samples)
+
+    def reply_audio(self, samples: np.ndarray) -> None:
+        if self._recorder is not None:
+            audio = self._reply_resampler.process(int16_to_float(samples))
+            self._guard_recording(self._recorder.assistant, audio)
+
+    def reply_cleared(self) -> None:
+        if self._recorder is not None:
+            self._guard_recording(self._recorder.clear_after, None)
+
+    # ------------------------------------------------------------ helpers
+
+    def _record_turn(self, event: protocol.ReplyEnd, fields: dict[str, Any]) -> None:
+        question, at = self._questions.pop(event.turn, ("", self._clock()))
+        if self._store is None:
+            return
+        self._store.add_turn(
+            TurnRecord(
+                call_id=self.call_id,
+                turn=event.turn,
+                at=at,
+                question=question,
+                reply=fields["heard"],
+                sources=tuple(event.sources),
+                handoff=event.handoff,
+                rules=tuple(event.rules),
+                barge_in=event.interrupted,
+                timings_ms=dict(event.timings_ms),
+                backend=event.backend,
+            )
+        )
+
+    def _open_recording(self, recordings_dir: Path) -> None:
+        from voice.office.recording import CallRecorder
+
+        name = f"{self.call_id}.wav"
+        try:
+            recordings_dir.mkdir(parents=True, exist_ok=True)
+            self._recorder = CallRecorder(recordings_dir / name, sample_rate=RECORDING_RATE)
+            self._recording_name = name
+        except OSError as err:
+            log.error("call %s: cannot record (%s); the call goes on", self.call_id, err)
+
+    def _guard_recording(self, action: Callable[..., None], *args: Any) -> None:
+        """Run a recorder's `action`; if it fails, the recording is given up: the call's record
+        names none, and what was written of it is deleted."""
+        try:
+            action(*args)
+        except OSError as err:
+            log.error("call %s: recording stopped (%s); the call goes on", self.call_id, err)
+            path = getattr(self._recorder, "path", None)
+            self._recorder, self._recording_name = None, None
+            if isinstance(path, Path):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)

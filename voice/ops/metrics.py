@@ -1,0 +1,171 @@
+"""The server's Prometheus metrics (`GET /metrics`): calls, turns, handoffs, guardrail hits,
+barge-ins, errors, and the latency of each stage of a reply. Each server has a registry of its
+own, so several servers in one process (the tests) keep their counts apart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from agent import guardrails
+from voice.call.observer import Unobserved
+from voice.channels import protocol
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+GUARDRAIL_RULES = frozenset(
+    {
+        guardrails.PROMPT_INJECTION,
+        guardrails.HUMAN_REQUEST,
+        guardrails.PRICE,
+        guardrails.OUT_OF_SCOPE,
+        guardrails.UNKNOWN_CONTACT,
+        guardrails.ADVICE,
+    }
+)
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+"""Seconds; 1.5 s is the end-of-speech → first-audio target."""
+
+STAGES = {
+    "asr": ("asr", None),
+    "answer_first_text": ("first_text", "asr"),
+    "tts_first_audio": ("first_audio", "first_text"),
+    "end_of_speech_to_first_audio": ("first_audio", None),
+}
+"""Histogram stage → (timing it ends at, timing it starts at; None: the end of speech)."""
+
+
+class Metrics:
+    """Counts for one server. Updated from its event loop."""
+
+    def __init__(self) -> None:
+        registry = self.registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        self.calls_active = Gauge(
+            "voicedesk_calls_active", "Calls in progress.", ["channel"], registry=registry
+        )
+        self.calls = Counter(
+            "voicedesk_calls",
+            "Calls ended, by how they ended.",
+            ["channel", "reason"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "voicedesk_calls_refused",
+            "Callers turned away: busy, unauthorized, shutting_down, too_many_waiting,"
+            " too_many_connections.",
+            ["reason"],
+            registry=registry,
+        )
+        self.turns = Counter(
+            "voicedesk_turns",
+            "Replies finished, by what wrote them.",
+            ["channel", "backend"],
+            registry=registry,
+        )
+        self.handoffs = Counter(
+            "voicedesk_handoffs", "Calls handed to a person.", ["by"], registry=registry
+        )
+        self.guardrail_hits = Counter(
+            "voicedesk_guardrail_hits", "Guardrail rules that fired.", ["rule"], registry=registry
+        )
+        self.fallbacks = Counter(
+            "voicedesk_fallbacks",
+            "Replies not written by the chosen backend (llm_fallback, server_failure).",
+            ["rule"],
+            registry=registry,
+        )
+        self.barge_ins = Counter(
+            "voicedesk_barge_ins", "Replies the caller interrupted.", registry=registry
+        )
+        self.errors = Counter(
+            "voicedesk_errors", "Error events sent to callers.", ["code"], registry=registry
+        )
+        self.logins = Counter(
+            "voicedesk_logins",
+            "Supervisor logins: ok, wrong, throttled, locked, busy, unavailable.",
+            ["result"],
+            registry=registry,
+        )
+        self.stage_seconds = Histogram(
+            "voicedesk_stage_seconds",
+            "Latency of each stage of a spoken turn, from the detected end of speech.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._live = _LiveCollector()
+        registry.register(self._live)
+
+    def watch(self, name: str, value: Callable[[], float], help_text: str) -> None:
+        """Report `value()` as the gauge `name` at each scrape (worker counts, backend state)."""
+        self._live.gauges[name] = (value, help_text)
+
+    def observer(self, channel: str) -> MetricsObserver:
+        return MetricsObserver(self, channel)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsObserver(Unobserved):
+    """A `CallObserver` that counts one call's events (and looks at no audio)."""
+
+    def __init__(self, metrics: Metrics, channel: str) -> None:
+        self._metrics = metrics
+        self._channel = channel
+
+    def event(self, event: protocol.Event) -> None:
+        m = self._metrics
+        if isinstance(event, protocol.ReplyEnd):
+            m.turns.labels(self._channel, event.backend or "none").inc()
+            if event.interrupted:
+                m.barge_ins.inc()
+            for rule in event.rules:
+                (m.guardrail_hits if rule in GUARDRAIL_RULES else m.fallbacks).labels(rule).inc()
+            if event.timings_ms.get("asr") is not None:  # a spoken turn
+                for stage, (end, start) in STAGES.items():
+                    ms = _span(event.timings_ms, end, start)
+                    if ms is not None:
+                        m.stage_seconds.labels(stage).observe(ms / 1000)
+        elif isinstance(event, protocol.Handoff):
+            m.handoffs.labels(event.by).inc()
+        elif isinstance(event, protocol.Error):
+            m.errors.labels(event.code).inc()
+
+
+def _span(timings: dict[str, int | None], end: str, start: str | None) -> int | None:
+    stop = timings.get(end)
+    begin = 0 if start is None else timings.get(start)
+    if stop is None or begin is None:
+        return None
+    return max(0, stop - begin)
+
+
+class _LiveCollector(Collector):
+    """Gauges read at scrape time: asyncio tasks alive, and what `Metrics.watch` added."""
+
+    def __init__(self) -> None:
+        self.gauges: dict[str, tuple[Callable[[], float], str]] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # scraped outside the loop
+            tasks = 0
+        yield GaugeMetricFamily("voicedesk_asyncio_tasks", "asyncio tasks alive.", value=tasks)
+        for name, (value, help_text) in self.gauges.items():
+            yield GaugeMetricFamily(name, help_text, value=value())

@@ -1,0 +1,105 @@
+"""What `/readyz` and `/metrics` tell about the models and the answer backend: whether calls can
+be taken now, and why not."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aiohttp import web
+
+from agent.selection import breaker_state
+from voice.ops.line import ADMISSION, LINES, SERVICES
+from voice.ops.metrics import Metrics
+
+
+def readiness(app: web.Application) -> dict[str, Any]:
+    """{"ready", "models", "answers", "calls", "draining"}: ready when every model has a worker
+    running (or is loaded in the server) and the server is not shutting down. The answer
+    backend never makes the server unready: without it, answers come from the knowledge base."""
+    services, admission = app[SERVICES], app[ADMISSION]
+    models = {
+        "asr": _model_state(services.transcriber),
+        "tts": _model_state(services.synthesizer),
+    }
+    ready = not admission.draining and all(m["ready"] for m in models.values())
+    return {
+        "ready": ready,
+        "draining": admission.draining,
+        "models": models,
+        "answers": answer_backend_state(services.agent),
+        "calls": {"active": admission.active, "max": admission.max_calls},
+        "connections": len(app[LINES]),
+    }
+
+
+def _model_state(model: Any) -> dict[str, Any]:
+    pool = getattr(model, "pool", None)
+    if pool is None:
+        return {"ready": True, "where": "in the server process", "description": model.description}
+    return {
+        "ready": pool.alive > 0,
+        "where": "worker processes",
+        "description": model.description,
+        "workers_alive": pool.alive,
+        "restarts": pool.restarts,
+    }
+
+
+def answer_backend_state(agent: Any) -> dict[str, Any]:
+    """Which backend writes the answers, and whether the language model is being skipped."""
+    backend = getattr(agent, "backend", None)
+    if backend is None:
+        return {"backend": type(agent).__name__}
+    state: dict[str, Any] = {"backend": getattr(backend, "name", type(backend).__name__)}
+    ready = getattr(backend, "ready", None)
+    if isinstance(ready, bool):
+        state["model_ready"] = ready
+    breaker = breaker_state(backend)
+    if breaker is not None:
+        state["breaker_open"] = breaker.open
+        state["failures_in_a_row"] = breaker.failures_in_a_row
+        state["retry_in_s"] = breaker.retry_in_s
+    return state
+
+
+def watch_services(metrics: Metrics, app: web.Application) -> None:
+    """Gauges of the model workers and the admission, read at each scrape."""
+    services, admission = app[SERVICES], app[ADMISSION]
+    for stage, model in (("asr", services.transcriber), ("tts", services.synthesizer)):
+        pool = getattr(model, "pool", None)
+        if pool is not None:
+            metrics.watch(
+                f"voicedesk_{stage}_workers_alive",
+                functools.partial(_attribute, pool, "alive"),
+                f"{stage} worker processes running.",
+            )
+            metrics.watch(
+                f"voicedesk_{stage}_worker_restarts",
+                functools.partial(_attribute, pool, "restarts"),
+                f"{stage} workers started in place of one that died.",
+            )
+    backend = getattr(services.agent, "backend", None)
+    if backend is not None and breaker_state(backend) is not None:
+        metrics.watch(
+            "voicedesk_llm_skipped",
+            functools.partial(_breaker_open, backend),
+            "1 while the language model is skipped after failures in a row (its breaker).",
+        )
+    metrics.watch(
+        "voicedesk_calls_max", functools.partial(_attribute, admission, "max_calls"), "max_calls."
+    )
+    metrics.watch(
+        "voicedesk_draining",
+        functools.partial(_attribute, admission, "draining"),
+        "1 while shutting down.",
+    )
+
+
+def _breaker_open(backend: Any) -> float:
+    state = breaker_state(backend)
+    return float(state is not None and state.open)
+
+
+def _attribute(source: object, name: str) -> float:
+    return float(getattr(source, name))

@@ -1,0 +1,120 @@
+"""Loading the models and the agent once, at start, and saying which were chosen and why."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from agent.types import Agent
+from asr.vad import VadModel
+from asr.whisper import Transcriber, Transcript
+from tts.piper import Synthesizer
+from voice.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Recognizer(Protocol):
+    """Speech recognition as calls use it: `asr.whisper.Transcriber` in this process, or
+    `voice.ops.workers.RecognizerWorkers` in worker processes."""
+
+    description: str
+
+    @property
+    def busy(self) -> bool:
+        """True while every worker is busy (partial transcripts are skipped then)."""
+        ...
+
+    def supports(self, language: str) -> bool: ...
+
+    async def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        hotwords: str | None = None,
+        language: str | None = None,
+        urgent: bool = True,
+    ) -> Transcript:
+        """`urgent=False` (a partial transcript) lets urgent requests waiting go first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Voice(Protocol):
+    """Speech synthesis as calls use it: `tts.piper.Synthesizer` or
+    `voice.ops.workers.SynthesizerWorkers`."""
+
+    description: str
+    sample_rate: int
+
+    async def synthesize(self, text: str, *, urgent: bool = True) -> np.ndarray:
+        """`urgent=False` (a clause after the first of a reply) lets urgent ones go first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Services:
+    """The loaded models and the agent; one set serves every call."""
+
+    settings: Settings
+    transcriber: Recognizer
+    synthesizer: Voice
+    vad: VadModel
+    agent: Agent
+    hotwords: str = ""
+    """Words to bias recognition toward (the knowledge base's own terms)."""
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    """Work that runs as long as the server does (watching the KB for changes)."""
+
+    def close(self) -> None:
+        self.transcriber.close()
+        self.synthesizer.close()
+        self.vad.close()
+
+
+def load_services(settings: Settings, agent: Agent | None = None) -> Services:
+    """Load ASR, VAD and TTS models and build the agent (or use the one given)."""
+    transcriber: Recognizer
+    synthesizer: Voice
+    if settings.server.isolate_models:
+        from voice.ops.workers import RecognizerWorkers, SynthesizerWorkers
+
+        transcriber, synthesizer = RecognizerWorkers(settings.asr), SynthesizerWorkers(settings.tts)
+    else:
+        transcriber, synthesizer = Transcriber(settings.asr), Synthesizer(settings.tts)
+    log.info(
+        "speech recognition: %s, %s on %s%s",
+        transcriber.description,
+        settings.asr.compute_type,
+        settings.asr.device,
+        ", in worker processes" if settings.server.isolate_models else "",
+    )
+    log.info("speech synthesis: %s (%d Hz)", synthesizer.description, synthesizer.sample_rate)
+    vad = VadModel()
+    log.info("voice activity detection: Silero %s", vad.path.name)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    if agent is None:
+        from agent.selection import build_agent
+
+        knowledge, why = build_agent(settings.answering())
+        log.info("answers: %s; knowledge base: %s", why, settings.agent.kb_dir or "the demo KB")
+        if settings.agent.kb_dir is not None:
+            background.append(knowledge.watch_kb)
+        background.append(knowledge.watch_backend)
+        agent = knowledge
+    return Services(
+        settings=settings,
+        transcriber=transcriber,
+        synthesizer=synthesizer,
+        vad=vad,
+        agent=agent,
+        hotwords=agent.vocabulary(),
+        background=background,
+    )
