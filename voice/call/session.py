@@ -254,7 +254,11 @@ class CallSession:
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
-        """Stop everything this call started; nothing keeps running after it returns."""
+        """Stop everything this call started; nothing keeps running after it returns.
+
+        A reply the close cuts off (the caller hung up over it, or while a barge-in was
+        stopping it) ends as interrupted, heard as far as it played: its `reply.end` goes to
+        the observer, so the records keep the turn, and not to the caller, who is gone."""
         self._closed = True
         while True:
             if self._utterance is not None:
@@ -266,10 +270,15 @@ class CallSession:
                 pending.add(self._reply.task)
             pending = {task for task in pending if not task.done()}
             if not pending:
-                return
+                break
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        reply = self._reply
+        if reply is not None:
+            if reply.stopped_at is None:
+                reply.stopped_at = time.monotonic()
+            self._observer.event(self._end_reply(reply, interrupted=True))
 
     # ------------------------------------------------------------ turn-taking
 
@@ -539,10 +548,20 @@ class CallSession:
             await self._finish_reply(reply, interrupted=True)
 
     async def _finish_reply(self, reply: Reply, interrupted: bool, cut_short: bool = False) -> None:
-        """Send `reply.end`. An interrupted reply was heard as far as its audio played (the rest
-        was cleared); a failed one (`cut_short`) as far as its audio went, all of which plays."""
+        """Send `reply.end` (and the handoff it asks for), unless the reply was finished already."""
         if self._reply is not reply:
             return
+        end = self._end_reply(reply, interrupted, cut_short)
+        await self._send(end)
+        if end.handoff and not interrupted:
+            await self._send(protocol.Handoff(by="assistant"))
+
+    def _end_reply(
+        self, reply: Reply, interrupted: bool, cut_short: bool = False
+    ) -> protocol.ReplyEnd:
+        """End the current reply: what the caller heard of it joins the call's memory; returns
+        its `reply.end`. An interrupted reply was heard as far as its audio played (the rest
+        was cleared); a failed one (`cut_short`) as far as its audio went, all of which plays."""
         self._reply = None
         text = "".join(reply.text).strip()
         if interrupted:
@@ -557,22 +576,18 @@ class CallSession:
             self._last_answer = text
         reply.timings.setdefault("first_text", None)
         reply.timings.setdefault("first_audio", None)
-        await self._send(
-            protocol.ReplyEnd(
-                turn=reply.turn,
-                text=text,
-                heard=heard,
-                sources=list(reply.end.sources),
-                handoff=reply.end.handoff,
-                interrupted=interrupted,
-                rules=list(reply.end.rules),
-                timings_ms=reply.timings,
-                backend=reply.end.backend,
-                audio_ms=reply.sent_ms,
-            )
+        return protocol.ReplyEnd(
+            turn=reply.turn,
+            text=text,
+            heard=heard,
+            sources=list(reply.end.sources),
+            handoff=reply.end.handoff,
+            interrupted=interrupted,
+            rules=list(reply.end.rules),
+            timings_ms=reply.timings,
+            backend=reply.end.backend,
+            audio_ms=reply.sent_ms,
         )
-        if reply.end.handoff and not interrupted:
-            await self._send(protocol.Handoff(by="assistant"))
 
     # ------------------------------------------------------------ plumbing
 
