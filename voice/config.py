@@ -120,6 +120,9 @@ class CallSettings:
     """Spoken (and sent in `asr_failed`) when a question could not be recognized."""
     answer_failed_message: str = "Sorry, I couldn't finish that answer. Could you ask it again?"
     """Spoken (and sent in `answer_failed`) when an answer broke off for an unexpected reason."""
+    text_idle_timeout_s: float = 300.0
+    """A text-API session (`POST /api/chat`, one `session_id`) with no message for this long
+    is over: recorded as ended ("idle"), its memory forgotten. More than 0."""
 
 
 @dataclass(frozen=True)

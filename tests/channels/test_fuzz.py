@@ -24,6 +24,7 @@ from hypothesis.extra import numpy as hnp
 
 from tests.channels import test_twilio
 from voice.channels import protocol, twilio
+from voice.channels.closes import CloseCode
 from voice.channels.codecs import (
     SUPPORTED_RATES,
     AudioFormat,
@@ -71,13 +72,19 @@ _PROTOCOL_ROWS = _error_rows("protocol.md")
 CALL_GOES_ON = frozenset(code for row in _PROTOCOL_ROWS for code in _codes(row[0]))
 """The first table of docs/protocol.md: errors that leave the call going."""
 START_CLOSES = frozenset(
-    code for row in _PROTOCOL_ROWS if row[0].strip() == "4400" for code in _codes(row[1])
+    code
+    for row in _PROTOCOL_ROWS
+    if row[0].strip() == str(CloseCode.BAD_START.value)
+    for code in _codes(row[1])
 )
 """The 4400 row of docs/protocol.md: what a bad first message is told."""
 CARRIER_CODES = frozenset(
-    code for row in _error_rows("phone.md") if row[0].strip() == "4400" for code in _codes(row[1])
+    code
+    for row in _error_rows("phone.md")
+    if row[0].strip() == str(CloseCode.CARRIER.value)
+    for code in _codes(row[1])
 )
-"""The 4400 row of docs/phone.md: the codes a carrier that broke the dialect is logged with."""
+"""The 4422 row of docs/phone.md: the codes a carrier that broke the dialect is logged with."""
 
 
 def test_the_documented_codes_were_found():
@@ -243,7 +250,7 @@ def check_start(message: str | bytes) -> None:
     try:
         start = protocol.parse_start(message)
     except ProtocolError as err:
-        assert_documented(err, START_CLOSES, protocol.CLOSE_BAD_START)
+        assert_documented(err, START_CLOSES, CloseCode.BAD_START)
         return
     assert isinstance(start, protocol.Start)
     assert start.audio.sample_rate in SUPPORTED_RATES[start.audio.encoding]
@@ -412,7 +419,7 @@ def play(messages: list[str | bytes]) -> None:
         try:
             parsed = stream.receive(message)
         except ProtocolError as err:
-            assert_documented(err, CARRIER_CODES, twilio.CLOSE_CARRIER)
+            assert_documented(err, CARRIER_CODES, CloseCode.CARRIER)
             assert (err.code == "carrier_after_stop") == stopped
             continue  # the server closes here; the state machine must still hold
         assert not stopped, "a message was taken after stop"
@@ -467,7 +474,7 @@ def test_nothing_is_taken_after_stop(message):
     with pytest.raises(ProtocolError) as late:
         stream.receive(message)
     assert late.value.code == "carrier_after_stop"
-    assert late.value.close_code == twilio.CLOSE_CARRIER
+    assert late.value.close_code == CloseCode.CARRIER
 
 
 @fuzz(60)

@@ -23,6 +23,7 @@ from tests.support.carrier import SimulatedCarrier
 from tests.support.fakes import ScriptedAgent
 from tests.support.servers import make_services
 from voice.channels import twilio
+from voice.channels.closes import CloseCode
 from voice.channels.codecs import int16_to_float, resample
 from voice.office.backoffice import Office
 from voice.office.live import LiveHub
@@ -425,7 +426,7 @@ async def test_bad_carriers_are_closed_cleanly_and_other_calls_go_on(phone, say8
         codes = await asyncio.gather(*(raw_stream(phone.url, *m) for m in bad.values()))
         await speaking
         end = await phone.feed.wait_for("+15550108", lambda e: e["type"] == "reply.end")
-    assert codes == [twilio.CLOSE_CARRIER] * len(bad)
+    assert codes == [CloseCode.CARRIER] * len(bad)
     logged = caplog.text
     for code in bad:
         assert code in logged, code

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from voice.channels import protocol
+from voice.channels.closes import CloseCode
 from voice.channels.codecs import AudioFormat
 from voice.channels.protocol import ProtocolError
 
@@ -62,7 +63,7 @@ def test_bad_start_closes_the_call(message, code):
     with pytest.raises(ProtocolError) as raised:
         protocol.parse_start(message)
     assert raised.value.code == code
-    assert raised.value.close_code == protocol.CLOSE_BAD_START
+    assert raised.value.close_code == CloseCode.BAD_START
     assert raised.value.message.endswith(".")
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from voice.channels import twilio
+from voice.channels.closes import CloseCode
 from voice.channels.protocol import ProtocolError
 
 SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
@@ -104,7 +105,7 @@ def test_before_start_every_fault_closes_the_call(message, code):
     with pytest.raises(ProtocolError) as raised:
         twilio.CarrierStream().receive(message)
     assert raised.value.code == code
-    assert raised.value.close_code == twilio.CLOSE_CARRIER
+    assert raised.value.close_code == CloseCode.CARRIER
     assert raised.value.message.endswith(".")
 
 
@@ -131,7 +132,7 @@ def test_after_start_every_fault_closes_the_call(message, code):
     with pytest.raises(ProtocolError) as raised:
         stream.receive(message)
     assert raised.value.code == code
-    assert raised.value.close_code == twilio.CLOSE_CARRIER
+    assert raised.value.close_code == CloseCode.CARRIER
 
 
 def test_outbound_messages_are_what_twilio_reads():

@@ -199,10 +199,12 @@ async def test_a_console_that_goes_away_is_unsubscribed_at_once(office_server):
 async def test_text_api_sessions_are_recorded_on_the_text_channel(office_server):
     base, auth, office = office_server
     for message in ("how long is the warranty", "my email is jo@example.com, where is my parcel"):
-        status, _ = await post(f"{base}/api/chat", json={"message": message, "session_id": "k7"})
+        status, reply = await post(
+            f"{base}/api/chat", json={"message": message, "session_id": "k7"}
+        )
         assert status == 200
     assert office.store.flush(10)
-    _, _, body = await get(f"{base}/api/calls/text-k7", auth)
+    _, _, body = await get(f"{base}/api/calls/{reply['call_id']}", auth)
     record = json.loads(body)
     assert record["channel"] == "text"
     assert [t["turn"] for t in record["turns"]] == [1, 2]

@@ -6,17 +6,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
+from collections.abc import AsyncIterator
 
 from aiohttp import WSMessage, WSMsgType, web
 
 from voice.call.session import CallSession
 from voice.channels import chat, protocol
+from voice.channels.closes import CloseCode
 from voice.channels.protocol import ProtocolError
 from voice.config import CallSettings, Settings
-from voice.office.backoffice import OFFICE, text_call_id
+from voice.office.backoffice import OFFICE
 from voice.office.records import Channel
-from voice.ops.access import CLOSE_UNAUTHORIZED, bearer
+from voice.ops.access import bearer
 from voice.ops.line import (
     METRICS,
     SERVICES,
@@ -37,13 +38,15 @@ from voice.ops.services import Services
 
 log = logging.getLogger(__name__)
 
-CHAT_MEMORY = web.AppKey("chat_memory", chat.ChatMemory)
+CHAT_SESSIONS = web.AppKey("chat_sessions", chat.ChatSessions)
 
 
 def add_routes(app: web.Application) -> None:
-    app[CHAT_MEMORY] = chat.ChatMemory()
+    """The routes, and the chat sessions' life: on an app whose SERVICES and OFFICE are set."""
+    app[CHAT_SESSIONS] = chat.ChatSessions(app[SERVICES].settings.call.text_idle_timeout_s)
     app.router.add_get("/call", call_handler)
     app.router.add_post("/api/chat", chat_handler)
+    app.cleanup_ctx.append(_chat_life)
 
 
 class CallerTransport:
@@ -82,12 +85,12 @@ async def _run_call(
         start = await _receive_start(line.ws, services)
     except ProtocolError as err:
         log.info("call refused: %s", err.code)
-        return Ending("error", err.close_code or protocol.CLOSE_BAD_START, err)
+        return Ending("error", err.close_code or CloseCode.BAD_START, err)
     if not app[TOKENS].allows("call", header_token or start.token):
         log.warning("call refused: no valid caller token")
         app[METRICS].refused.labels("unauthorized").inc()
-        error = ProtocolError("unauthorized", UNAUTHORIZED_MESSAGE, CLOSE_UNAUTHORIZED)
-        return Ending("unauthorized", CLOSE_UNAUTHORIZED, error)
+        error = ProtocolError("unauthorized", UNAUTHORIZED_MESSAGE, CloseCode.UNAUTHORIZED)
+        return Ending("unauthorized", CloseCode.UNAUTHORIZED, error)
     log.info("call started (%s %d Hz)", start.audio.encoding, start.audio.sample_rate)
     channel: Channel = "kiosk" if start.metadata.get("channel") == "kiosk" else "call"
     transport = CallerTransport(line)
@@ -124,9 +127,7 @@ async def _receive_start(ws: web.WebSocketResponse, services: Services) -> proto
         raise protocol.start_timed_out(timeout_s) from None
     refuse_broken(message)
     if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-        raise ProtocolError(
-            "bad_start", "The call closed before it started.", protocol.CLOSE_BAD_START
-        )
+        raise ProtocolError("bad_start", "The call closed before it started.", CloseCode.BAD_START)
     check_size(message, services.settings.call)
     start = protocol.parse_start(message.data)
     language = start.language
@@ -134,7 +135,7 @@ async def _receive_start(ws: web.WebSocketResponse, services: Services) -> proto
         raise ProtocolError(
             "unsupported_language",
             f"This server does not recognize the language {language!r}.",
-            protocol.CLOSE_BAD_START,
+            CloseCode.BAD_START,
         )
     return start
 
@@ -190,22 +191,46 @@ async def chat_handler(request: web.Request) -> web.Response:
     if not request.app[TOKENS].allows("chat", bearer(request)):
         request.app[METRICS].refused.labels("unauthorized").inc()
         return unauthorized()
-    services = request.app[SERVICES]
+    services, office = request.app[SERVICES], request.app[OFFICE]
     try:
         message, session_id = chat.parse_request(await request.read())
     except chat.ChatError as err:
         return chat.error_response(err)
-    asked_at = time.time()
-    session_id = session_id or chat.new_session_id()
-    result = await chat.answer(
-        services.agent,
-        request.app[CHAT_MEMORY],
-        message,
-        session_id,
-        services.settings.agent.memory_turns,
+    session, ended = request.app[CHAT_SESSIONS].take(session_id or chat.new_session_id())
+    for over in ended:
+        office.end_text(over.call_id, "idle")
+    call_id, turn = session.call_id, session.next_turn()
+    office.text_event(call_id, protocol.FinalTranscript(turn=turn, text=message))
+    memory_turns = services.settings.agent.memory_turns
+    reply = await chat.answer(services.agent, session, turn, message, memory_turns)
+    office.text_event(call_id, reply)
+    return web.json_response(
+        {
+            "reply": reply.text,
+            "sources": reply.sources,
+            "handoff": reply.handoff,
+            "rules": reply.rules,
+            "session_id": session.session_id,
+            "call_id": call_id,
+            "feedback_token": office.feedback_keys.token(call_id),
+        }
     )
-    office = request.app[OFFICE]
-    office.record_text_turn(session_id, message, result, asked_at)
-    call_id = text_call_id(session_id)
-    feedback = {"call_id": call_id, "feedback_token": office.feedback_keys.token(call_id)}
-    return web.json_response({**result, **feedback})
+
+
+async def _chat_life(app: web.Application) -> AsyncIterator[None]:
+    """While the server runs, each chat session ends once it has been idle
+    `call.text_idle_timeout_s`; when it stops, those still open end with it."""
+    sessions, office = app[CHAT_SESSIONS], app[OFFICE]
+
+    async def end_idle() -> None:
+        while True:
+            await asyncio.sleep(sessions.due_in())
+            for session in sessions.idle():
+                office.end_text(session.call_id, "idle")
+
+    ending = asyncio.create_task(end_idle())
+    yield
+    ending.cancel()
+    await asyncio.gather(ending, return_exceptions=True)
+    for session in sessions.close():
+        office.end_text(session.call_id, "server_shutdown")

@@ -1,4 +1,7 @@
-"""The text API, `POST /api/chat`: the same agent and guardrails as a call, for typed questions."""
+"""The text API, `POST /api/chat`: the same agent and guardrails as a call, for typed questions.
+
+The messages with one `session_id` are a conversation, a session, until no message came for
+`call.text_idle_timeout_s`; each session is kept as a call on the "text" channel."""
 
 from __future__ import annotations
 
@@ -6,39 +9,90 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from agent.types import Agent, AnswerEnd, AnswerText, Exchange
+from voice.channels import protocol
 
 MAX_MESSAGE_CHARS = 2000
 MAX_SESSIONS = 10_000
-SESSION_IDLE_S = 1800.0
 
 
-class ChatMemory:
-    """Earlier exchanges per chat session: at most MAX_SESSIONS, each forgotten after
-    SESSION_IDLE_S without a message. One instance per server; not thread-safe."""
+@dataclass
+class ChatSession:
+    """One conversation on the text API."""
 
-    def __init__(self, max_sessions: int = MAX_SESSIONS, idle_s: float = SESSION_IDLE_S) -> None:
-        self._sessions: OrderedDict[str, tuple[float, list[Exchange]]] = OrderedDict()
-        self._max = max_sessions
+    session_id: str
+    """The caller's name for it."""
+    call_id: str
+    """The server's: what it is recorded under. New for every session, so a `session_id` used
+    again after its session ended starts a new conversation and a new record."""
+    last_at: float
+    """When its latest message came (the sessions' clock, seconds)."""
+    turns: int = 0
+    exchanges: list[Exchange] = field(default_factory=list)
+    """Its latest exchanges, for the agent's memory."""
+
+    def next_turn(self) -> int:
+        self.turns += 1
+        return self.turns
+
+
+class ChatSessions:
+    """The open sessions of a server. A session with no message for `idle_s` is over, and so
+    is the longest idle one when `max_sessions` are open and another begins. One per server,
+    used from its event loop; `clock` is in seconds (monotonic)."""
+
+    def __init__(
+        self,
+        idle_s: float,
+        max_sessions: int = MAX_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if idle_s <= 0:
+            raise ValueError(f"a session's idle time must be more than 0 s, not {idle_s:g}")
+        self._open: OrderedDict[str, ChatSession] = OrderedDict()
+        """By session id, the longest idle first."""
         self._idle_s = idle_s
+        self._max = max_sessions
+        self._clock = clock
 
-    def recall(self, session_id: str) -> list[Exchange]:
-        """The session's exchanges (a list to append to), forgetting idle and excess sessions."""
-        now = time.monotonic()
-        seen, exchanges = self._sessions.pop(session_id, (now, []))
-        if now - seen >= self._idle_s:
-            exchanges = []
-        while self._sessions and (
-            len(self._sessions) >= self._max
-            or now - next(iter(self._sessions.values()))[0] >= self._idle_s
-        ):
-            self._sessions.popitem(last=False)
-        self._sessions[session_id] = (now, exchanges)
-        return exchanges
+    def take(self, session_id: str) -> tuple[ChatSession, list[ChatSession]]:
+        """The open session `session_id` (a new one if there is none, or it went idle), with
+        its message counted now; and the sessions that ended meanwhile, to be closed."""
+        ended = self.idle()
+        now = self._clock()
+        session = self._open.pop(session_id, None)
+        if session is None:
+            while len(self._open) >= self._max:
+                ended.append(self._open.popitem(last=False)[1])
+            session = ChatSession(session_id, new_call_id(), now)
+        session.last_at = now
+        self._open[session_id] = session
+        return session, ended
+
+    def idle(self) -> list[ChatSession]:
+        """The sessions idle for `idle_s`, now over."""
+        now, ended = self._clock(), []
+        while self._open and now - next(iter(self._open.values())).last_at >= self._idle_s:
+            ended.append(self._open.popitem(last=False)[1])
+        return ended
+
+    def due_in(self) -> float:
+        """Seconds until the next session goes idle; `idle_s` when none is open."""
+        if not self._open:
+            return self._idle_s
+        oldest = next(iter(self._open.values()))
+        return max(0.0, oldest.last_at + self._idle_s - self._clock())
+
+    def close(self) -> list[ChatSession]:
+        """Every open session, now over (the server stops)."""
+        ended = list(self._open.values())
+        self._open.clear()
+        return ended
 
 
 class ChatError(Exception):
@@ -72,27 +126,36 @@ def parse_request(body: bytes) -> tuple[str, str | None]:
 
 
 async def answer(
-    agent: Agent, memory: ChatMemory, message: str, session_id: str, memory_turns: int
-) -> dict[str, Any]:
-    exchanges = memory.recall(session_id)
+    agent: Agent, session: ChatSession, turn: int, message: str, memory_turns: int
+) -> protocol.ReplyEnd:
+    """The agent's reply to `message`, the session's `turn`, as a call's turn ends: the reply
+    is all "heard" (text is read whole), and `first_text` is timed from the message."""
+    asked_at = time.monotonic()
+    exchanges = session.exchanges
     parts: list[str] = []
     end = AnswerEnd()
+    first_text_ms = None
     async for event in agent.answer(message, exchanges[-memory_turns:] if memory_turns else []):
         if isinstance(event, AnswerText):
+            if first_text_ms is None:
+                first_text_ms = round((time.monotonic() - asked_at) * 1000)
             parts.append(event.text)
         else:
             end = event
     reply = "".join(parts).strip()
     exchanges.append(Exchange(message, reply, end.rules, end.sources))
-    if len(exchanges) > memory_turns:
-        del exchanges[: len(exchanges) - memory_turns]
-    return {
-        "reply": reply,
-        "sources": list(end.sources),
-        "handoff": end.handoff,
-        "rules": list(end.rules),
-        "session_id": session_id,
-    }
+    del exchanges[: max(0, len(exchanges) - memory_turns)]
+    return protocol.ReplyEnd(
+        turn=turn,
+        text=reply,
+        heard=reply,
+        sources=list(end.sources),
+        handoff=end.handoff,
+        interrupted=False,
+        rules=list(end.rules),
+        timings_ms={"first_text": first_text_ms},
+        backend=end.backend,
+    )
 
 
 def error_response(error: ChatError, status: int = 400) -> web.Response:
@@ -103,3 +166,8 @@ def error_response(error: ChatError, status: int = 400) -> web.Response:
 
 def new_session_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_call_id() -> str:
+    """A text session's call id: `text-` and 12 hex digits, as long as a voice call's id."""
+    return "text-" + uuid.uuid4().hex[:12]

@@ -11,9 +11,9 @@ from aiohttp import WSMsgType, web
 
 from voice.call.session import CallSession
 from voice.channels import protocol, twilio
+from voice.channels.closes import CloseCode
 from voice.channels.protocol import ProtocolError
 from voice.config import CallSettings, TwilioSettings
-from voice.ops.access import CLOSE_UNAUTHORIZED
 from voice.ops.line import (
     METRICS,
     SERVICES,
@@ -110,13 +110,13 @@ async def _run_call(
         begun = await _receive_stream_start(line.ws, stream, limits)
     except ProtocolError as err:
         log.warning("phone call refused: %s: %s", err.code, err.message)
-        return Ending("error", err.close_code or twilio.CLOSE_CARRIER, err)
+        return Ending("error", err.close_code or CloseCode.CARRIER, err)
     parameters = dict(begun.custom_parameters)
     token = parameters.pop("token", None) or header_token
     if not app[TOKENS].allows("twilio", token):
         log.warning("phone call refused: no valid caller token")
         app[METRICS].refused.labels("unauthorized").inc()
-        return Ending("unauthorized", CLOSE_UNAUTHORIZED)
+        return Ending("unauthorized", CloseCode.UNAUTHORIZED)
     start = protocol.Start(
         audio=twilio.PHONE_AUDIO,
         caller_id=parameters.get("caller_id") or parameters.get("From") or parameters.get("from"),
@@ -154,7 +154,7 @@ async def _receive_stream_start(
                 refuse_broken(message)
                 if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     raise ProtocolError(
-                        "carrier_gone", "The stream closed before it started.", twilio.CLOSE_CARRIER
+                        "carrier_gone", "The stream closed before it started.", CloseCode.CARRIER
                     )
                 check_size(message, limits)
                 parsed = stream.receive(message.data)  # refuses all but connected before start

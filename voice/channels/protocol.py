@@ -14,18 +14,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from voice.channels.closes import CloseCode
 from voice.channels.codecs import AudioFormat, CodecError
 
 VERSION = 1
-
-# Close codes (docs/protocol.md, "Close codes").
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_BAD_START = 4400
-CLOSE_START_TIMEOUT = 4408
-CLOSE_NOT_READING = 4409
 
 
 class ProtocolError(Exception):
@@ -36,7 +28,7 @@ class ProtocolError(Exception):
         close_code: the websocket close code when the call must end; None when it goes on.
     """
 
-    def __init__(self, code: str, message: str, close_code: int | None = None) -> None:
+    def __init__(self, code: str, message: str, close_code: CloseCode | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -105,50 +97,50 @@ _LANGUAGE = re.compile(r"[a-z]{2,3}")
 
 
 def parse_start(message: str | bytes) -> Start:
-    """Parse the first message; every failure closes the call with CLOSE_BAD_START."""
+    """Parse the first message; every failure closes the call with `CloseCode.BAD_START`."""
     if isinstance(message, bytes):
         raise ProtocolError(
             "bad_start",
             "The first message must be the JSON start message, not audio.",
-            CLOSE_BAD_START,
+            CloseCode.BAD_START,
         )
-    data = _json_object(message, CLOSE_BAD_START)
+    data = _json_object(message, CloseCode.BAD_START)
     if data.get("type") != "start":
         raise ProtocolError(
-            "bad_start", 'The first message must have "type": "start".', CLOSE_BAD_START
+            "bad_start", 'The first message must have "type": "start".', CloseCode.BAD_START
         )
     if data.get("version", VERSION) != VERSION:
         raise ProtocolError(
             "unsupported_version",
             f"This server speaks protocol version {VERSION}, not {data.get('version')!r}.",
-            CLOSE_BAD_START,
+            CloseCode.BAD_START,
         )
     unknown = set(data) - _START_KEYS
     if unknown:
         raise ProtocolError(
-            "bad_start", f"Unknown start fields: {', '.join(sorted(unknown))}.", CLOSE_BAD_START
+            "bad_start", f"Unknown start fields: {', '.join(sorted(unknown))}.", CloseCode.BAD_START
         )
     audio = data.get("audio")
     if not isinstance(audio, dict):
         raise ProtocolError(
             "bad_start",
             'The start message needs "audio": {"encoding": ..., "sample_rate": ...}.',
-            CLOSE_BAD_START,
+            CloseCode.BAD_START,
         )
     try:
         audio_format = AudioFormat.parse(audio.get("encoding"), audio.get("sample_rate"))
     except CodecError as err:
-        raise ProtocolError("unsupported_format", str(err), CLOSE_BAD_START) from err
+        raise ProtocolError("unsupported_format", str(err), CloseCode.BAD_START) from err
     options = data.get("options", {})
     metadata = data.get("metadata", {})
     if not isinstance(options, dict) or not isinstance(metadata, dict):
         raise ProtocolError(
-            "bad_start", '"options" and "metadata" must be JSON objects.', CLOSE_BAD_START
+            "bad_start", '"options" and "metadata" must be JSON objects.', CloseCode.BAD_START
         )
     language = _optional_text(data, "language")
     if language is not None and not _LANGUAGE.fullmatch(language):
         raise ProtocolError(
-            "bad_start", '"language" must be a language code such as "en".', CLOSE_BAD_START
+            "bad_start", '"language" must be a language code such as "en".', CloseCode.BAD_START
         )
     return Start(
         audio=audio_format,
@@ -163,7 +155,7 @@ def parse_start(message: str | bytes) -> Start:
 def start_timed_out(timeout_s: float) -> ProtocolError:
     """The error of a caller (or carrier) that sent no start in time."""
     return ProtocolError(
-        "start_timeout", f"No start message within {timeout_s:g} s.", CLOSE_START_TIMEOUT
+        "start_timeout", f"No start message within {timeout_s:g} s.", CloseCode.START_TIMEOUT
     )
 
 
@@ -214,7 +206,7 @@ def check_audio_frame(data: bytes, audio: AudioFormat, max_frame_ms: int) -> Non
         )
 
 
-def _json_object(message: str, close_code: int | None) -> dict[str, Any]:
+def _json_object(message: str, close_code: CloseCode | None) -> dict[str, Any]:
     code = "bad_start" if close_code else "bad_message"
     try:
         data = json.loads(message)
@@ -239,7 +231,7 @@ def _optional_text(data: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ProtocolError("bad_start", f'"{key}" must be a string.', CLOSE_BAD_START)
+        raise ProtocolError("bad_start", f'"{key}" must be a string.', CloseCode.BAD_START)
     return value
 
 

@@ -4,7 +4,7 @@ A carrier — Twilio's `<Connect><Stream>`, or a gateway that imitates it — se
 messages: `connected`, `start`, then `media` (base64 G.711 μ-law, 8 kHz, about 20 ms each),
 `dtmf` and `mark` while the call lasts, and `stop`. `CarrierStream` checks their order and turns
 each into a typed message; a message that breaks the dialect raises `ProtocolError` with
-CLOSE_CARRIER, and the call is closed. The server writes back `media`, `mark` and `clear`.
+`CloseCode.CARRIER`, and the call is closed. The server writes back `media`, `mark` and `clear`.
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from voice.channels.closes import CloseCode
 from voice.channels.codecs import AudioFormat
 from voice.channels.protocol import ProtocolError, parse_digit
 
 PHONE_AUDIO = AudioFormat("mulaw", 8000)
 """The only audio Media Streams carry, both ways."""
-
-CLOSE_CARRIER = 4400
-"""Close code for a carrier that broke the dialect (media before start, an unknown event, bad
-base64, a format other than μ-law 8 kHz mono)."""
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -88,8 +85,8 @@ class CarrierStream:
         self.stopped = False
 
     def receive(self, message: str | bytes) -> CarrierMessage:
-        """The typed message; raises ProtocolError (close code CLOSE_CARRIER) when the carrier
-        breaks the dialect, whatever the reason."""
+        """The typed message; raises ProtocolError (close code `CloseCode.CARRIER`) when the
+        carrier breaks the dialect, whatever the reason."""
         if self.stopped:
             raise _broken("after_stop", "A message came after stop.")
         data = _json_object(message)
@@ -191,7 +188,7 @@ def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _broken(code: str, message: str) -> ProtocolError:
-    return ProtocolError(f"carrier_{code}", message, CLOSE_CARRIER)
+    return ProtocolError(f"carrier_{code}", message, CloseCode.CARRIER)
 
 
 # ---------------------------------------------------------------- server → carrier

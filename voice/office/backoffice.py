@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from voice.channels import protocol
 from voice.config import Settings
 from voice.office.feedback import AddressRates, FeedbackKeys
 from voice.office.live import LiveHub
-from voice.office.records import CallRecord, Channel, Store, TurnRecord
+from voice.office.records import CallRecord, Channel, Store
 
 if TYPE_CHECKING:
     from voice.call.session import CallSession
@@ -25,11 +26,8 @@ log = logging.getLogger(__name__)
 
 DATABASE = "voicedesk.db"
 RECORDINGS = "recordings"
-
-
-def text_call_id(session_id: str) -> str:
-    """The call id under which a text-API session is kept."""
-    return f"text-{session_id}"[:64]
+NO_AUDIO_RATE = 16_000
+"""The caller rate a text session's watcher is given: any will do, it has no audio."""
 
 
 @dataclass
@@ -47,8 +45,8 @@ class Office:
     """Each call's feedback token, given to the caller in `ready` (or a chat reply)."""
     feedback_rates: AddressRates = field(default_factory=AddressRates)
     """Feedback posts per remote address."""
-    _text_turns: dict[str, int] = field(default_factory=dict)
-    """Turns so far of recent text-API sessions (the newest 10,000)."""
+    _text_calls: dict[str, CallMonitor] = field(default_factory=dict)
+    """Open text-API sessions by call id, each watched as a call on the "text" channel."""
 
     def monitor(
         self,
@@ -57,7 +55,9 @@ class Office:
         caller_id: str | None,
         metadata: dict[str, Any],
         caller_rate: int,
+        audio: bool = True,
     ) -> CallMonitor:
+        """The watcher of a new call; `audio` False: a call without sound (no recording)."""
         from voice.office.monitor import CallMonitor
         from voice.office.redact import redact_values
 
@@ -71,36 +71,26 @@ class Office:
             caller_id=caller_id,
             metadata=metadata,
         )
-        return CallMonitor(
-            record, self.hub, self.store, self.recordings_dir, caller_rate, self.redact
-        )
+        recordings = self.recordings_dir if audio else None
+        return CallMonitor(record, self.hub, self.store, recordings, caller_rate, self.redact)
 
-    def record_text_turn(
-        self, session_id: str, question: str, answer: dict[str, Any], at: float
-    ) -> None:
-        """Keep a text-API exchange: each chat session is a call on the "text" channel."""
-        if self.store is None:
-            return
-        call_id = text_call_id(session_id)
-        turn = self._text_turns.pop(call_id, 0) + 1
-        self._text_turns[call_id] = turn
-        if len(self._text_turns) > 10_000:
-            self._text_turns.pop(next(iter(self._text_turns)))
-        if turn == 1:
-            self.store.start_call(CallRecord(call_id=call_id, channel="text", started_at=at))
-        redact = self.redact or (lambda text: text)
-        self.store.add_turn(
-            TurnRecord(
-                call_id=call_id,
-                turn=turn,
-                at=at,
-                question=redact(question),
-                reply=redact(answer["reply"]),
-                sources=tuple(answer["sources"]),
-                handoff=answer["handoff"],
-                rules=tuple(answer["rules"]),
-            )
-        )
+    def text_event(self, call_id: str, event: protocol.Event) -> None:
+        """An event of a text-API session, kept and shown like a call's on the "text" channel:
+        its question (`transcript.final`) and its reply (`reply.end`). The session's first
+        event starts its call."""
+        monitor = self._text_calls.get(call_id)
+        if monitor is None:
+            monitor = self.monitor(call_id, "text", None, {}, NO_AUDIO_RATE, audio=False)
+            monitor.started()
+            self._text_calls[call_id] = monitor
+        monitor.event(event)
+
+    def end_text(self, call_id: str, reason: str) -> None:
+        """A text-API session is over (`reason`: "idle", "server_shutdown"): its call ends in
+        the records and on the live feed. A session with no event yet is passed over."""
+        monitor = self._text_calls.pop(call_id, None)
+        if monitor is not None:
+            monitor.ended(reason)
 
     def close(self) -> None:
         self.hub.close()

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from aiohttp import WSMsgType, web
 
 from voice.call.transport import CallClosed
+from voice.channels.closes import CloseCode
 from voice.config import ConsoleSettings
 from voice.office import feedback
 from voice.office.backoffice import OFFICE
@@ -260,7 +261,7 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
     """Every live call's events as JSON text messages, starting with the calls in progress.
 
     A console that falls behind by `voice.office.live.QUEUE_SIZE` events is disconnected
-    (close 1013)."""
+    (`CloseCode.NOT_READING`)."""
     if await _supervisor(request) is None:
         return _unauthorized()
     ws = web.WebSocketResponse(heartbeat=20.0)
@@ -289,7 +290,7 @@ async def _send(ws: web.WebSocketResponse, subscription: Subscription) -> None:
         async for event in subscription:
             await asyncio.wait_for(ws.send_str(json.dumps(event)), 5)
         if subscription.dropped:
-            await ws.close(code=1013, message=b"too slow")
+            await ws.close(code=CloseCode.NOT_READING, message=b"too slow")
     except (TimeoutError, ConnectionError, RuntimeError):
         pass
 

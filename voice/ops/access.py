@@ -21,9 +21,6 @@ log = logging.getLogger(__name__)
 Endpoint = Literal["call", "twilio", "chat"]
 ENDPOINTS: tuple[Endpoint, ...] = ("call", "twilio", "chat")
 
-CLOSE_UNAUTHORIZED = 4401
-"""Close code for a caller whose start message carried no valid token."""
-
 
 @dataclass(frozen=True)
 class CallerTokens:

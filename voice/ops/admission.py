@@ -11,9 +11,6 @@ import numpy as np
 
 from voice.channels.codecs import AudioFormat, float_to_int16, int16_to_float, resample
 
-CLOSE_BUSY = 1013
-"""Close code for a caller turned away because every line is taken ("try again later")."""
-
 
 @dataclass
 class Admission:

@@ -22,12 +22,13 @@ from voice.call.observer import Observers
 from voice.call.session import CallSession
 from voice.call.transport import CallClosed, Transport
 from voice.channels import protocol
+from voice.channels.closes import CloseCode
 from voice.channels.protocol import ProtocolError
 from voice.config import CallSettings
 from voice.office.backoffice import OFFICE
 from voice.office.records import Channel
 from voice.ops.access import CallerTokens, Endpoint, bearer
-from voice.ops.admission import CLOSE_BUSY, Admission, BusySignal, MessageRate
+from voice.ops.admission import Admission, BusySignal, MessageRate
 from voice.ops.logs import call_scope
 from voice.ops.metrics import Metrics
 from voice.ops.services import Services
@@ -38,9 +39,6 @@ HARD_MESSAGE_LIMIT = 1 << 20
 """Messages over this are cut off by the websocket layer itself (close 1009, no error event)."""
 
 UNAUTHORIZED_MESSAGE = "A valid caller token is required."
-CLOSE_IDLE = 4410
-CLOSE_TOO_LONG = 4413
-CLOSE_TOO_MANY = 4429
 
 SERVICES = web.AppKey("services", Services)
 ADMISSION = web.AppKey("admission", Admission)
@@ -73,13 +71,13 @@ class WebSocketLine:
         self._timeout = send_timeout_s
         self.started = False
         """True once the caller's start message was taken."""
-        self.closed_code: int | None = None
+        self.closed_code: CloseCode | None = None
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
-        self.end_code = protocol.CLOSE_NORMAL
+        self.end_code = CloseCode.NORMAL
         self._pending: set[asyncio.Future[None]] = set()
 
-    def finish(self, reason: str, code: int = protocol.CLOSE_NORMAL) -> None:
+    def finish(self, reason: str, code: CloseCode = CloseCode.NORMAL) -> None:
         """End the call from the server's side: `reason` is kept in its record."""
         self.end_reason, self.end_code = reason, code
         self.ended.set()
@@ -107,7 +105,7 @@ class WebSocketLine:
             await asyncio.wait_for(asyncio.shield(task), self._timeout)
         except TimeoutError:
             log.warning("caller stopped reading for %g s; closing the call", self._timeout)
-            self.closed_code = protocol.CLOSE_NOT_READING
+            self.closed_code = CloseCode.NOT_READING
             self.ended.set()
             raise CallClosed() from None
         except (ConnectionError, RuntimeError) as err:
@@ -118,7 +116,9 @@ class WebSocketLine:
         if not task.cancelled():
             task.exception()  # retrieved: a failed send is reported through the awaiting caller
 
-    async def close(self, code: int, farewell: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def close(
+        self, code: CloseCode, farewell: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
         """Close the websocket with `code`, after `farewell` (the dialect's last words) when the
         caller still reads. A caller that stopped reading gets 1 s for the close frame, then
         the connection is dropped."""
@@ -148,14 +148,14 @@ class Ending:
     """How a call ended: the reason kept in its record, the close code, the error if any."""
 
     reason: str = "hangup"
-    close_code: int = protocol.CLOSE_NORMAL
+    close_code: CloseCode = CloseCode.NORMAL
     error: ProtocolError | None = None
 
     def end_with(self, error: ProtocolError) -> None:
         """The caller broke a rule that ends the call: a per-connection limit (the reason is
         its code) or the protocol (the reason is "error")."""
         assert error.close_code is not None
-        limit = error.close_code in (CLOSE_IDLE, CLOSE_TOO_MANY)
+        limit = error.close_code in (CloseCode.IDLE, CloseCode.TOO_MANY)
         self.reason = error.code if limit else "error"
         self.close_code, self.error = error.close_code, error
 
@@ -268,7 +268,7 @@ async def messages(ws: web.WebSocketResponse, limits: CallSettings) -> AsyncIter
             raise ProtocolError(
                 "idle_timeout",
                 f"Nothing came from the caller for {limits.idle_timeout_s:g} s.",
-                CLOSE_IDLE,
+                CloseCode.IDLE,
             ) from None
         if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
             return
@@ -279,7 +279,7 @@ async def messages(ws: web.WebSocketResponse, limits: CallSettings) -> AsyncIter
             raise ProtocolError(
                 "too_many_messages",
                 f"A caller may send at most {limits.max_messages_per_s:g} messages a second.",
-                CLOSE_TOO_MANY,
+                CloseCode.TOO_MANY,
             )
         check_size(message, limits)
         yield message
@@ -287,7 +287,7 @@ async def messages(ws: web.WebSocketResponse, limits: CallSettings) -> AsyncIter
 
 def refuse_broken(message: WSMessage) -> None:
     """A message the websocket layer refused, as the error it closed the connection with: a
-    message over `HARD_MESSAGE_LIMIT` (1009), a broken frame (1002 and the like).
+    message over `HARD_MESSAGE_LIMIT` (1009), a broken frame (1002), text that is not UTF-8 (1007).
 
     Raises:
         ProtocolError: `message` is such an error; other messages pass.
@@ -299,12 +299,12 @@ def refuse_broken(message: WSMessage) -> None:
         raise ProtocolError(
             "frame_too_big",
             f"Messages may be at most {HARD_MESSAGE_LIMIT} bytes at all.",
-            protocol.CLOSE_TOO_BIG,
+            CloseCode.TOO_BIG,
         )
     raise ProtocolError(
         "bad_frame",
         f"The websocket layer refused a frame: {message.data}",
-        int(code) if isinstance(code, int) else WSCloseCode.PROTOCOL_ERROR,
+        CloseCode.BAD_TEXT if code == WSCloseCode.INVALID_TEXT else CloseCode.BAD_FRAME,
     )
 
 
@@ -314,7 +314,7 @@ def check_size(message: WSMessage, limits: CallSettings) -> None:
         raise ProtocolError(
             "frame_too_big",
             f"Messages may be at most {limits.max_frame_bytes} bytes.",
-            protocol.CLOSE_TOO_BIG,
+            CloseCode.TOO_BIG,
         )
 
 
@@ -347,7 +347,7 @@ async def serve_call(
     admission, metrics = app[ADMISSION], app[METRICS]
     if admission.draining:
         metrics.refused.labels("shutting_down").inc()
-        return Ending("server_shutdown", protocol.CLOSE_GOING_AWAY)
+        return Ending("server_shutdown", CloseCode.GOING_AWAY)
     if not admission.admit():
         log.warning("caller turned away: busy (%d calls)", admission.active)
         metrics.refused.labels("busy").inc()
@@ -360,7 +360,7 @@ async def serve_call(
             if listening is not None:
                 listening.cancel()
                 await asyncio.gather(listening, return_exceptions=True)
-        return Ending("busy", CLOSE_BUSY, ProtocolError("busy", busy.text, CLOSE_BUSY))
+        return Ending("busy", CloseCode.BUSY, ProtocolError("busy", busy.text, CloseCode.BUSY))
     try:
         return await _watched(app, call, line, transport, receive, greet)
     finally:
@@ -430,14 +430,14 @@ async def _run(
     if too_long:
         log.info("call reached call.max_call_s (%g s)", max_call_s)
         error = ProtocolError(
-            "call_too_long", f"Calls last at most {max_call_s:g} s.", CLOSE_TOO_LONG
+            "call_too_long", f"Calls last at most {max_call_s:g} s.", CloseCode.TOO_LONG
         )
-        return Ending("max_duration", CLOSE_TOO_LONG, error)
+        return Ending("max_duration", CloseCode.TOO_LONG, error)
     for task in (listener, receiver):
         failure = None if task.cancelled() else task.exception()
         if failure is not None and not isinstance(failure, CallClosed):
             log.error("call failed: %r", failure)
-            return Ending("error", protocol.CLOSE_INTERNAL)
+            return Ending("error", CloseCode.INTERNAL)
     return ending
 
 
@@ -482,10 +482,10 @@ async def drain(app: web.Application, grace_s: float) -> None:
     lines: set[WebSocketLine] = app[LINES]
     for line in list(lines):
         if line.started:
-            line.finish("server_shutdown", protocol.CLOSE_GOING_AWAY)
+            line.finish("server_shutdown", CloseCode.GOING_AWAY)
         else:
             with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
-                await asyncio.wait_for(line.ws.close(code=protocol.CLOSE_GOING_AWAY), 2)
+                await asyncio.wait_for(line.ws.close(code=CloseCode.GOING_AWAY), 2)
     deadline = time.monotonic() + 5
     while app[LINES] and time.monotonic() < deadline:  # noqa: ASYNC110 (handlers end on their own)
         await asyncio.sleep(0.05)
