@@ -15,6 +15,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -454,10 +455,19 @@ def csv_cell(value: object) -> object:
     """A cell a spreadsheet will show, not run: text that starts like a formula (`=`, `+`, `-`,
     `@`, tab, carriage return) gets a leading `'` (OWASP's rule against CSV injection), whatever
     its column; "-5" typed by a caller becomes "'-5". Numbers, booleans and None are the
-    server's own (times, turns, durations, never negative) and are written as they are."""
+    server's own (turns, durations, never negative) and are written as they are; times are
+    text from `csv_time`, which starts with a digit."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+def csv_time(unix_s: float | None) -> str:
+    """A time as a spreadsheet and a person read it: ISO 8601 in UTC, to the millisecond, with
+    its offset (`2025-03-14T09:26:53.589+00:00`); "" for none (a call still live)."""
+    if unix_s is None:
+        return ""
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds")
 
 
 def _csv(details: list[CallDetail], filename: str) -> web.Response:
@@ -466,7 +476,13 @@ def _csv(details: list[CallDetail], filename: str) -> web.Response:
     writer.writerow(_CSV_COLUMNS)
     for detail in details:
         call = detail.call
-        head = [call.call_id, call.channel, call.caller_id or "", call.started_at, call.ended_at]
+        head = [
+            call.call_id,
+            call.channel,
+            call.caller_id or "",
+            csv_time(call.started_at),
+            csv_time(call.ended_at),
+        ]
         for turn in detail.turns or ():
             writer.writerow(
                 map(
@@ -474,7 +490,7 @@ def _csv(details: list[CallDetail], filename: str) -> web.Response:
                     [
                         *head,
                         turn.turn,
-                        turn.at,
+                        csv_time(turn.at),
                         turn.question,
                         turn.reply,
                         " ".join(turn.sources),
