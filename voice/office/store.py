@@ -37,6 +37,11 @@ ORPHAN_GRACE_S = 86400.0
 UNANSWERED_RULES = ("out_of_scope", "clarify", "not_understood")
 """The rules that mean the knowledge base gave no answer on that turn: nothing matched, or the
 caller was asked to say it again or to choose (agent.guardrails)."""
+NOT_QUESTIONS = ("human_request",)
+"""The rules that mean the caller asked for a person, by voice or on the keypad (0): no
+question the knowledge base could have answered, handed off as it should be."""
+NOT_QUESTION_BACKENDS = ("keypad", "supervisor")
+"""Who wrote a reply to no question: a keypad digit, a supervisor's words."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -267,10 +272,11 @@ class SqliteStore:
         """The questions asked since `since` that were handed off, unanswered (an empty reply,
         or a rule of UNANSWERED_RULES: out of scope, asked again) or last marked unhelpful,
         grouped by `normalize_question`, most frequent first. Each group shows its latest
-        wording."""
+        wording. Asking for a person (NOT_QUESTIONS) and keypad digits are no questions."""
         rows = self._db.connection().execute(
             f"SELECT t.question, t.at, t.handoff, ({_UNHELPFUL}) AS unhelpful FROM turns t"
-            " WHERE t.at >= ? AND t.question != '' AND (t.handoff OR trim(t.reply) = ''"
+            f" WHERE t.at >= ? AND t.question != '' AND NOT {_NOT_A_QUESTION}"
+            " AND (t.handoff OR trim(t.reply) = ''"
             f" OR {_OUT_OF_SCOPE} OR ({_UNHELPFUL}))",
             (since,),
         )
@@ -317,11 +323,20 @@ _UNHELPFUL = (
     "SELECT NOT f.helpful FROM feedback f WHERE f.call_id = t.call_id AND f.turn = t.turn"
     " ORDER BY f.at DESC, f.id DESC LIMIT 1"
 )
-_OUT_OF_SCOPE = (
-    "EXISTS (SELECT 1 FROM json_each(t.rules) r WHERE r.value IN ("
-    + ", ".join(f"'{rule}'" for rule in UNANSWERED_RULES)
-    + "))"
-)
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    """SQL: the literal list of `names` (constants of this module, no quotes in them)."""
+    return ", ".join(f"'{name}'" for name in names)
+
+
+def _any_rule(rules: tuple[str, ...]) -> str:
+    """SQL: one of `rules` fired on turn `t`."""
+    return f"EXISTS (SELECT 1 FROM json_each(t.rules) r WHERE r.value IN ({_listed(rules)}))"
+
+
+_OUT_OF_SCOPE = _any_rule(UNANSWERED_RULES)
+_NOT_A_QUESTION = f"({_any_rule(NOT_QUESTIONS)} OR t.backend IN ({_listed(NOT_QUESTION_BACKENDS)}))"
 
 
 def _call_filter(query: CallQuery) -> tuple[str, list[Any]]:
