@@ -3,8 +3,9 @@ voice, and servers on real loopback sockets."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,3 +56,13 @@ def serve(models: Models) -> Callable[..., Any]:
             await runner.cleanup()
 
     return running
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The default data directory (`voice.config.default_data_dir`) of every test and of the
+    commands the tests run: a temporary one, never in the home of whoever runs them."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("xdg-data")
+        patch.setenv("XDG_DATA_HOME", str(home))
+        yield home / "voicedesk"

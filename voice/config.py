@@ -27,12 +27,23 @@ class ConfigError(Exception):
     """A setting is unknown or has a value of the wrong kind."""
 
 
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """Where call data is kept unless `server.data_dir` says otherwise, the same for every
+    command wherever it runs: `$XDG_DATA_HOME/voicedesk`, else `~/.local/share/voicedesk`."""
+    xdg = environ.get("XDG_DATA_HOME", "")
+    if os.path.isabs(xdg):  # the XDG rule: a relative or empty value is ignored
+        return Path(xdg) / "voicedesk"
+    home = environ.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "share" / "voicedesk"
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8765
-    data_dir: Path = Path("data")
-    """Where call data is kept (created on demand)."""
+    data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
+    """Where call data is kept: the records, recordings, supervisors and the embedding cache
+    (created on demand). Default: `default_data_dir`."""
     shutdown_grace_s: float = 30.0
     """On SIGTERM or SIGINT: new calls are refused, and each call in progress may finish its
     current turn for up to this long before it is closed (1001)."""
@@ -270,6 +281,7 @@ def load_settings(
         ConfigError: on an unknown key or a value that does not convert.
     """
     values: dict[str, dict[str, Any]] = {}
+    environ = os.environ if environ is None else environ
     if toml_path is not None:
         try:
             document = tomllib.loads(toml_path.read_text(encoding="utf-8"))
@@ -280,12 +292,14 @@ def load_settings(
                 raise ConfigError(f"{toml_path}: '{section}' must be a [section] table")
             for name, value in table.items():
                 _put(values, f"{section}.{name}", value, str(toml_path))
-    for name, value in (os.environ if environ is None else environ).items():
+    for name, value in environ.items():
         if name.startswith(ENV_PREFIX):
             _put(values, _env_key(name), value, f"environment variable {name}")
     for flag, value in (flags or {}).items():
         if value is not None and flag in FLAG_KEYS:
             _put(values, FLAG_KEYS[flag], value, f"flag --{flag.replace('_', '-')}")
+    default_dir = (default_data_dir(environ), "the default data directory")
+    values.setdefault("server", {}).setdefault("data_dir", default_dir)
     sections = {
         field_.name: _build(_section_class(field_.name), values.pop(field_.name, {}))
         for field_ in dataclasses.fields(Settings)

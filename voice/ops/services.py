@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -80,35 +81,46 @@ class Services:
 
 
 def load_services(settings: Settings, agent: Agent | None = None) -> Services:
-    """Load ASR, VAD and TTS models and build the agent (or use the one given)."""
+    """Load ASR, VAD and TTS models and build the agent (or use the one given).
+
+    On a failure, the models already loaded are closed again (their worker processes ended)
+    before the exception goes on."""
     transcriber: Recognizer
     synthesizer: Voice
-    if settings.server.isolate_models:
-        from voice.ops.workers import RecognizerWorkers, SynthesizerWorkers
+    with contextlib.ExitStack() as loaded:
+        if settings.server.isolate_models:
+            from voice.ops.workers import RecognizerWorkers, SynthesizerWorkers
 
-        transcriber, synthesizer = RecognizerWorkers(settings.asr), SynthesizerWorkers(settings.tts)
-    else:
-        transcriber, synthesizer = Transcriber(settings.asr), Synthesizer(settings.tts)
-    log.info(
-        "speech recognition: %s, %s on %s%s",
-        transcriber.description,
-        settings.asr.compute_type,
-        settings.asr.device,
-        ", in worker processes" if settings.server.isolate_models else "",
-    )
-    log.info("speech synthesis: %s (%d Hz)", synthesizer.description, synthesizer.sample_rate)
-    vad = VadModel()
-    log.info("voice activity detection: Silero %s", vad.path.name)
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
-    if agent is None:
-        from agent.selection import build_agent
+            transcriber = RecognizerWorkers(settings.asr)
+            loaded.callback(transcriber.close)
+            synthesizer = SynthesizerWorkers(settings.tts)
+        else:
+            transcriber = Transcriber(settings.asr)
+            loaded.callback(transcriber.close)
+            synthesizer = Synthesizer(settings.tts)
+        loaded.callback(synthesizer.close)
+        log.info(
+            "speech recognition: %s, %s on %s%s",
+            transcriber.description,
+            settings.asr.compute_type,
+            settings.asr.device,
+            ", in worker processes" if settings.server.isolate_models else "",
+        )
+        log.info("speech synthesis: %s (%d Hz)", synthesizer.description, synthesizer.sample_rate)
+        vad = VadModel()
+        loaded.callback(vad.close)
+        log.info("voice activity detection: Silero %s", vad.path.name)
+        background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        if agent is None:
+            from agent.selection import build_agent
 
-        knowledge, why = build_agent(settings.answering())
-        log.info("answers: %s; knowledge base: %s", why, settings.agent.kb_dir or "the demo KB")
-        if settings.agent.kb_dir is not None:
-            background.append(knowledge.watch_kb)
-        background.append(knowledge.watch_backend)
-        agent = knowledge
+            knowledge, why = build_agent(settings.answering())
+            log.info("answers: %s; knowledge base: %s", why, settings.agent.kb_dir or "the demo KB")
+            if settings.agent.kb_dir is not None:
+                background.append(knowledge.watch_kb)
+            background.append(knowledge.watch_backend)
+            agent = knowledge
+        loaded.pop_all()  # loaded: from here on the caller closes them, with `Services.close`
     return Services(
         settings=settings,
         transcriber=transcriber,
