@@ -36,7 +36,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.normalize import word_list, words
+from agent.normalize import words
+from text.words import is_filler, plain_words, word_list
 
 PROMPT_INJECTION = "prompt_injection"
 HUMAN_REQUEST = "human_request"
@@ -98,7 +99,8 @@ _HUMAN = re.compile(
     )
 )
 _HUMAN_WORDS = frozenset(word_list("agent human representative operator person someone"))
-_FILLER = frozenset(word_list("a an the please um uh just now real live customer service i"))
+_PADDING = frozenset(word_list("a an the please just now real live customer service i"))
+"""Words around a bare request for a person ("a real person please") that leave it bare."""
 
 _PRICE_QUESTION = re.compile(
     r"\b(how much( (is|are|does|do|did|will|would|should|for|to|extra|money|more)\b|\W*$)|"
@@ -206,8 +208,9 @@ class Verdict:
 
 
 def flatten(text: str) -> str:
-    """Lowercase words separated by single spaces: how a transcript is matched against rules."""
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", re.sub(r"['’]", "", text.lower())).split())
+    """The words of `text` (`text.words.plain_words`) separated by single spaces: how a
+    transcript is matched against rules."""
+    return " ".join(plain_words(text))
 
 
 def check_question(question: str) -> Verdict | None:
@@ -276,7 +279,7 @@ def asks_for_human(flat: str) -> bool:
     """True for "can i talk to someone", "agent please", "representative"."""
     if _HUMAN.search(flat):
         return True
-    rest = [w for w in flat.split() if w not in _FILLER]
+    rest = [w for w in flat.split() if w not in _PADDING and not is_filler(w)]
     return 0 < len(rest) <= 2 and any(w in _HUMAN_WORDS for w in rest)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from agent.kb import Passage
 from agent.speech import SENTENCE_END
 from agent.types import Exchange
+from text.markdown import LINE_MARKER, only_markers, strip_inline
 
 HANDOFF_MARKER = "HANDOFF"
 """What ``prompts/guardrail.md`` tells the model to reply when the passages do not answer."""
@@ -29,8 +30,8 @@ _BOUNDARY = re.compile(f"{SENTENCE_END.pattern}|[ \t]*\n\\s*")
 _BRACKETS = re.compile(r"[ \t]*\[([^\[\]\n]*)\]|[ \t]*\[[^\]\n]*$")
 _ID = re.compile(r"(?<![\w#])[a-z0-9][\w.-]*#[\w.-]*[\w]")
 _MARKER = re.compile(rf"\b{HANDOFF_MARKER}\b[.!]?")
-_LEAD = re.compile(r"^(?:#{1,6}|[-*•+]|\d{1,2}[.)])(?:\s+|$)")
 _EMPHASIS = re.compile(r"\*\*|__|[*`]")
+"""Emphasis and code marks, paired or not: a sentence may end between a pair's two marks."""
 _SOURCE_WORDS = re.compile(
     r"\(\s*(?:(?:sources?|references?|see)\s*:?)?[\s,;]*\)|"
     r"[,;]?\s*\b(?:sources?|references?)\s*:[\s,;]*(?=[.!?]?$)",
@@ -138,6 +139,7 @@ class ReplyFilter:
         return [s for s in map(self._clean, rest) if s]
 
     def _clean(self, sentence: str) -> str:
+        sentence = strip_inline(sentence)  # a link keeps its words, not its address
         for match in _BRACKETS.finditer(sentence):
             self._cite(_ID.findall(match.group(0)))
         text = _BRACKETS.sub("", sentence)
@@ -147,7 +149,7 @@ class ReplyFilter:
             self.handoff = True
             text = _MARKER.sub("", text)
         text = _EMPHASIS.sub("", text).strip()
-        text = _LEAD.sub("", text)
+        text = "" if only_markers(text) else LINE_MARKER.sub("", text)
         text = _SOURCE_WORDS.sub("", text)
         text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(text.split()))
         if not any(c.isalnum() for c in text):

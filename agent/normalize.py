@@ -5,7 +5,8 @@ punctuation, numbers spelled out ("two point four"). Both the KB and the questio
 same :class:`Normalizer`, so a company's own replacements (``vocabulary.yaml`` in its KB folder:
 what its callers' recognizer writes, the everyday words its callers use) only have to map onto
 the words the KB's own text normalizes to. Nothing here knows any trade: the only tables are
-general English (stopwords, number words, contractions, suffixes).
+general English (stopwords, contractions, suffixes; number words and fillers from
+`text.words`).
 
 Pure, immutable: safe to call from any thread.
 """
@@ -14,21 +15,7 @@ from __future__ import annotations
 
 import re
 
-
-def word_list(text: str) -> list[str]:
-    """The whitespace-separated words of a literal: keeps long word lists readable."""
-    return text.split()
-
-
-_NUMBER_WORDS: dict[str, int] = {
-    word: value
-    for value, word in enumerate(
-        word_list(
-            "zero one two three four five six seven eight nine ten eleven twelve thirteen "
-            "fourteen fifteen sixteen seventeen eighteen nineteen twenty"
-        )
-    )
-} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+from text.words import APOSTROPHES, is_filler, numbers_to_digits, word_list
 
 STOPWORDS = frozenset(
     word_list("""
@@ -39,8 +26,8 @@ more most my myself need needs no nor not now of off on once only or other our o
 own please same she should so some still such than that thats the their them then there these
 they this those through to too try trying under until up us very want wants was wasnt we were
 what whats when where which while who whom why will with wont would wouldnt you your youre
-yours yourself hi hello hey um uh er erm ah oh okay ok yeah yes yep well like so thanks thank
-really actually just anyway sorry hm hmm mm know tell said say says
+yours yourself hi hello hey okay ok yeah yes yep well like so thanks thank really actually
+just anyway sorry know tell said say says
 """)
 ) | frozenset(
     word_list("""
@@ -52,11 +39,11 @@ meaning meant
 """)
 )
 """Words that carry no topic, indexed neither in the KB nor in questions: function words, the
-fillers a transcript keeps ("um", "okay"), and the padding of spoken questions ("i was
-wondering", "something went wrong"). Words that can be a topic in some trade (day, week, time,
+acknowledgements a transcript keeps ("okay", "yeah"), and the padding of spoken questions ("i
+was wondering", "something went wrong"). Hesitation sounds ("um", "hmm") are not indexed either
+(`text.words.is_filler`). Words that can be a topic in some trade (day, week, time,
 long, new, buy) are kept."""
 
-_APOSTROPHES = re.compile(r"['’`]")
 _NOT = {"can": "can not", "won": "will not"}
 _IRREGULAR_NOT = re.compile(r"\b(can|won)['’]t\b")
 _CONTRACTIONS = re.compile(r"(?<=[a-z])['’](?:s|re|ve|ll|d|m)\b|n['’]t\b")
@@ -74,27 +61,10 @@ def words(text: str) -> list[str]:
     """
     text = _IRREGULAR_NOT.sub(lambda m: _NOT[m.group(1)], text.lower())
     text = _CONTRACTIONS.sub(lambda m: " not" if m.group(0)[0] == "n" else "", text)
-    text = _APOSTROPHES.sub("", text)
+    text = APOSTROPHES.sub("", text)
     text = _LONE_DOT.sub(" ", _NON_WORD.sub(" ", text))
     text = _DIGIT_LETTER.sub(" ", text)
-    return _numbers_to_digits(text.split())
-
-
-def _numbers_to_digits(tokens: list[str]) -> list[str]:
-    """``two point four`` -> ``2.4``; ``twenty four`` -> ``24``; ``seven`` -> ``7``."""
-    out: list[str] = []
-    for token in tokens:
-        value = _NUMBER_WORDS.get(token)
-        if value is None:
-            out.append(token)
-            continue
-        if out and value < 10 and out[-1].isdigit() and len(out[-1]) == 2 and out[-1][1] == "0":
-            out[-1] = str(int(out[-1]) + value)  # twenty four
-        elif len(out) >= 2 and out[-1] == "point" and out[-2].isdigit():
-            out[-2:] = [f"{out[-2]}.{value}"]  # two point four
-        else:
-            out.append(str(value))
-    return out
+    return numbers_to_digits(text.split())
 
 
 def stem(word: str) -> str:
@@ -183,7 +153,7 @@ class Normalizer:
         """The index terms of ``text``: its words without stopwords, stemmed, in order."""
         out = []
         for word in self.words(text):
-            if word in STOPWORDS or (len(word) == 1 and not word.isdigit()):
+            if word in STOPWORDS or is_filler(word) or (len(word) == 1 and not word.isdigit()):
                 continue
             stemmed = stem(word)
             if stemmed not in STOPWORDS:  # "happens", "questions"

@@ -9,17 +9,20 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from text.markdown import strip_inline
+from text.words import NEVER_END
+
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s+(.*)$")
 _BULLET = re.compile(r"^\s*[-*+]\s+(.*)$")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_EMPHASIS = re.compile(r"(\*\*|__|\*|`)(.+?)\1")
 _MENU_ARROW = re.compile(r"\s*>\s*")
-# A sentence ends at . ! or ? followed by whitespace, unless the dot belongs to a short
-# abbreviation ("e.g.", "Mr.") or a number ("2.4" has no space after its dot anyway).
 SENTENCE_END = re.compile(
-    r"(?<!\b[A-Za-z]\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\b[MD]r\.)"
-    r"(?<!\bMrs\.)(?<!\bMs\.)(?<=[.!?])\s+"
+    r"(?<!\b[A-Za-z]\.)"
+    + "".join(rf"(?<!\b(?i:{re.escape(word)}))" for word in sorted(NEVER_END))
+    + r"(?<=[.!?])\s+"
 )
+"""Where a sentence ends: at . ! or ? followed by whitespace, unless the dot belongs to an
+initial ("J. Smith") or an abbreviation that never ends one ("e.g.", "Dr."); a number's dot
+("2.4") has no space after it anyway."""
 
 _ORDINALS = ("First", "Then", "Next", "After that")
 
@@ -33,10 +36,9 @@ class Block:
 
 
 def plain(text: str) -> str:
-    """Markdown inline markup removed: links keep their text, ``a > b`` menus become
-    ``a, then b``, emphasis and code marks go."""
-    text = _LINK.sub(r"\1", text)
-    text = _EMPHASIS.sub(r"\2", text)
+    """Markdown inline markup removed (`text.markdown.strip_inline`): links keep their text,
+    emphasis and code marks go; and ``a > b`` menus become ``a, then b``."""
+    text = strip_inline(text)
     text = _MENU_ARROW.sub(", then ", text)
     return " ".join(text.split())
 

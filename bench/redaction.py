@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tts.numbers import TENS, digit_words, number_words  # noqa: E402
+from text.words import TENS  # noqa: E402
+from tts.numbers import digit_words, number_words  # noqa: E402
 from voice.office.redact import luhn_valid, redact  # noqa: E402
 
 SEED = 2026

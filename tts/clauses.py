@@ -16,61 +16,11 @@ from __future__ import annotations
 
 import re
 
+from text.words import BEFORE_NUMBER, END_IF_CAPITAL, NEVER_END
+
 _SENTENCE_MARKS = ".!?…"
 _CLOSERS = "\"')]}”’»"
 _SOFT_MARKS = ",;:–—"
-_NEVER_END = frozenset(
-    {
-        "e.g.",
-        "i.e.",
-        "cf.",
-        "dr.",
-        "mr.",
-        "mrs.",
-        "ms.",
-        "prof.",
-        "st.",
-        "vs.",
-        "approx.",
-        "ext.",
-        "dept.",
-        "ca.",
-        "jr.",
-        "sr.",
-    }
-)
-"""Abbreviations that do not end a sentence whatever follows."""
-_BEFORE_NUMBER = frozenset(
-    {
-        "no.",
-        "nos.",
-        "fig.",
-        "tel.",
-        "ref.",
-        "vol.",
-        "art.",
-        "sec.",
-        "ch.",
-        "pp.",
-    }
-)
-"""Abbreviations that do not end a sentence when a number follows ("No. 5", but "No. You")."""
-_END_IF_CAPITAL = frozenset(
-    {
-        "etc.",
-        "inc.",
-        "ltd.",
-        "co.",
-        "corp.",
-        "a.m.",
-        "p.m.",
-        "min.",
-        "max.",
-        "hrs.",
-        "sec.",
-    }
-)
-"""Abbreviations that end a sentence only when a capital letter follows."""
 _LIST_MARKER = re.compile(r"[0-9]{1,3}\.")
 _WAIT, _NO = -1, 0
 """`_decide` verdicts besides a break position: need more text; not a break."""
@@ -186,7 +136,7 @@ class ClauseSplitter:
         while word_start > 0 and not buffer[word_start - 1].isspace():
             word_start -= 1
         word = buffer[word_start : dot + 1].lstrip("\"'([{“‘").lower()
-        if word in _NEVER_END or re.fullmatch(r"[a-z]\.", word):
+        if word in NEVER_END or re.fullmatch(r"[a-z]\.", word):
             return _NO  # "Dr. Smith", "J. Smith"
         if _LIST_MARKER.fullmatch(word) and word_start == start:
             return _NO  # "1. Open the app", "Do this. 2. Close it." (newlines end clauses)
@@ -198,9 +148,9 @@ class ClauseSplitter:
         if following == len(buffer):
             return end if final else _WAIT
         after = buffer[following]
-        if after.islower() or (word in _END_IF_CAPITAL and not after.isupper()):
+        if after.islower() or (word in END_IF_CAPITAL and not after.isupper()):
             return _NO
-        if word in _BEFORE_NUMBER and (after.isdigit() or after == "#"):
+        if word in BEFORE_NUMBER and (after.isdigit() or after == "#"):
             return _NO
         return end
 

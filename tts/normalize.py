@@ -22,8 +22,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from text.markdown import strip_inline, strip_lines
+from text.words import TENS
 from tts.numbers import (
-    TENS,
     decimal_words,
     digit_words,
     int_words,
@@ -85,30 +86,6 @@ def _pad(m: re.Match[str], words: str) -> str:
     left = " " if before.isalnum() and words[:1].isalnum() else ""
     right = " " if after.isalnum() and words[-1:].isalnum() else ""
     return left + words + right
-
-
-# ----------------------------------------------------------------------------- markdown
-
-_LINE_MARKER = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|(?:[-*+•]|[0-9]{1,3}[.)])\s+)+", re.ASCII)
-_INLINE_MARKUP: list[Rule] = [
-    _rule(r"```[A-Za-z]*", " "),
-    _rule(r"!?\[([^\]]*)\]\([^)]*\)", r"\1"),
-    _rule(r"(\*\*|__)(.+?)\1", r"\2"),
-    _rule(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])", r"\1"),
-    _rule(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)", r"\1"),
-    _rule(r"`([^`]*)`", r"\1"),
-]
-
-
-def _strip_markdown(text: str) -> str:
-    """List markers, headings and quotes go; lines join with a period where none ended them."""
-    lines = [_LINE_MARKER.sub("", line).strip() for line in text.splitlines()]
-    joined = ""
-    for line in filter(None, lines):
-        if joined:
-            joined += " " if joined[-1] in ".!?,;:" else ". "
-        joined += line
-    return joined
 
 
 # ----------------------------------------------------------------------------- rules
@@ -529,9 +506,7 @@ def normalize_for_speech(text: str) -> str:
 
     "Open 9am–4:30pm, $5 off!" → "Open nine a m to four thirty p m, five dollars off!"
     """
-    text = _strip_markdown(text)
-    for pattern, replace in _INLINE_MARKUP:
-        text = pattern.sub(replace, text)
+    text = strip_inline(strip_lines(text))
     for rule in _RULES:
         text = _apply(rule, text)
     for pattern, replace in _CLEANUP:

@@ -4,29 +4,8 @@ from __future__ import annotations
 
 import re
 
-_ONES = (
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-)
-TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+from text.words import ONES, TENS
+
 _SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"))
 _IRREGULAR_ORDINALS = {
     "one": "first",
@@ -60,12 +39,12 @@ def number_words(n: int) -> str:
 
 def _under_thousand(n: int) -> str:
     hundreds, rest = divmod(n, 100)
-    parts = [f"{_ONES[hundreds]} hundred"] if hundreds else []
+    parts = [f"{ONES[hundreds]} hundred"] if hundreds else []
     if rest >= 20:
         tens, ones = divmod(rest, 10)
-        parts.append(TENS[tens] + (f"-{_ONES[ones]}" if ones else ""))
+        parts.append(TENS[tens] + (f"-{ONES[ones]}" if ones else ""))
     elif rest or not hundreds:
-        parts.append(_ONES[rest])
+        parts.append(ONES[rest])
     return " ".join(parts)
 
 
@@ -89,7 +68,7 @@ def year_words(year: int) -> str:
 
 def digit_words(digits: str) -> str:
     """ "0451" → "zero four five one" (non-digits are skipped)."""
-    return " ".join(_ONES[int(d)] for d in digits if d in "0123456789")
+    return " ".join(ONES[int(d)] for d in digits if d in "0123456789")
 
 
 def decimal_words(text: str) -> str:

@@ -167,6 +167,15 @@ def test_filters(history: SqliteStore, query: CallQuery, expected: str) -> None:
 # ----------------------------------------------------------------------------- gaps and days
 
 
+def test_search_compares_words_not_punctuation(store: SqliteStore) -> None:
+    """The search words and the stored text go through the same `text.words.plain_words`."""
+    store.start_call(call("a"))
+    store.add_turn(turn("a", 1, question="What's the Wi-Fi password?", reply="It's on the router."))
+    searches = {"whats": "a", "wi-fi": "a", "it's": "a", "router.": "a", "wifi": ""}
+    for text, found in searches.items():
+        assert "".join(c.call_id for c in store.calls(CallQuery(text=text))) == found, text
+
+
 def test_normalized_questions() -> None:
     assert normalize_question("  Can I pay with PayPal??  ") == "can i pay with paypal"
     assert normalize_question("Can I  pay, with PAYPAL!") == "can i pay with paypal"

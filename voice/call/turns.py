@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from asr.vad import WINDOW, WINDOW_MS
+from text.words import is_filler, plain_words
 from voice.config import TurnSettings
 
 SAMPLE_RATE = 16_000
@@ -172,20 +172,13 @@ class TurnDetector:
 
 BACKCHANNELS = frozenset(
     """
-    uh huh uhhuh mm hmm mhm mmhmm hm hmm um umm uh ah oh okay ok yeah yep yes yup right
-    alright sure i see got it cool great fine thanks thank you
+    huh uhhuh okay ok yeah yep yes yup right alright sure i see got it cool great fine
+    thanks thank you
     """.split()
 )
-"""Words that on their own acknowledge a reply rather than interrupt it (docs/protocol.md)."""
+"""Words that on their own acknowledge a reply rather than interrupt it (docs/protocol.md), as
+hesitation sounds do ("uh", "mm-hmm": `text.words.is_filler`)."""
 
-
-def words(text: str) -> list[str]:
-    """Lower-case words of a transcript, without punctuation."""
-    return re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
-
-
-_FILLER = re.compile(r"(?:u+h+|u+m+|e+m+|e+r+m*|a+h+|o+h+|o+w+|h+m+|m+h*m*)")
-"""Hesitation sounds however the recognizer spells them: "uhh", "emm", "hmmm", "mmhmm", "ow"."""
 
 ACKNOWLEDGEMENT_HINT = "Uh-huh. Mm-hmm. Okay. Yeah. Right."
 """Recognition hint while a reply plays: what a caller says then is most often one of these,
@@ -195,15 +188,15 @@ and without the hint the small model hears "mm-hmm" as "in memory"."""
 INTERRUPTIONS = frozenset(
     """
     stop wait no hold hang sorry excuse pardon hello hey agent human person operator
-    what what's whats why how where when which who
+    what whats why how where when which who
     """.split()
 )
 """Words that interrupt a reply even in a short utterance: "stop", "wait", "no, I mean", and
-question words ("what's the price?")."""
+question words ("what's the price?"), compared as `text.words.plain_words` writes them."""
 
 
 def _acknowledges(word: str) -> bool:
-    return word in BACKCHANNELS or _FILLER.fullmatch(word) is not None
+    return word in BACKCHANNELS or is_filler(word)
 
 
 def interrupts(text: str, speech_ms: int, min_words_ms: int) -> bool:
@@ -213,7 +206,7 @@ def interrupts(text: str, speech_ms: int, min_words_ms: int) -> bool:
     `min_words_ms` of speech only an interrupting word counts; past it, any word that is not an
     acknowledgement does.
     """
-    content = [word for word in words(text) if not _acknowledges(word)]
+    content = [word for word in plain_words(text) if not _acknowledges(word)]
     if speech_ms >= min_words_ms:
         return bool(content)
     return any(word in INTERRUPTIONS for word in content)

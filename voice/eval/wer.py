@@ -3,30 +3,26 @@
 Both sides are normalized the same way before they are compared: numbers and symbols are
 written out as the TTS normalizer says them ("7" → "seven", "2.4 GHz" → "two point four
 gigahertz"), then case, punctuation, hyphens and apostrophes are dropped ("Wi-Fi" → "wi fi",
-"won't" → "wont"). So "seven days" and "7 days" are the same words; a recognizer is not
-blamed for writing a number one way and the reference the other. Pure and thread-safe.
+"won't" → "wont": `text.words.plain_words`). So "seven days" and "7 days" are the same words;
+a recognizer is not blamed for writing a number one way and the reference the other. Pure and
+thread-safe.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
+from text.words import plain_words
 from tts.normalize import normalize_for_speech
 
 Op = Literal["ok", "sub", "ins", "del"]
-
-_NOT_WORD = re.compile(r"[^\w]+")
-_APOSTROPHES = re.compile(r"['’`]")
 
 
 def normalize_words(text: str) -> list[str]:
     """The words of `text` as compared for WER: "It's 2.4 GHz!" → ["its", "two", "point",
     "four", "gigahertz"]."""
-    spoken = normalize_for_speech(text).lower()
-    spoken = _APOSTROPHES.sub("", spoken)
-    return [word for word in _NOT_WORD.sub(" ", spoken).replace("_", " ").split() if word]
+    return plain_words(normalize_for_speech(text))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from text.words import plain_words
+
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
@@ -80,4 +82,6 @@ class Database:
 
 
 def _fold(text: str | None) -> str:
-    return (text or "").casefold()
+    """SQL `fold(text)`: the text's words as searches compare them (`text.words.plain_words`),
+    one space apart."""
+    return " ".join(plain_words(text or ""))

@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from text.words import ONES, TENS
+
 CARD = "[card]"
 PHONE = "[phone]"
 EMAIL = "[email]"
@@ -121,30 +123,9 @@ def _host(match: re.Match[str]) -> str:
 
 # ------------------------------------------------------------------ digits said as words
 
-_ONES = {
-    "zero": "0",
-    "oh": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-}
-_TEENS = {
-    word: str(value)
-    for value, word in enumerate(
-        "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split(),
-        10,
-    )
-}
-_TENS = {
-    word: str(value)
-    for value, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)
-}
+_ONES = {word: str(value) for value, word in enumerate(ONES[:10])} | {"oh": "0"}
+_TEENS = {word: str(value) for value, word in enumerate(ONES[10:], 10)}
+_TENS = {word: str(value) for value, word in enumerate(TENS[2:], 2)}
 _ONE = "|".join(_ONES)
 _TOKEN = (
     rf"(?:(?:double|triple)\s+)?(?:{_ONE})\b"

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from text.words import plain_words
 from voice.office.database import BUSY_TIMEOUT_MS, Database
 from voice.office.records import (
     CallDetail,
@@ -88,8 +88,9 @@ PRAGMA user_version = 1;
 
 
 def normalize_question(text: str) -> str:
-    """The form questions are grouped by: lowercase, punctuation stripped, spaces collapsed."""
-    return " ".join(re.sub(r"[^\w\s]|_", " ", text.casefold()).split())
+    """The form questions are grouped by: their words (`text.words.plain_words`), one space
+    apart."""
+    return " ".join(plain_words(text))
 
 
 class SqliteStore:
@@ -360,7 +361,7 @@ def _call_filter(query: CallQuery) -> tuple[str, list[Any]]:
         rule = "EXISTS (SELECT 1 FROM json_each(t.rules) r WHERE r.value = ?)"
         where.append(turn.format(rule))
         args.append(query.rule)
-    for word in (query.text or "").casefold().split():
+    for word in plain_words(query.text or ""):  # as `fold` writes the stored text
         where.append(turn.format("(instr(fold(t.question), ?) OR instr(fold(t.reply), ?))"))
         args += [word, word]
     return " AND ".join(where), args
