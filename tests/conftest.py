@@ -22,6 +22,14 @@ from voice.channels.codecs import int16_to_float, resample
 from voice.ops.server import start_server
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that loads the speech models, through `models` or a fixture built on it, is
+    marked `models`: `pytest -m "not models"` is the fast lane."""
+    for item in items:
+        if "models" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.models)
+
+
 @pytest.fixture(scope="session")
 def models() -> Models:
     return Models(Transcriber(AsrSettings()), Synthesizer(TtsSettings()), VadModel())

@@ -155,10 +155,13 @@ async def test_close_ends_the_workers():
     workers = WorkerPool("toy", Toy, size=2)
     await workers.call("echo", 1)
     pids = workers.pids
+    processes = [worker.process for worker in workers._workers]
     workers.close()
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+    # They ended on the goodbye, not killed after waiting a second each.
+    assert [process.exitcode for process in processes] == [0, 0]
 
 
 async def test_urgent_requests_go_before_others_waiting():

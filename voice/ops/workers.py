@@ -387,6 +387,8 @@ class WorkerPool:
 
         def close(_: object = None) -> None:
             with contextlib.suppress(OSError):
+                worker.conn.send(None)  # goodbye: a worker reading its pipe ends at once
+            with contextlib.suppress(OSError):
                 worker.conn.close()
 
         if worker.sending is None:
@@ -429,7 +431,8 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
-    """A worker's life: build the object, then answer requests until the pipe closes.
+    """A worker's life: build the object, then answer requests until the server says goodbye
+    (None) or the pipe closes.
 
     Interrupt and terminate signals are ignored: the server decides when its workers end (it
     finishes its calls' turns first on SIGTERM), and closing the pipe ends a worker."""
@@ -444,9 +447,12 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
         return
     while True:
         try:
-            method, args, kwargs = conn.recv()
+            request = conn.recv()
         except (EOFError, OSError, KeyboardInterrupt):
             return
+        if request is None:  # the server said goodbye
+            return
+        method, args, kwargs = request
         try:
             result = getattr(target, method)(*args, **kwargs)
         except Exception as err:
