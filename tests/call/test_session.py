@@ -104,13 +104,13 @@ async def test_a_failing_answer_is_reported_and_said_and_the_call_goes_on(serve)
     ],
 )
 def test_heard_text_follows_the_audio_sent(sent_ms, heard):
-    reply = Reply(turn=1, question="q", spoken_at=0.0, timings={})
+    reply = Reply(turn=1, question="q", spoken_at=0.0)
     reply.clauses = [("Two words.", 0, 1000), ("Three more words.", 1000, 2000)]
     assert reply.heard(sent_ms) == heard
 
 
 def test_heard_stops_at_what_was_played_not_what_was_sent_ahead():
-    reply = Reply(turn=1, question="q", spoken_at=0.0, timings={})
+    reply = Reply(turn=1, question="q", spoken_at=0.0)
     reply.sent_ms = 1300
     reply.play_start, reply.stopped_at = 100.0, 101.0
     assert reply.played_ms(realtime=True) == 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from agent.types import AnswerEnd
 from tts.normalize import normalize_for_speech
 from voice.call.transport import Transport
 from voice.channels.codecs import AudioFormat, StreamResampler, float_to_int16, int16_to_float
+from voice.channels.protocol import Timings
 from voice.config import CallSettings
 from voice.ops.services import Voice
 
@@ -36,7 +38,9 @@ class Reply:
     question: str
     spoken_at: float
     """Monotonic time the end of the caller's speech was detected (or the typed question came)."""
-    timings: dict[str, int | None]
+    timings: Timings = field(default_factory=Timings)
+    apology: bool = False
+    """The reply says sorry for a failure of the call (`Script.apology`)."""
     text: list[str] = field(default_factory=list)
     clauses: list[tuple[str, int, int]] = field(default_factory=list)
     """(clause, start ms, end ms) in the reply audio."""
@@ -54,10 +58,18 @@ class Reply:
     end: AnswerEnd = field(default_factory=AnswerEnd)
     task: asyncio.Task[None] | None = None
 
-    def mark(self, name: str) -> None:
-        """Record a timing, in ms since the question, the first time it happens."""
-        if self.timings.get(name) is None:
-            self.timings[name] = round((time.monotonic() - self.spoken_at) * 1000)
+    def wrote(self) -> None:
+        """The answer's first words were written: noted in `timings` the first time."""
+        if self.timings.first_text is None:
+            self.timings = dataclasses.replace(self.timings, first_text=self._elapsed_ms())
+
+    def sounded(self) -> None:
+        """The reply's first audio was sent: noted in `timings` the first time."""
+        if self.timings.first_audio is None:
+            self.timings = dataclasses.replace(self.timings, first_audio=self._elapsed_ms())
+
+    def _elapsed_ms(self) -> int:
+        return round((time.monotonic() - self.spoken_at) * 1000)
 
     def played_ms(self, realtime: bool) -> int:
         """Reply audio the caller has played: what was sent, less what was still buffered
@@ -195,7 +207,7 @@ class Speaker:
             now = time.monotonic()
             if reply.play_start is None:
                 reply.play_start = now
-                reply.mark("first_audio")
+                reply.sounded()
                 reply.playing.set()
             elif self.realtime:
                 played_ms = (now - reply.play_start) * 1000

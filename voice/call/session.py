@@ -39,6 +39,7 @@ from voice.call.turns import (
 )
 from voice.channels import protocol
 from voice.channels.codecs import AudioFormat, StreamResampler, int16_to_float
+from voice.channels.protocol import Timings
 from voice.ops.admission import MessageRate
 from voice.ops.services import Services
 from voice.ops.workers import WorkerDied
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 
 ASR_RATE = 16_000
 APOLOGY = "apology"
-"""`reply.end.backend` of the words spoken when part of the server failed the call."""
+"""`reply.end.backend` of the words spoken when part of the server failed the call
+(`Script.apology`)."""
 SERVER_FAILURE = "server_failure"
 """The rule recorded on that turn."""
 TYPED_BURST_S = 3.0
@@ -216,7 +218,7 @@ class CallSession:
             await self._interrupt()
             if shown:
                 await self._send(protocol.FinalTranscript(turn=turn, text=shown))
-            self._begin_reply(turn, question, arrived_at, {"asr": None}, script=script)
+            self._begin_reply(turn, question, arrived_at, script=script)
 
     async def stop_reply(self) -> None:
         """Stop the current answer (a supervisor, the caller's stop button or keypad)."""
@@ -365,7 +367,7 @@ class CallSession:
                 log.info("turn %d ignored: no words", turn)
                 return
             await self._interrupt()
-            self._begin_reply(turn, text, ended_at, {"asr": asr_ms}, heard_clearly=heard.reliable)
+            self._begin_reply(turn, text, ended_at, asr_ms, heard_clearly=heard.reliable)
 
     async def _interrupts(self, audio: np.ndarray, speech_ms: int) -> bool:
         """Whether speech over a reply interrupts it. Heard with an acknowledgement hint instead
@@ -434,13 +436,20 @@ class CallSession:
         turn: int,
         question: str,
         spoken_at: float,
-        timings: dict[str, int | None],
+        asr_ms: int | None = None,
         script: Script | None = None,
         heard_clearly: bool = True,
     ) -> None:
         """Answer `question` (or speak `script`: a supervisor's words, a keypad reply) as the
-        reply of `turn`. `heard_clearly` False: recognition doubted the question's words."""
-        reply = Reply(turn=turn, question=question, spoken_at=spoken_at, timings=timings)
+        reply of `turn`. `asr_ms`: how long recognition took (None: no listening was needed);
+        `heard_clearly` False: recognition doubted the question's words."""
+        reply = Reply(
+            turn=turn,
+            question=question,
+            spoken_at=spoken_at,
+            timings=Timings(asr=asr_ms),
+            apology=script is not None and script.apology,
+        )
         self._reply = reply
         reply.task = asyncio.create_task(self._run_reply(reply, script, heard_clearly))
         reply.task.add_done_callback(_log_failure)
@@ -471,7 +480,7 @@ class CallSession:
         elif failed:
             await self._send(protocol.Error(code="answer_failed", message=sorry))
         await self._finish_reply(reply, interrupted=False, cut_short=failed or died)
-        if script is not None and script.backend == APOLOGY:
+        if reply.apology:
             return  # an apology that failed is not apologized for
         if died:
             self._spawn(self._apologize())
@@ -487,18 +496,15 @@ class CallSession:
         async with self._turn_lock:
             if self._reply is not None or self._last_turn != failed_turn:
                 return
-            script = Script(sentence, backend=APOLOGY)
-            self._begin_reply(self._next_turn(), "", time.monotonic(), {"asr": None}, script)
+            script = Script.sorry(sentence)
+            self._begin_reply(self._next_turn(), "", time.monotonic(), script=script)
 
     async def _apologize(self) -> None:
         """Part of the server failed this call (a model's worker died): say sorry and hand
         the call to a person; the worker is being restarted meanwhile."""
         await self._immediate_turn(
-            script=Script(
-                self._settings.call.failure_message,
-                backend=APOLOGY,
-                handoff=True,
-                rules=(SERVER_FAILURE,),
+            script=Script.sorry(
+                self._settings.call.failure_message, handoff=True, rules=(SERVER_FAILURE,)
             )
         )
 
@@ -518,7 +524,7 @@ class CallSession:
         )
         async for event in answer:
             if isinstance(event, AnswerText):
-                reply.mark("first_text")
+                reply.wrote()
                 reply.text.append(event.text)
                 await self._send(protocol.ReplyText(turn=reply.turn, text=event.text))
                 ready = splitter.feed(event.text)
@@ -572,10 +578,8 @@ class CallSession:
             heard = text
         if reply.question:
             self._memory.append(Exchange(reply.question, heard, reply.end.rules, reply.end.sources))
-        if text and reply.end.backend != APOLOGY:  # what `*` repeats: the last real answer
+        if text and not reply.apology:  # what `*` repeats: the last real answer
             self._last_answer = text
-        reply.timings.setdefault("first_text", None)
-        reply.timings.setdefault("first_audio", None)
         return protocol.ReplyEnd(
             turn=reply.turn,
             text=text,
@@ -612,6 +616,14 @@ class Script:
     """What `reply.end` names as the writer: "supervisor", "keypad" or "apology"."""
     handoff: bool = False
     rules: tuple[str, ...] = ()
+    apology: bool = False
+    """Said because part of the call failed: `*` does not repeat it, and no apology follows
+    it if it fails too."""
+
+    @classmethod
+    def sorry(cls, text: str, handoff: bool = False, rules: tuple[str, ...] = ()) -> Script:
+        """An apology, written by "apology"."""
+        return cls(text, APOLOGY, handoff, rules, apology=True)
 
 
 async def _scripted(script: Script) -> AsyncIterator[AnswerEvent]:

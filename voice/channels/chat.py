@@ -153,7 +153,7 @@ async def answer(
         handoff=end.handoff,
         interrupted=False,
         rules=list(end.rules),
-        timings_ms={"first_text": first_text_ms},
+        timings_ms=protocol.Timings(first_text=first_text_ms),
         backend=end.backend,
     )
 

@@ -298,6 +298,19 @@ class ReplyText(Event):
 
 
 @dataclass(frozen=True)
+class Timings:
+    """How soon a turn's reply got going, in ms from the detected end of the caller's speech
+    (or from a typed question, a keypad digit, a supervisor's words); None: it did not happen."""
+
+    asr: int | None = None
+    """The transcript was ready (None for a turn that needed no listening)."""
+    first_text: int | None = None
+    """The answer's first words were written."""
+    first_audio: int | None = None
+    """The reply's first audio was sent."""
+
+
+@dataclass(frozen=True)
 class ReplyEnd(Event):
     type: ClassVar[str] = "reply.end"
     turn: int
@@ -309,8 +322,8 @@ class ReplyEnd(Event):
     handoff: bool
     interrupted: bool
     rules: list[str]
-    timings_ms: dict[str, int | None]
-    """asr, first_text, first_audio: ms from the detected end of the caller's speech."""
+    timings_ms: Timings
+    """Sent as a JSON object: {"asr", "first_text", "first_audio"}."""
     backend: str = ""
     """What wrote the reply: "faq", "extractive", "ollama", "guardrail", "supervisor", "keypad"
     or "apology"."""

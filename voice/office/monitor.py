@@ -120,7 +120,7 @@ class CallMonitor:
                 handoff=event.handoff,
                 rules=tuple(event.rules),
                 barge_in=event.interrupted,
-                timings_ms=dict(event.timings_ms),
+                timings_ms=fields["timings_ms"],
                 backend=event.backend,
             )
         )

@@ -39,13 +39,16 @@ GUARDRAIL_RULES = frozenset(
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 """Seconds; 1.5 s is the end-of-speech → first-audio target."""
 
-STAGES = {
-    "asr": ("asr", None),
-    "answer_first_text": ("first_text", "asr"),
-    "tts_first_audio": ("first_audio", "first_text"),
-    "end_of_speech_to_first_audio": ("first_audio", None),
-}
-"""Histogram stage → (timing it ends at, timing it starts at; None: the end of speech)."""
+
+def stages(timings: protocol.Timings) -> dict[str, int | None]:
+    """Histogram stage → its ms (None: it did not happen): from the end of speech, or from the
+    stage before."""
+    return {
+        "asr": timings.asr,
+        "answer_first_text": _span(timings.asr, timings.first_text),
+        "tts_first_audio": _span(timings.first_text, timings.first_audio),
+        "end_of_speech_to_first_audio": timings.first_audio,
+    }
 
 
 class Metrics:
@@ -136,9 +139,8 @@ class MetricsObserver(Unobserved):
                 m.barge_ins.inc()
             for rule in event.rules:
                 (m.guardrail_hits if rule in GUARDRAIL_RULES else m.fallbacks).labels(rule).inc()
-            if event.timings_ms.get("asr") is not None:  # a spoken turn
-                for stage, (end, start) in STAGES.items():
-                    ms = _span(event.timings_ms, end, start)
+            if event.timings_ms.asr is not None:  # a spoken turn
+                for stage, ms in stages(event.timings_ms).items():
                     if ms is not None:
                         m.stage_seconds.labels(stage).observe(ms / 1000)
         elif isinstance(event, protocol.Handoff):
@@ -147,12 +149,8 @@ class MetricsObserver(Unobserved):
             m.errors.labels(event.code).inc()
 
 
-def _span(timings: dict[str, int | None], end: str, start: str | None) -> int | None:
-    stop = timings.get(end)
-    begin = 0 if start is None else timings.get(start)
-    if stop is None or begin is None:
-        return None
-    return max(0, stop - begin)
+def _span(begin: int | None, end: int | None) -> int | None:
+    return None if begin is None or end is None else max(0, end - begin)
 
 
 class _LiveCollector(Collector):
