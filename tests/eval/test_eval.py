@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from voice.channels.codecs import AudioFormat, mulaw_encode
 from voice.cli import main
 from voice.clients.client import Turn
 from voice.eval.report import (
+    audio_data_uri,
     case_json,
     html_report,
     print_table,
@@ -256,13 +259,27 @@ def test_the_html_report_has_the_players_the_marked_errors_and_why():
     page = html_report(results, summarize(results), "demo & co")
     assert page.startswith("<!DOCTYPE html>") and "<title>demo &amp; co</title>" in page
     assert page.count("<audio controls") == 7 + 1  # 7 questions, 1 reply with audio
-    assert page.count('src="data:audio/wav;base64,') == 8
+    assert page.count('src="data:audio/mpeg;base64,') == 8  # MP3: a ninth of a WAV
     assert '<span class="del" title="not heard">smart</span>' in page
     assert '<span class="sub" title="said: be">bee</span>' in page
     assert "A &lt;b&gt;bold&lt;/b&gt; reply &amp; more" in page
     assert "<b>bold</b>" not in page
     assert 'id="tel &lt;1&gt;"' in page and "mulaw 8000 Hz" in page
     assert "not handed off" in page and 'class="fail"' in page
+
+
+def test_audio_is_mp3_where_mp3_has_the_rate_else_wav():
+    import base64
+
+    import soundfile as sf
+
+    tone = (np.sin(np.arange(8000) * 0.3) * 8000).astype(np.int16)
+    mp3 = audio_data_uri(tone, 8000)
+    assert mp3.startswith("data:audio/mpeg;base64,")
+    back, rate = sf.read(io.BytesIO(base64.b64decode(mp3.split(",", 1)[1])), dtype="int16")
+    assert rate == 8000 and abs(len(back) - len(tone)) < 0.1 * 8000
+    assert audio_data_uri(tone, 96000).startswith("data:audio/wav;base64,")  # no such MP3
+    assert audio_data_uri(tone[:0], 8000).startswith("data:audio/wav;base64,")
 
 
 def test_wav_data_uri_is_a_playable_wav():
@@ -288,3 +305,24 @@ def test_a_bad_suite_exits_2_before_anything_runs(tmp_path, capsys):
 def test_min_pass_must_be_a_fraction(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "suite.yaml"), "--min-pass", "95"]) == 2
     assert "--min-pass" in capsys.readouterr().err
+
+
+def test_a_server_that_is_not_there_stops_the_run_at_once(tmp_path, capsys, logging_left_as_it_was):
+    """It used to call every case, each failing with "cannot connect", and print them all."""
+    with wave.open(str(tmp_path / "q.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(bytes(3200))
+    cases = "".join(f"  - {{id: q{n}, audio: q.wav}}\n" for n in range(5))
+    (tmp_path / "suite.yaml").write_text(f"cases:\n{cases}", encoding="utf-8")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{probe.getsockname()[1]}/call"
+    page = tmp_path / "out.html"
+    code = main(["eval", str(tmp_path / "suite.yaml"), "--url", url, "--html", str(page)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == "", "no case was run"
+    assert err.splitlines() == [f"voicedesk eval: cannot reach {url}: Connection refused"]
+    assert not page.exists()

@@ -5,14 +5,18 @@ agent on the demo KB), as fast as the server takes it."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
-import logging
+import re
+import subprocess
+import sys
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from agent.types import AgentSettings
 from voice.cli import main
@@ -53,16 +57,6 @@ def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
         out.writeframes(np.clip(samples * 32767, -32768, 32767).astype("<i2").tobytes())
 
 
-@pytest.fixture
-def logging_left_as_it_was() -> Iterator[None]:
-    """`main` quiets some loggers; put them back for the tests after this one."""
-    names = ("", "voice.ops.server", "faster_whisper", "aiohttp.access")
-    levels = {name: logging.getLogger(name).level for name in names}
-    yield
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
-
-
 async def test_a_small_suite_through_the_real_server(tmp_path, say, serve, logging_left_as_it_was):
     from agent.agent import KnowledgeAgent
 
@@ -101,4 +95,29 @@ async def test_a_small_suite_through_the_real_server(tmp_path, say, serve, loggi
 
     html = page.read_text(encoding="utf-8")
     assert html.count("<audio controls") == 8  # a question and a reply player per turn
+    clips = re.findall(r'src="data:audio/mpeg;base64,([^"]+)"', html)
+    assert len(clips) == 8
+    seconds = sum(sf.info(io.BytesIO(base64.b64decode(clip))).duration for clip in clips)
+    assert seconds > 20
+    kbps = len(html) * 8 / seconds / 1000  # all of the page, base64 and all
+    assert kbps < 64, f"{kbps:.0f} kbps: the audio is compressed (a 16 kHz WAV: 340 in base64)"
     assert "mulaw 8000 Hz" in html
+
+
+def test_the_progress_is_on_stdout_and_the_logs_on_stderr(tmp_path, say):
+    """As a tester runs it, with the server in-process: the progress lines were on stderr,
+    between the server's log lines (a call started, a call ended, ...)."""
+    write_wav(tmp_path / "bulb.wav", say("My smart bulb keeps flashing red."), 16000)
+    (tmp_path / "suite.yaml").write_text(
+        "cases:\n  - {id: bulb-red, audio: bulb.wav, expect: {source: troubleshooting#4.2}}\n",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "voice.cli", "eval", str(tmp_path / "suite.yaml")]
+    done = subprocess.run(
+        [*command, "--llm", "extractive"], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"\[1/1\] █+ bulb-red ✓", lines[0]), lines[0]
+    assert lines[1].startswith("case ") and any(line.startswith("passed ") for line in lines)
+    assert not any(" INFO " in line for line in done.stdout.splitlines() + done.stderr.splitlines())

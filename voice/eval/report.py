@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import soundfile as sf
 
 from voice.eval.run import CaseResult, Summary, TurnResult
 from voice.eval.wer import Alignment, pooled_wer
@@ -186,6 +187,32 @@ h2{font-size:16px;margin:.3em 0}.pass{color:#1a7f37}.failmark{color:#c33}
 """
 
 
+MP3_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000})
+"""The sample rates MP3 has (MPEG-1, 2 and 2.5)."""
+MP3_QUALITY = 0.6
+"""libsndfile's compression level of the report's MP3 (0 best, 1 smallest), at a variable
+rate: about 28 kbps at 16 kHz (PCM: 256) and 20 kbps at 8 kHz (PCM: 128). Whisper hears 41
+questions and replies of the demo suite through it as it hears the PCM, but for 1% of words."""
+
+
+def audio_data_uri(samples: np.ndarray, sample_rate: int) -> str:
+    """Int16 mono samples as a `data:` URI a browser plays: MP3 (every browser plays it) at a
+    speech rate; a WAV for a rate MP3 does not have or a libsndfile that writes no MP3."""
+    if sample_rate not in MP3_RATES or not len(samples) or "MP3" not in sf.available_formats():
+        return wav_data_uri(samples, sample_rate)
+    buffer = io.BytesIO()
+    sf.write(
+        buffer,
+        np.asarray(samples, dtype=np.int16),
+        sample_rate,
+        format="MP3",
+        subtype="MPEG_LAYER_III",
+        bitrate_mode="VARIABLE",
+        compression_level=MP3_QUALITY,
+    )
+    return "data:audio/mpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def wav_data_uri(samples: np.ndarray, sample_rate: int) -> str:
     """Int16 mono samples as a `data:audio/wav;base64,…` URI."""
     buffer = io.BytesIO()
@@ -217,7 +244,7 @@ def marked_transcript(alignment: Alignment) -> str:
 
 
 def _player(samples: np.ndarray, sample_rate: int) -> str:
-    return f'<audio controls preload="none" src="{wav_data_uri(samples, sample_rate)}"></audio>'
+    return f'<audio controls preload="none" src="{audio_data_uri(samples, sample_rate)}"></audio>'
 
 
 def _turn_html(result: CaseResult, number: int, turn: TurnResult) -> str:
@@ -261,8 +288,9 @@ def _case_html(result: CaseResult) -> str:
 
 
 def html_report(results: Sequence[CaseResult], summary: Summary, title: str) -> str:
-    """A self-contained page: the summary, then every case with its audio, transcript with the
-    recognition errors marked, reply and why it failed."""
+    """A self-contained page: the summary, then every case with its audio (the question as
+    sent and the reply as received, MP3 in the page), transcript with the recognition errors
+    marked, reply and why it failed."""
     legend = (
         '<p class="legend">recognition errors: <span class="sub">heard wrong</span>'
         '<span class="ins">heard, not said</span><span class="del">said, not heard</span></p>'

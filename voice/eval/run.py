@@ -12,6 +12,8 @@ Scoring (`unmet`, `score_turn`, `summarize`) is pure; `run_suite` is the thin as
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,6 +188,28 @@ def exit_code(summary: Summary, min_pass: float = 1.0) -> int:
 # ----------------------------------------------------------------------------- running
 
 
+class Unreachable(Exception):
+    """The server takes no call at all: nothing answers at the address, or it refuses the
+    connection itself (HTTP 401 without the right token, 404 on a wrong path). Every case
+    would fail the same way, so the suite stops at the first."""
+
+    def __init__(self, url: str, error: aiohttp.ClientError) -> None:
+        if isinstance(error, aiohttp.ClientConnectorError):
+            why = f"cannot reach {url}: {_reason(error.os_error)}"
+        elif isinstance(error, aiohttp.WSServerHandshakeError):
+            why = f"{url} took no call (HTTP {error.status} {error.message})"
+        else:
+            why = f"cannot call {url}: {error}"
+        super().__init__(why)
+
+
+def _reason(error: OSError) -> str:
+    """Why a connection failed, as the system says it: "Connection refused", "no such host"."""
+    if isinstance(error, socket.gaierror):
+        return f"no such host ({error.strerror})"
+    return os.strerror(error.errno) if error.errno else str(error)
+
+
 async def run_suite(
     suite: Suite,
     url: str,
@@ -195,7 +219,11 @@ async def run_suite(
 ) -> list[CaseResult]:
     """Call `url` once per case, in order. `realtime` streams questions and takes reply audio
     at the pace they play (latency as callers feel it); otherwise as fast as the server goes.
-    `progress(done, total, result)` is called after each case."""
+    `progress(done, total, result)` is called after each case.
+
+    Raises:
+        Unreachable: a case could not connect; no case after it is tried.
+    """
     results = []
     for index, case in enumerate(suite.cases, 1):
         results.append(await run_case(case, url, realtime=realtime))
@@ -206,7 +234,11 @@ async def run_suite(
 
 async def run_case(case: Case, url: str, *, realtime: bool = False) -> CaseResult:
     """One call: every question of `case`, each after the reply to the one before. A failed
-    call (refused, closed, a reply later than TURN_TIMEOUT_S) ends the case with `error`."""
+    call (refused, closed, a reply later than TURN_TIMEOUT_S) ends the case with `error`.
+
+    Raises:
+        Unreachable: the call could not even connect.
+    """
     result = CaseResult(case)
     try:
         questions = [
@@ -222,6 +254,8 @@ async def run_case(case: Case, url: str, *, realtime: bool = False) -> CaseResul
                 sent = case.channel.decode(case.channel.encode(float_to_int16(samples)))
                 turn = await call.ask(samples, realtime=realtime, timeout=TURN_TIMEOUT_S)
                 result.turns.append(score_turn(question, turn, sent))
+    except (aiohttp.ClientConnectorError, aiohttp.WSServerHandshakeError) as err:
+        raise Unreachable(url, err) from None
     except TimeoutError:
         result.error = f"no reply within {TURN_TIMEOUT_S:g} s"
     except (OSError, aiohttp.ClientError) as err:
