@@ -29,17 +29,17 @@ async def until(condition, timeout: float = 20.0) -> None:
 
 
 async def test_requests_run_in_the_workers(pool):
-    assert await pool.call("echo", {"a": [1, 2]}) == {"a": [1, 2]}
+    assert await pool.call(Toy.echo, {"a": [1, 2]}) == {"a": [1, 2]}
     pids = set(pool.pids)
     assert len(pids) == 2 and os.getpid() not in pids
-    assert await pool.call("pid") in pids
+    assert await pool.call(Toy.pid) in pids
     assert pool.info["pid"] in pids
 
 
 async def test_workers_serve_requests_at_the_same_time(pool):
     began = time.monotonic()
     assert pool.busy is False
-    both = asyncio.gather(pool.call("sleep", 0.6), pool.call("sleep", 0.6))
+    both = asyncio.gather(pool.call(Toy.sleep, 0.6), pool.call(Toy.sleep, 0.6))
     await asyncio.sleep(0.2)
     assert pool.busy
     await both
@@ -49,47 +49,47 @@ async def test_workers_serve_requests_at_the_same_time(pool):
 
 async def test_a_failing_request_leaves_the_worker_serving(pool):
     with pytest.raises(WorkerFailed, match="this request is bad"):
-        await pool.call("fail")
-    assert await pool.call("echo", 3) == 3
+        await pool.call(Toy.fail)
+    assert await pool.call(Toy.echo, 3) == 3
     assert pool.restarts == 0
 
 
 async def test_a_worker_that_dies_mid_request_is_replaced(pool):
     before = set(pool.pids)
     with pytest.raises(WorkerDied):
-        await pool.call("crash")
+        await pool.call(Toy.crash)
     await until(lambda: pool.restarts == 1 and pool.alive == 2)
     assert set(pool.pids) != before and len(set(pool.pids) & before) == 1
-    assert await asyncio.gather(*(pool.call("echo", n) for n in range(4))) == [0, 1, 2, 3]
+    assert await asyncio.gather(*(pool.call(Toy.echo, n) for n in range(4))) == [0, 1, 2, 3]
 
 
 async def test_a_worker_killed_while_idle_is_replaced_before_it_is_needed(pool):
-    await pool.call("echo", 1)
+    await pool.call(Toy.echo, 1)
     victim = pool.pids[0]
     os.kill(victim, signal.SIGKILL)
     await until(lambda: pool.restarts == 1 and pool.alive == 2)
     assert victim not in pool.pids
-    assert [await pool.call("echo", n) for n in range(3)] == [0, 1, 2]
+    assert [await pool.call(Toy.echo, n) for n in range(3)] == [0, 1, 2]
 
 
 async def test_other_requests_go_on_while_a_worker_dies(pool):
-    slow = asyncio.create_task(pool.call("sleep", 0.8))
+    slow = asyncio.create_task(pool.call(Toy.sleep, 0.8))
     await asyncio.sleep(0.1)
     with pytest.raises(WorkerDied):
-        await pool.call("crash")
+        await pool.call(Toy.crash)
     assert await slow == 0.8
 
 
 async def test_a_cancelled_request_keeps_its_worker_busy_until_it_ends():
     workers = WorkerPool("toy", Toy, size=1)
     try:
-        waiting = asyncio.create_task(workers.call("sleep", 0.6))
+        waiting = asyncio.create_task(workers.call(Toy.sleep, 0.6))
         await asyncio.sleep(0.1)
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
         assert workers.busy
         began = time.monotonic()
-        assert await workers.call("echo", "next") == "next"
+        assert await workers.call(Toy.echo, "next") == "next"
         assert time.monotonic() - began > 0.3  # it waited for the abandoned request
         assert not workers.busy
     finally:
@@ -101,10 +101,10 @@ async def test_a_hung_worker_is_killed_after_the_request_timeout():
     try:
         hung = workers.pids[0]
         with pytest.raises(WorkerDied, match="hung"):
-            await workers.call("sleep", 30)
+            await workers.call(Toy.sleep, 30)
         await until(lambda: workers.restarts == 1 and workers.alive == 1)
         assert hung not in workers.pids
-        assert await workers.call("echo", "alive") == "alive"
+        assert await workers.call(Toy.echo, "alive") == "alive"
     finally:
         workers.close()
 
@@ -113,12 +113,12 @@ async def test_a_hung_request_nobody_waits_for_any_more_is_killed_too():
     """Barge-in cancels its wait; the worker must not stay stuck behind the request."""
     workers = WorkerPool("toy", Toy, size=1, request_timeout_s=0.5)
     try:
-        waiting = asyncio.create_task(workers.call("sleep", 30))
+        waiting = asyncio.create_task(workers.call(Toy.sleep, 30))
         await asyncio.sleep(0.1)
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
         await until(lambda: workers.restarts == 1 and workers.alive == 1)
-        assert await workers.call("echo", "free again") == "free again"
+        assert await workers.call(Toy.echo, "free again") == "free again"
     finally:
         workers.close()
 
@@ -130,7 +130,7 @@ async def test_a_worker_that_stops_reading_does_not_hold_up_the_server():
     try:
         stopped = workers.pids[0]
         os.kill(stopped, signal.SIGSTOP)
-        request = asyncio.create_task(workers.call("echo", b"x" * 4_000_000))  # > a pipe's 64 KiB
+        request = asyncio.create_task(workers.call(Toy.echo, b"x" * 4_000_000))  # > a pipe's 64 KiB
         lags = []
         while not request.done():
             ticked = time.monotonic()
@@ -141,7 +141,7 @@ async def test_a_worker_that_stops_reading_does_not_hold_up_the_server():
         assert max(lags) < 0.2, max(lags)
         await until(lambda: workers.restarts == 1 and workers.alive == 1)
         assert stopped not in workers.pids
-        assert await workers.call("echo", "served") == "served"
+        assert await workers.call(Toy.echo, "served") == "served"
     finally:
         workers.close()
 
@@ -153,7 +153,7 @@ def test_a_worker_that_cannot_start_says_why():
 
 async def test_close_ends_the_workers():
     workers = WorkerPool("toy", Toy, size=2)
-    await workers.call("echo", 1)
+    await workers.call(Toy.echo, 1)
     pids = workers.pids
     processes = [worker.process for worker in workers._workers]
     workers.close()
@@ -170,10 +170,11 @@ async def test_urgent_requests_go_before_others_waiting():
         finished: list[str] = []
 
         async def ask(name: str, urgent: bool) -> None:
-            await workers.call("echo", name, urgent=urgent)
+            call = workers.call if urgent else workers.call_patiently
+            await call(Toy.echo, name)
             finished.append(name)
 
-        running = asyncio.create_task(workers.call("sleep", 0.5))  # holds the only worker
+        running = asyncio.create_task(workers.call(Toy.sleep, 0.5))  # holds the only worker
         await asyncio.sleep(0.1)
         later = [
             asyncio.create_task(ask("partial 1", urgent=False)),
@@ -190,13 +191,13 @@ async def test_urgent_requests_go_before_others_waiting():
 async def test_a_request_cancelled_while_waiting_gives_up_its_place():
     workers = WorkerPool("toy", Toy, size=1)
     try:
-        running = asyncio.create_task(workers.call("sleep", 0.3))
+        running = asyncio.create_task(workers.call(Toy.sleep, 0.3))
         await asyncio.sleep(0.1)
-        gone = asyncio.create_task(workers.call("echo", "never"))
+        gone = asyncio.create_task(workers.call(Toy.echo, "never"))
         await asyncio.sleep(0.05)
         gone.cancel()
         await asyncio.gather(running, gone, return_exceptions=True)
-        assert await asyncio.wait_for(workers.call("echo", "next"), 5) == "next"
+        assert await asyncio.wait_for(workers.call(Toy.echo, "next"), 5) == "next"
         assert not workers.busy
     finally:
         workers.close()
@@ -234,11 +235,11 @@ async def test_a_call_that_asks_a_lot_waits_behind_the_others():
 
         async def ask(call: str, name: str) -> None:
             with call_scope(call):
-                await workers.call("sleep", 0.05)
+                await workers.call(Toy.sleep, 0.05)
             finished.append(name)
 
         with call_scope("flooder"):
-            running = asyncio.create_task(workers.call("sleep", 0.3))  # holds the only worker
+            running = asyncio.create_task(workers.call(Toy.sleep, 0.3))  # holds the only worker
         await asyncio.sleep(0.1)
         waiting = [asyncio.create_task(ask("flooder", f"flood {n}")) for n in range(1, 4)]
         await asyncio.sleep(0.05)

@@ -2,7 +2,9 @@
 requests it was serving, never the server; the pool starts a new worker in its place.
 
 Each worker process builds its object once (a loaded faster-whisper or Piper model) and serves
-one request at a time over a pipe. `WorkerPool.call` is used from one event loop; a thread per
+one request at a time over a pipe: a method of that object's class and its arguments, so a
+request is checked like a call of the method (`pool.call(Transcriber.transcribe_blocking,
+audio)`). `WorkerPool.call` is used from one event loop; a thread per
 worker waits on its pipe and hands results back to the loop, and requests are written to the
 pipes from sender threads, so a worker that stops reading never holds up the loop.
 """
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from voice.ops.logs import CALL_ID
 
@@ -35,13 +37,19 @@ if TYPE_CHECKING:  # the models load only in the workers that need them
     import numpy as np
 
     from asr.settings import AsrSettings
-    from asr.whisper import Transcript
+    from asr.whisper import Transcriber, Transcript
+    from tts.piper import Synthesizer
     from tts.settings import TtsSettings
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0
 """Longest a new worker may take to load its model."""
+
+T = TypeVar("T")
+"""The object each worker of a pool holds."""
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class WorkerDied(Exception):
@@ -156,7 +164,7 @@ class _Lineup:
             raise
 
 
-class WorkerPool:
+class WorkerPool(Generic[T]):
     """`size` worker processes, each holding an object built by `factory` in the worker.
 
     `factory` must be picklable (a top-level class or a functools.partial of one, with
@@ -168,7 +176,7 @@ class WorkerPool:
     def __init__(
         self,
         name: str,
-        factory: Callable[[], Any],
+        factory: Callable[[], T],
         size: int = 1,
         request_timeout_s: float = 60.0,
     ) -> None:
@@ -214,12 +222,16 @@ class WorkerPool:
         """Workers ready or serving now (fewer while one is being restarted)."""
         return sum(1 for w in self._workers if w.alive)
 
-    async def call(self, method: str, *args: Any, urgent: bool = True, **kwargs: Any) -> Any:
-        """Run `method(*args, **kwargs)` on a free worker's object and return its result.
-        A request that is not `urgent` (a partial transcript, the next clause of a reply already
-        playing) lets the urgent ones go first, for up to `PATIENCE_S`; and the calls share the
-        workers fairly (`SHARE_S`): the call is the one whose `voice.ops.logs.call_scope` the
-        request is made in.
+    async def call(
+        self, method: Callable[Concatenate[T, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Run `method(target, *args, **kwargs)` on a free worker's object (`target`) and
+        return its result: `method` is a function of the object's class, found by its name in
+        the worker (`Transcriber.transcribe_blocking`), its arguments and result pickled. An
+        urgent request: see `call_patiently` for the others.
+
+        The calls share the workers fairly (`SHARE_S`): the call is the one whose
+        `voice.ops.logs.call_scope` the request is made in.
 
         Cancelling the call stops the waiting; a request already sent runs to its end and the
         worker stays busy until then. A request still running `request_timeout_s` after it was
@@ -230,7 +242,23 @@ class WorkerPool:
                 `request_timeout_s` (every one dead and not restartable, or all hung).
             WorkerFailed: the method raised in the worker.
         """
-        request = ForkingPickler.dumps((method, args, kwargs))  # what `Connection.send` sends
+        return await self._request(True, method, args, kwargs)
+
+    async def call_patiently(
+        self, method: Callable[Concatenate[T, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """`call`, for a request that is not urgent (a partial transcript, the next clause of
+        a reply already playing): it lets the urgent ones go first, for up to `PATIENCE_S`."""
+        return await self._request(False, method, args, kwargs)
+
+    async def _request(
+        self,
+        urgent: bool,
+        method: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        request = ForkingPickler.dumps((method.__name__, args, kwargs))  # as `Connection.send`
         idle = self._idle_queue()
         call = CALL_ID.get()
         after_s = self._shares.wait_s(call)
@@ -248,7 +276,7 @@ class WorkerPool:
             raise
         loop = asyncio.get_running_loop()
         began = time.monotonic()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         future.add_done_callback(_retrieve)  # an abandoned request's failure is not an error
         future.add_done_callback(lambda _: self._shares.end(call, time.monotonic() - began))
         worker.pending = future
@@ -471,7 +499,9 @@ class RecognizerWorkers:
         from asr.whisper import Transcriber
 
         one = dataclasses.replace(settings, workers=1)
-        self.pool = WorkerPool("asr", functools.partial(Transcriber, one), settings.workers)
+        self.pool: WorkerPool[Transcriber] = WorkerPool(
+            "asr", functools.partial(Transcriber, one), settings.workers
+        )
         self.description: str = self.pool.info["description"]
         self._languages = frozenset(self.pool.info["languages"])
 
@@ -490,10 +520,10 @@ class RecognizerWorkers:
         language: str | None = None,
         urgent: bool = True,
     ) -> Transcript:
-        result: Transcript = await self.pool.call(
-            "transcribe_blocking", audio, hotwords, language, urgent=urgent
-        )
-        return result
+        from asr.whisper import Transcriber
+
+        call = self.pool.call if urgent else self.pool.call_patiently
+        return await call(Transcriber.transcribe_blocking, audio, hotwords, language)
 
     def close(self) -> None:
         self.pool.close()
@@ -506,13 +536,17 @@ class SynthesizerWorkers:
         from tts.piper import Synthesizer
 
         one = dataclasses.replace(settings, workers=1)
-        self.pool = WorkerPool("tts", functools.partial(Synthesizer, one), settings.workers)
+        self.pool: WorkerPool[Synthesizer] = WorkerPool(
+            "tts", functools.partial(Synthesizer, one), settings.workers
+        )
         self.description: str = self.pool.info["description"]
         self.sample_rate: int = self.pool.info["sample_rate"]
 
     async def synthesize(self, text: str, *, urgent: bool = True) -> np.ndarray:
-        audio: np.ndarray = await self.pool.call("synthesize_blocking", text, urgent=urgent)
-        return audio
+        from tts.piper import Synthesizer
+
+        call = self.pool.call if urgent else self.pool.call_patiently
+        return await call(Synthesizer.synthesize_blocking, text)
 
     def close(self) -> None:
         self.pool.close()
