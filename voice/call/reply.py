@@ -189,14 +189,11 @@ class Speaker:
             if self.realtime and remaining > 0:
                 await asyncio.sleep(remaining)
             return
-        deadline = time.monotonic() + max(0.0, remaining) + PLAYBACK_REPORT_GRACE_S
-        while (self._transport.played_ms(reply.turn) or 0) < reply.sent_ms:
-            if time.monotonic() >= deadline:
-                log.warning(
-                    "turn %d: the caller's side never reported the reply played", reply.turn
-                )
-                return
-            await asyncio.sleep(self._settings.reply_frame_ms / 1000)
+        try:
+            async with asyncio.timeout(max(0.0, remaining) + PLAYBACK_REPORT_GRACE_S):
+                await self._transport.played(reply.turn, reply.sent_ms)
+        except TimeoutError:
+            log.warning("turn %d: the caller's side never reported the reply played", reply.turn)
 
     async def _send(self, reply: Reply, samples: np.ndarray) -> None:
         rate = self._format.sample_rate

@@ -125,6 +125,9 @@ class CallSession:
         self._unanswered = 0
         """Utterances that ended and are not yet recognized and answered."""
         self._closed = False
+        self._work_done = asyncio.Event()
+        """Set when an utterance was answered, a reply ended or the call closed: a turn's work
+        may be over (`finish_turn` looks again)."""
         self._draining = False
         """The server shuts down: the turn in progress finishes, no new one starts."""
 
@@ -248,12 +251,11 @@ class CallSession:
         """Let the turn in progress finish — the caller's words still being said, recognized,
         answered and played — and start no new one. For a server shutting down."""
         self._draining = True
-        # Several states end in several places; a short poll while shutting down is simpler
-        # than an event for each.
-        while not self._closed and (  # noqa: ASYNC110
+        while not self._closed and (
             self._utterance is not None or self._unanswered or self._reply is not None
         ):
-            await asyncio.sleep(0.05)
+            self._work_done.clear()
+            await self._work_done.wait()
 
     async def close(self) -> None:
         """Stop everything this call started; nothing keeps running after it returns.
@@ -262,6 +264,7 @@ class CallSession:
         stopping it) ends as interrupted, heard as far as it played: its `reply.end` goes to
         the observer, so the records keep the turn, and not to the caller, who is gone."""
         self._closed = True
+        self._work_done.set()
         while True:
             if self._utterance is not None:
                 self._utterance.drop_early()
@@ -345,6 +348,7 @@ class CallSession:
                 await self._say_sorry(sorry, utterance.turn)
             finally:
                 self._unanswered -= 1
+                self._work_done.set()
                 utterance.drop_early()
 
     async def _finish_utterance(
@@ -569,6 +573,7 @@ class CallSession:
         its `reply.end`. An interrupted reply was heard as far as its audio played (the rest
         was cleared); a failed one (`cut_short`) as far as its audio went, all of which plays."""
         self._reply = None
+        self._work_done.set()
         text = "".join(reply.text).strip()
         if interrupted:
             heard = reply.heard(self._speaker.played_ms(reply))

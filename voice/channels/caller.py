@@ -68,6 +68,9 @@ class CallerTransport:
     def played_ms(self, turn: int) -> int | None:
         return None
 
+    async def played(self, turn: int, position_ms: int) -> None:
+        """Callers do not report playback: nothing to wait for."""
+
 
 async def call_handler(request: web.Request) -> web.StreamResponse:
     """`/call`: the caller protocol (docs/protocol.md). A caller token, when the server asks

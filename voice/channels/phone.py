@@ -10,6 +10,7 @@ import logging
 from aiohttp import WSMsgType, web
 
 from voice.call.session import CallSession
+from voice.call.transport import PlaybackReports
 from voice.channels import protocol, twilio
 from voice.channels.closes import CloseCode
 from voice.channels.protocol import ProtocolError
@@ -44,12 +45,11 @@ class TwilioTransport:
     def __init__(self, line: WebSocketLine, stream_sid: str) -> None:
         self._line = line
         self._sid = stream_sid
-        self._played: dict[int, int] = {}
-        self._cleared: set[int] = set()
+        self._reports = PlaybackReports()
 
     async def send_event(self, event: protocol.Event) -> None:
         if isinstance(event, protocol.Clear):
-            self._cleared.add(event.turn)
+            self._reports.clear(event.turn)
             await self._line.send_str(twilio.clear(self._sid))
         elif isinstance(event, protocol.Handoff):
             log.info("handoff (%s): the stream ends and the call goes on to a person", event.by)
@@ -64,7 +64,10 @@ class TwilioTransport:
         await self._line.send_str(twilio.mark(self._sid, f"{turn}:{position_ms}"))
 
     def played_ms(self, turn: int) -> int | None:
-        return self._played.get(turn, 0)
+        return self._reports.played_ms(turn)
+
+    async def played(self, turn: int, position_ms: int) -> None:
+        await self._reports.reached(turn, position_ms)
 
     def echoed(self, name: str) -> None:
         """The carrier echoed a mark: the caller has played the turn's reply up to there."""
@@ -72,9 +75,7 @@ class TwilioTransport:
         if not (turn.isdigit() and position.isdigit()):
             log.debug("a mark not ours: %r", name[:40])
             return
-        number = int(turn)
-        if number not in self._cleared:
-            self._played[number] = max(self._played.get(number, 0), int(position))
+        self._reports.report(int(turn), int(position))
 
 
 async def twilio_handler(request: web.Request) -> web.StreamResponse:

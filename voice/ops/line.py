@@ -10,9 +10,8 @@ import contextlib
 import functools
 import json
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +59,12 @@ class WebSocketLine:
         send_timeout_s: float,
         address: str = "",
         vouched: bool = False,
+        connection: asyncio.Transport | None = None,
     ) -> None:
         self.ws = ws
+        self._connection = connection
+        """The connection under the websocket (`web.Request.transport`), dropped when a caller
+        who stopped reading does not take the close frame either."""
         self.address = address
         """The remote address the connection came from."""
         self.vouched = vouched
@@ -128,8 +131,8 @@ class WebSocketLine:
         if self.closed_code is not None:
             with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
                 await asyncio.wait_for(ws.close(code=self.closed_code), 1)
-            if ws._req is not None and ws._req.transport is not None:
-                ws._req.transport.abort()
+            if self._connection is not None:
+                self._connection.abort()
             for task in list(self._pending):
                 task.cancel()
             return
@@ -139,7 +142,35 @@ class WebSocketLine:
             await asyncio.wait_for(ws.close(code=code), 5)
 
 
-LINES = web.AppKey("lines", set[WebSocketLine])
+class Lines:
+    """Every caller connection open on the server, started or not. Used from one event loop."""
+
+    def __init__(self) -> None:
+        self._lines: set[WebSocketLine] = set()
+        self._none = asyncio.Event()
+        self._none.set()
+
+    def add(self, line: WebSocketLine) -> None:
+        self._lines.add(line)
+        self._none.clear()
+
+    def discard(self, line: WebSocketLine) -> None:
+        self._lines.discard(line)
+        if not self._lines:
+            self._none.set()
+
+    def __iter__(self) -> Iterator[WebSocketLine]:
+        return iter(self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    async def emptied(self) -> None:
+        """Return once no connection is open (at once when none is)."""
+        await self._none.wait()
+
+
+LINES = web.AppKey("lines", Lines)
 """Every caller connection open on the server, started or not."""
 
 
@@ -188,7 +219,7 @@ async def answer_websocket(
     ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=settings.ping_interval_s)
     await ws.prepare(request)
     call_id = uuid.uuid4().hex[:12]
-    line = WebSocketLine(ws, settings.send_timeout_s, address, vouched)
+    line = WebSocketLine(ws, settings.send_timeout_s, address, vouched, request.transport)
     with call_scope(call_id):
         app[LINES].add(line)
         try:
@@ -456,15 +487,12 @@ async def say_busy(transport: Transport, busy: BusySignal, start: protocol.Start
     await transport.mark(BUSY_TURN, length_ms)
     if not start.realtime_playback:
         return
-    deadline = time.monotonic() + length_ms / 1000 + 2.0
-    while time.monotonic() < deadline:
-        played = transport.played_ms(BUSY_TURN)
-        if played is None:  # this wire does not report: the clock says when it has played
-            await asyncio.sleep(length_ms / 1000)
-            return
-        if played >= length_ms:
-            return
-        await asyncio.sleep(0.04)
+    if transport.played_ms(BUSY_TURN) is None:  # this wire does not report: the clock says
+        await asyncio.sleep(length_ms / 1000)
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(length_ms / 1000 + 2.0):
+            await transport.played(BUSY_TURN, length_ms)
 
 
 async def drain(app: web.Application, grace_s: float) -> None:
@@ -479,13 +507,13 @@ async def drain(app: web.Application, grace_s: float) -> None:
         for task in late:
             task.cancel()
         await asyncio.gather(*finishing, return_exceptions=True)
-    lines: set[WebSocketLine] = app[LINES]
+    lines = app[LINES]
     for line in list(lines):
         if line.started:
             line.finish("server_shutdown", CloseCode.GOING_AWAY)
         else:
             with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
                 await asyncio.wait_for(line.ws.close(code=CloseCode.GOING_AWAY), 2)
-    deadline = time.monotonic() + 5
-    while app[LINES] and time.monotonic() < deadline:  # noqa: ASYNC110 (handlers end on their own)
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            await lines.emptied()  # their handlers end on their own

@@ -27,6 +27,7 @@ from voice.ops.line import (
     METRICS,
     SERVICES,
     TOKENS,
+    Lines,
     drain,
 )
 from voice.ops.listener import AddressCap, bound_port, listen
@@ -66,7 +67,7 @@ def create_app(services: Services, office: Office | None = None) -> web.Applicat
     app[TOKENS] = CallerTokens.parse(settings.auth.caller_tokens)
     app[ADMISSION] = Admission(settings.limits.max_calls)
     app[METRICS] = metrics = Metrics()
-    app[LINES] = set()
+    app[LINES] = Lines()
     console.add_routes(app, settings.console)
     caller.add_routes(app)
     phone.add_routes(app)
