@@ -2,23 +2,23 @@
 
 The path of a question, in order:
 
-1. question guardrails (``prompt_injection``, ``human_request``, ``personal_contact``) answer by
+1. question guardrails (`prompt_injection`, `human_request`, `personal_contact`) answer by
    themselves;
-2. retrieval over the KB (:mod:`agent.retrieval`: embeddings and BM25), with the previous
+2. retrieval over the KB (`agent.retrieval`: embeddings and BM25), with the previous
    question added for a weak follow-up, a second try or the answer to a choice;
-3. the best similarity decides (:class:`Verdict`, thresholds in ``AgentSettings``, one set for
+3. the best similarity decides (`Verdict`, thresholds in `AgentSettings`, one set for
    every KB): **answer**; **unsure** (a loose match, or nothing found in a transcript speech
-   recognition doubted) -> the caller is asked once to say it another way (``clarify`` /
-   ``not_understood``) and a second miss is handed off; **out** -> ``out_of_scope``, handoff.
-   Two passages that answer equally well -> the caller is asked which one (``clarify``).
-   A request for advice is answered only from a clear match, else handed off (``advice``);
-   a price question the KB does not answer gets ``price_message`` (``price``);
+   recognition doubted) -> the caller is asked once to say it another way (`clarify` /
+   `not_understood`) and a second miss is handed off; **out** -> `out_of_scope`, handoff.
+   Two passages that answer equally well -> the caller is asked which one (`clarify`).
+   A request for advice is answered only from a clear match, else handed off (`advice`);
+   a price question the KB does not answer gets `price_message` (`price`);
 4. a confident FAQ match -> its answer as written (the FAQ fast path);
-5. otherwise the backend (extractive, or Ollama: see :mod:`agent.selection`) writes the
+5. otherwise the backend (extractive, or Ollama: see `agent.selection`) writes the
    answer from the passages;
-6. every sentence passes the answer guardrails (``price``, ``unknown_contact``, ``advice``)
+6. every sentence passes the answer guardrails (`price`, `unknown_contact`, `advice`)
    before it is yielded, whichever backend wrote it; a price from the KB is followed by the
-   price note. A backend's acknowledgement (``AnswerText.filler``: "Let me check that for
+   price note. A backend's acknowledgement (`AnswerText.filler`: "Let me check that for
    you.") is passed through as it is.
 """
 
@@ -67,7 +67,7 @@ taken as a question of its own."""
 VAGUE_MARGIN = 0.1
 VAGUE_TERMS = 4
 """A question is vague enough to ask which passage the caller means only when its best match
-is less than VAGUE_MARGIN above ``answer_similarity`` and it holds at most VAGUE_TERMS topic
+is less than VAGUE_MARGIN above `answer_similarity` and it holds at most VAGUE_TERMS topic
 words ("that light doesn't work")."""
 
 
@@ -94,10 +94,10 @@ class _Index:
 
 
 def default_backend(settings: AgentSettings) -> AnswerBackend:
-    """The backend the settings ask for, without contacting Ollama: ``auto`` and
-    ``extractive`` give the extractive backend, ``ollama`` a :class:`StandbyBackend` that
-    checks Ollama when the first question comes. :func:`agent.selection.build_agent` checks
-    Ollama first and resolves ``auto``.
+    """The backend the settings ask for, without contacting Ollama: `auto` and
+    `extractive` give the extractive backend, `ollama` a `StandbyBackend` that
+    checks Ollama when the first question comes. `agent.selection.build_agent` checks
+    Ollama first and resolves `auto`.
     """
     if settings.backend == "ollama":
         return StandbyBackend(settings)
@@ -105,10 +105,10 @@ def default_backend(settings: AgentSettings) -> AnswerBackend:
 
 
 class KnowledgeAgent:
-    """Implements :class:`agent.types.Agent` over a knowledge base.
+    """Implements `agent.types.Agent` over a knowledge base.
 
     One instance serves every call at once: it keeps no per-call state (a call's own state,
-    such as a question asked again, travels in its memory), and :meth:`use_kb` swaps the KB
+    such as a question asked again, travels in its memory), and `use_kb` swaps the KB
     atomically (calls already answering finish on the KB they started with). The question's
     embedding runs in a thread; the rest of retrieval takes a millisecond or two on the loop.
     """
@@ -123,7 +123,7 @@ class KnowledgeAgent:
         """
         Args:
             embedder: ranks by meaning; by default the process's shared one for
-                ``settings.embedding_model`` (none when that is "").
+                `settings.embedding_model` (none when that is "").
 
         Raises:
             EmbedderError: the embedding model cannot be loaded.
@@ -137,8 +137,8 @@ class KnowledgeAgent:
 
     @classmethod
     def from_settings(cls, settings: AgentSettings) -> KnowledgeAgent:
-        """Load ``settings.kb_dir`` (the demo KB when None); the backend is
-        :func:`default_backend` (no network check: see :func:`agent.selection.build_agent`).
+        """Load `settings.kb_dir` (the demo KB when None); the backend is
+        `default_backend` (no network check: see `agent.selection.build_agent`).
 
         Raises:
             KbError: the KB is malformed.
@@ -170,8 +170,8 @@ class KnowledgeAgent:
         await watcher.watch(interval_s)
 
     async def watch_backend(self) -> None:
-        """Keep checking the backend's server (Ollama with ``backend="ollama"``) every
-        ``health_retry_s`` until cancelled; returns at once when the backend needs no checks.
+        """Keep checking the backend's server (Ollama with `backend="ollama"`) every
+        `health_retry_s` until cancelled; returns at once when the backend needs no checks.
 
         Optional: without it the backend still re-checks, when questions come in.
         """
@@ -190,9 +190,9 @@ class KnowledgeAgent:
     async def answer(
         self, question: str, memory: Sequence[Exchange], *, heard_clearly: bool = True
     ) -> AsyncGenerator[AnswerEvent, None]:
-        """Stream the answer: ``AnswerText`` pieces (one per sentence), then one ``AnswerEnd``.
+        """Stream the answer: `AnswerText` pieces (one per sentence), then one `AnswerEnd`.
 
-        Cancelling the iteration or calling ``aclose()`` (barge-in) is safe: the backend's
+        Cancelling the iteration or calling `aclose()` (barge-in) is safe: the backend's
         generator is closed too.
         """
         index = self._index
@@ -456,7 +456,7 @@ class KnowledgeAgent:
     ) -> list[str]:
         """The sentence as it may be spoken (with its separating space), or nothing when it
         repeats one already spoken (two cut prices become one price message) or the answer is
-        already ``max_sentences`` plus the allowed steps long."""
+        already `max_sentences` plus the allowed steps long."""
         checked = guard.check(sentence)
         for rule in checked.rules:
             _add(rules, rule)

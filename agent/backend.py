@@ -29,26 +29,26 @@ class BackendRequest:
     """The passages retrieval is confident about, best first; never empty."""
     kb: KnowledgeBase
     memory: tuple[Exchange, ...]
-    """Earlier turns of this call, oldest first, at most ``AgentSettings.memory_turns``."""
+    """Earlier turns of this call, oldest first, at most `AgentSettings.memory_turns`."""
 
 
 class AnswerBackend(Protocol):
     """Writes answers from passages. One instance serves every call at once."""
 
     name: str
-    """Recorded as ``AnswerEnd.backend``: "extractive", "ollama"."""
+    """Recorded as `AnswerEnd.backend`: "extractive", "ollama"."""
 
     def answer(self, request: BackendRequest) -> AsyncGenerator[AnswerEvent, None]:
-        """Yield ``AnswerText`` pieces of any size, then exactly one ``AnswerEnd``.
+        """Yield `AnswerText` pieces of any size, then exactly one `AnswerEnd`.
 
-        Write it as an async generator: the agent closes it (``aclose``) on barge-in.
+        Write it as an async generator: the agent closes it (`aclose`) on barge-in.
 
         The agent re-splits the pieces into sentences and checks each one, so a streaming LLM
-        can yield tokens. An ``AnswerText`` with ``filler=True`` (an acknowledgement while the
+        can yield tokens. An `AnswerText` with `filler=True` (an acknowledgement while the
         answer is being written) is passed on unchecked and does not count as the answer. In
-        the ``AnswerEnd``, set ``sources`` to the ids the answer rests on, ``handoff=True`` when
+        the `AnswerEnd`, set `sources` to the ids the answer rests on, `handoff=True` when
         the passages turned out not to answer the question (the agent then speaks the handoff
-        message if nothing was said), and ``rules`` to anything the call's record should show
-        (``llm_fallback``). Cancelling the iteration must be safe and leave nothing running.
+        message if nothing was said), and `rules` to anything the call's record should show
+        (`llm_fallback`). Cancelling the iteration must be safe and leave nothing running.
         """
         ...

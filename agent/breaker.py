@@ -4,11 +4,11 @@ Pure: no I/O, and the clock is injected, so the state machine is tested without 
 only logs when it opens and closes.
 
 - **closed**: every question may call the model. A failure adds one to the run of failures in
-  a row; a success ends the run. The ``failures``-th failure in a row opens the breaker.
-- **open**: no question calls the model until ``open_s`` after the failure that opened it.
+  a row; a success ends the run. The `failures`-th failure in a row opens the breaker.
+- **open**: no question calls the model until `open_s` after the failure that opened it.
 - **half-open**: from then on, the next question is the *trial*: it calls the model while
   questions that come during the trial still do not. The trial's success closes the breaker;
-  its failure opens it for another ``open_s``. A trial abandoned without an outcome (the caller
+  its failure opens it for another `open_s`. A trial abandoned without an outcome (the caller
   barged in) leaves the next question to be the trial.
 
 Only outcomes count: an answer the caller cut short before the model succeeded or failed is
@@ -33,14 +33,14 @@ class BreakerState:
 
     open: bool
     """True from the failure that opened the breaker until a call succeeds again: questions
-    do not reach the model, except the one trial once ``retry_at`` has passed."""
+    do not reach the model, except the one trial once `retry_at` has passed."""
     failures_in_a_row: int
     """Failures since the last success (it goes on counting while open)."""
     retry_at: float | None
     """When the next question may try the model again, on the breaker's clock
-    (``time.monotonic`` by default); None while closed."""
+    (`time.monotonic` by default); None while closed."""
     retry_in_s: float | None
-    """Seconds from now to ``retry_at`` (0 once it has passed); None while closed."""
+    """Seconds from now to `retry_at` (0 once it has passed); None while closed."""
     trial: bool
     """A trial question is with the model now (half-open)."""
     last_failure: str | None
@@ -49,7 +49,7 @@ class BreakerState:
 
 class Attempt:
     """One call the breaker let through. Report its outcome once: the first report counts,
-    later ones are ignored, so a ``finally: attempt.abandon()`` is always safe."""
+    later ones are ignored, so a `finally: attempt.abandon()` is always safe."""
 
     def __init__(self, breaker: CircuitBreaker, trial: bool) -> None:
         self._breaker = breaker
@@ -64,7 +64,7 @@ class Attempt:
             self._breaker._succeeded(self)
 
     def failed(self, reason: str) -> None:
-        """The model failed and the answer fell back; ``reason`` is for the log."""
+        """The model failed and the answer fell back; `reason` is for the log."""
         if not self._reported:
             self._reported = True
             self._breaker._failed(self, reason)
@@ -93,7 +93,7 @@ class CircuitBreaker:
         Args:
             failures: failures in a row that open the breaker; 0 or less: never open.
             open_s: seconds the breaker stays open before the trial.
-            clock: seconds, monotonic; ``time.monotonic`` unless a test drives it.
+            clock: seconds, monotonic; `time.monotonic` unless a test drives it.
             name: what the log lines call the model.
         """
         self.failures = failures

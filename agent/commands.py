@@ -17,7 +17,7 @@ def kb_check(kb_dir: Path, out: TextIO) -> int:
     """Validate a KB and list its entries.
 
     Returns:
-        0 when the KB loads; 1 with ``error: file:line: problem`` when it does not.
+        0 when the KB loads; 1 with `error: file:line: problem` when it does not.
     """
     try:
         kb = load_kb(kb_dir)
@@ -66,9 +66,9 @@ def ask(question: str, settings: AgentSettings, out: TextIO) -> int:
 
 def doctor(settings: AgentSettings, out: TextIO) -> int:
     """Say whether the KB loads, whether Ollama answers and has the model, and which backend
-    ``auto`` (and the configured backend, when it is not ``auto``) picks, and why.
+    `auto` (and the configured backend, when it is not `auto`) picks, and why.
 
-    Blocks for up to ``connect_timeout_s`` while it checks Ollama.
+    Blocks for up to `connect_timeout_s` while it checks Ollama.
 
     Returns:
         0 when the server can start (Ollama being down is not an error: it falls back);

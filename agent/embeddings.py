@@ -2,7 +2,7 @@
 
 Units, for every passage: the heading with the text (the passage as a whole, cut by the model
 at 256 tokens), the heading alone, and each spoken block (a sentence or a numbered step,
-``agent.speech.blocks``) prefixed with the heading, so "It takes two days." still says what
+`agent.speech.blocks`) prefixed with the heading, so "It takes two days." still says what
 takes two days. For every FAQ entry: each of its questions.
 
 The cache keeps one file per KB directory and model: the SHA-256 of each unit's text and its
@@ -73,7 +73,7 @@ _memory: dict[tuple[str, str], np.ndarray] = {}
 
 
 class EmbeddingCache:
-    """Vectors of texts already embedded, on disk under ``directory`` (None: no disk cache).
+    """Vectors of texts already embedded, on disk under `directory` (None: no disk cache).
 
     Safe to use from one thread per KB directory at a time (a reload runs in one thread); the
     file is replaced atomically, so a reader never sees half of it.

@@ -1,19 +1,19 @@
-"""The ``extractive`` backend: answers with the KB's own sentences, no language model.
+"""The `extractive` backend: answers with the KB's own sentences, no language model.
 
 It reads out the sentences that answer the question, shaped for the ear. Every spoken block of
 the top passages (a sentence, or a numbered step) was compared with the question by retrieval
-(``Search.blocks``); the passage whose block answers best is read:
+(`Search.blocks`); the passage whose block answers best is read:
 
 - a procedure (the best block is one of its steps, or the sentence that leads into them, and
   the caller does not ask what something means): the lead sentence and the numbered steps, as
   "First, ... Then, ... Finally, ...";
 - anything else: the best sentence and those nearly as close, in the passage's order, at most
-  ``AgentSettings.max_sentences`` (the late fee two lines down, not the passage's first line). A
+  `AgentSettings.max_sentences` (the late fee two lines down, not the passage's first line). A
   sentence that leans on the one before it ("It takes two days.") brings that one along. For a
   price question, sentences that state a price come first.
 
-Without embeddings (``embedding_model = ""``) the sentences sharing the most terms with the
-question are read instead. ``cite_sources`` starts the answer with "According to section 4.2
+Without embeddings (`embedding_model = ""`) the sentences sharing the most terms with the
+question are read instead. `cite_sources` starts the answer with "According to section 4.2
 of <title>, ...".
 """
 
@@ -61,14 +61,14 @@ class ExtractiveBackend:
         self._names: tuple[KnowledgeBase, frozenset[str]] | None = None
 
     async def answer(self, request: BackendRequest) -> AsyncGenerator[AnswerEvent, None]:
-        """Yield the answer one sentence per ``AnswerText``, then its ``AnswerEnd``."""
+        """Yield the answer one sentence per `AnswerText`, then its `AnswerEnd`."""
         passage, sentences = self.compose_with_source(request)
         for index, sentence in enumerate(sentences):
             yield AnswerText(sentence if index == 0 else " " + sentence)
         yield AnswerEnd(sources=(passage.id,), backend=self.name)
 
     def compose(self, request: BackendRequest) -> list[str]:
-        """The answer's sentences (pure; used by :meth:`answer`)."""
+        """The answer's sentences (pure; used by `answer`)."""
         return self.compose_with_source(request)[1]
 
     def compose_with_source(self, request: BackendRequest) -> tuple[Passage, list[str]]:
@@ -158,9 +158,9 @@ def _closest(
     how: bool = False,
 ) -> list[str]:
     """The sentence closest to the question and those within SENTENCE_MARGIN of it, in the
-    passage's order, at most ``limit``; a passage of at most ``limit`` sentences is read whole.
-    A sentence holding more of the question's own words (``asked``, the heading's left out)
-    counts as a little closer. For a "how do I" question (``how``) the passage's first
+    passage's order, at most `limit`; a passage of at most `limit` sentences is read whole.
+    A sentence holding more of the question's own words (`asked`, the heading's left out)
+    counts as a little closer. For a "how do I" question (`how`) the passage's first
     sentences fill the rest: manuals give the usual way first."""
     indices = [i for i, b in enumerate(parts) if b.kind == "sentence"] or list(range(len(parts)))
     if price:
@@ -190,9 +190,9 @@ def _has_sentences(parts: list[Block]) -> bool:
 
 
 def _relevant(parts: list[Block], query: Sequence[str], limit: int) -> list[str]:
-    """Up to ``limit`` sentences, the ones sharing most terms with the query, in text order.
+    """Up to `limit` sentences, the ones sharing most terms with the query, in text order.
 
-    Earlier sentences win ties: manuals state the rule first. ``query`` leaves out the terms
+    Earlier sentences win ties: manuals state the rule first. `query` leaves out the terms
     of the passage's heading, which every sentence is about.
     """
     sentences = [b.text for b in parts if b.kind == "sentence"] or [b.text for b in parts]

@@ -1,26 +1,26 @@
 """Guardrails enforced in code, whatever produced the answer.
 
-Each rule has a stable name, recorded in ``AnswerEnd.rules`` when it fires:
+Each rule has a stable name, recorded in `AnswerEnd.rules` when it fires:
 
-- ``prompt_injection`` (question): attempts to change or reveal the agent's instructions get a
+- `prompt_injection` (question): attempts to change or reveal the agent's instructions get a
   fixed refusal that reveals nothing. No handoff: the caller may go on with a real question,
   and a handoff would reward the attempt with a human.
-- ``human_request`` (question): the caller asks for a person -> handoff at once.
-- ``personal_contact`` (question): the caller asks for a person's own phone number, address or
+- `human_request` (question): the caller asks for a person -> handoff at once.
+- `personal_contact` (question): the caller asks for a person's own phone number, address or
   email ("the manager's home number") -> handoff; nobody's private details are given out.
-- ``price`` (question and answer): a price the KB states is spoken, followed by the settings'
-  ``price_note`` (the current price is on the website); an amount of money the KB does not
-  state is never spoken: its sentence becomes :data:`PRICE_MESSAGE`. A price question the KB
-  does not answer gets the settings' ``price_message``.
-- ``out_of_scope``: the KB does not answer the question (decided by the agent from retrieval)
+- `price` (question and answer): a price the KB states is spoken, followed by the settings'
+  `price_note` (the current price is on the website); an amount of money the KB does not
+  state is never spoken: its sentence becomes `PRICE_MESSAGE`. A price question the KB
+  does not answer gets the settings' `price_message`.
+- `out_of_scope`: the KB does not answer the question (decided by the agent from retrieval)
   -> the settings' handoff message, handoff.
-- ``not_understood`` / ``clarify``: the agent asked the caller to say it again (a transcript
+- `not_understood` / `clarify`: the agent asked the caller to say it again (a transcript
   speech recognition doubted; a loose match) or to choose between two passages; a second
-  miss is handed off (``out_of_scope``).
-- ``unknown_contact`` (answer): a phone number, email address, street address or person's name
+  miss is handed off (`out_of_scope`).
+- `unknown_contact` (answer): a phone number, email address, street address or person's name
   that is not in the KB is replaced by "our support team".
-- ``advice`` (question and answer): health, legal or financial topics get
-  :data:`ADVICE_DISCLAIMER` after the answer; a request for advice ("should I ...") that the
+- `advice` (question and answer): health, legal or financial topics get
+  `ADVICE_DISCLAIMER` after the answer; a request for advice ("should I ...") that the
   KB does not clearly answer is handed off.
 
 The question checks work on raw transcripts (any case, with or without punctuation). The
@@ -313,7 +313,7 @@ class OutputGuard:
         self._amounts = amounts(kb_text)
 
     def check(self, sentence: str) -> CheckedSentence:
-        """Apply ``price``, ``unknown_contact`` and ``advice`` to one sentence."""
+        """Apply `price`, `unknown_contact` and `advice` to one sentence."""
         priced = False
         if _MONEY.search(sentence) or _SPELLED_MONEY.search(sentence):
             if not amounts(sentence) <= self._amounts:

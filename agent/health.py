@@ -1,7 +1,7 @@
-"""Is Ollama usable? One ``GET /api/tags``: does the server answer, and is the model pulled.
+"""Is Ollama usable? One `GET /api/tags`: does the server answer, and is the model pulled.
 
-:func:`check_ollama` for the event loop, :func:`check_ollama_sync` for start-up code and the
-CLI; both take at most about ``connect_timeout_s`` and never raise for a network problem.
+`check_ollama` for the event loop, `check_ollama_sync` for start-up code and the
+CLI; both take at most about `connect_timeout_s` and never raise for a network problem.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import ollama
 from agent.types import AgentSettings
 
 FAILURES = (ollama.ResponseError, httpx.HTTPError, ConnectionError, OSError, ValueError)
-"""What the ``ollama`` client raises when the server is down, slow or answers nonsense."""
+"""What the `ollama` client raises when the server is down, slow or answers nonsense."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class OllamaStatus:
 
     @property
     def reason(self) -> str:
-        """Why it is (not) ready, as a sentence for a log line or ``voicedesk doctor``."""
+        """Why it is (not) ready, as a sentence for a log line or `voicedesk doctor`."""
         if self.models is None:
             return self.problem or f"Ollama at {self.url} is not reachable"
         if not self.ready:
@@ -52,7 +52,7 @@ class OllamaStatus:
 
 
 def model_listed(model: str, names: Iterable[str]) -> bool:
-    """True when ``model`` is among ``names``; a name without a tag means ``:latest``."""
+    """True when `model` is among `names`; a name without a tag means `:latest`."""
 
     def full(name: str) -> str:
         return name if ":" in name else f"{name}:latest"
@@ -67,9 +67,9 @@ def ssl_context() -> ssl.SSLContext:
 
 
 def client_options(settings: AgentSettings, total_s: float) -> dict[str, Any]:
-    """Keyword arguments for ``ollama.Client`` / ``ollama.AsyncClient``: the URL, ``total_s``
-    to read and write, ``connect_timeout_s`` to connect, the shared SSL context, and no proxy
-    from the environment (``HTTP_PROXY`` would otherwise also route ``127.0.0.1`` through it)."""
+    """Keyword arguments for `ollama.Client` / `ollama.AsyncClient`: the URL, `total_s`
+    to read and write, `connect_timeout_s` to connect, the shared SSL context, and no proxy
+    from the environment (`HTTP_PROXY` would otherwise also route `127.0.0.1` through it)."""
     return {
         "host": settings.ollama_url,
         "timeout": httpx.Timeout(total_s, connect=settings.connect_timeout_s),
@@ -79,7 +79,7 @@ def client_options(settings: AgentSettings, total_s: float) -> dict[str, Any]:
 
 
 async def check_ollama(settings: AgentSettings) -> OllamaStatus:
-    """Ask ``settings.ollama_url`` for its models, within ``connect_timeout_s`` (each phase)."""
+    """Ask `settings.ollama_url` for its models, within `connect_timeout_s` (each phase)."""
     try:
         async with ollama.AsyncClient(**client_options(settings, settings.connect_timeout_s)) as c:
             listed = await c.list()
@@ -89,7 +89,7 @@ async def check_ollama(settings: AgentSettings) -> OllamaStatus:
 
 
 def check_ollama_sync(settings: AgentSettings) -> OllamaStatus:
-    """:func:`check_ollama` for code without an event loop (it blocks the calling thread)."""
+    """`check_ollama` for code without an event loop (it blocks the calling thread)."""
     try:
         with ollama.Client(**client_options(settings, settings.connect_timeout_s)) as client:
             listed = client.list()
@@ -108,7 +108,7 @@ def _down(settings: AgentSettings, err: BaseException) -> OllamaStatus:
 
 
 def describe_error(err: BaseException, settings: AgentSettings) -> str:
-    """A failure talking to Ollama, in words for a log line or ``voicedesk doctor``."""
+    """A failure talking to Ollama, in words for a log line or `voicedesk doctor`."""
     url = settings.ollama_url
     if isinstance(err, ollama.ResponseError):
         if err.status_code == 404 and "not found" in str(err.error):

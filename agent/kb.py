@@ -1,20 +1,20 @@
-"""The knowledge base: a directory of Markdown manuals plus an optional ``faq.yaml``.
+"""The knowledge base: a directory of Markdown manuals plus an optional `faq.yaml`.
 
-Markdown files (``*.md``, not recursive): the first ``# `` heading is the document's title and
-each ``## `` heading starts a passage that runs to the next ``## ``. A leading section number in
-the heading (``## 4.2 Meter shows an error``) becomes the passage's number, and its id is
-``<file stem>#<number>`` (``troubleshooting#4.2``); without a number the id is
-``<file stem>#<slug of heading>`` (``orders#shipping-times``). Deeper headings (``###``) stay in
+Markdown files (`*.md`, not recursive): the first `# ` heading is the document's title and
+each `## ` heading starts a passage that runs to the next `## `. A leading section number in
+the heading (`## 4.2 Meter shows an error`) becomes the passage's number, and its id is
+`<file stem>#<number>` (`troubleshooting#4.2`); without a number the id is
+`<file stem>#<slug of heading>` (`orders#shipping-times`). Deeper headings (`###`) stay in
 the passage's text.
 
-``faq.yaml`` is a list of ``{id, questions: [...], answer, source?}``; an entry's id is
-``faq#<id>``, and ``source`` (optional) names the passage the answer comes from.
+`faq.yaml` is a list of `{id, questions: [...], answer, source?}`; an entry's id is
+`faq#<id>`, and `source` (optional) names the passage the answer comes from.
 
-``vocabulary.yaml`` (optional) holds what a company may tune without touching code: ``names``
-(product and brand names, for recognition and capitals), ``heard_as`` (what the speech
-recognizer writes -> the KB's word) and ``synonyms`` (a caller's word -> the KB's word).
+`vocabulary.yaml` (optional) holds what a company may tune without touching code: `names`
+(product and brand names, for recognition and capitals), `heard_as` (what the speech
+recognizer writes -> the KB's word) and `synonyms` (a caller's word -> the KB's word).
 
-A malformed KB raises :class:`KbError`, whose message starts with ``file:line``.
+A malformed KB raises `KbError`, whose message starts with `file:line`.
 """
 
 from __future__ import annotations
@@ -50,29 +50,29 @@ class KbError(Exception):
 
 @dataclass(frozen=True)
 class Passage:
-    """One ``## `` section of a Markdown document."""
+    """One `## ` section of a Markdown document."""
 
     id: str
-    """``<file stem>#<section number>`` or ``<file stem>#<slug of heading>``."""
+    """`<file stem>#<section number>` or `<file stem>#<slug of heading>`."""
     title: str
-    """The document's title (its ``# `` heading)."""
+    """The document's title (its `# ` heading)."""
     heading: str
     """The section heading without its number."""
     number: str | None
-    """The section number (``"4.2"``), if the heading has one."""
+    """The section number (`"4.2"`), if the heading has one."""
     text: str
     """The section's Markdown body, stripped."""
     file: Path
     line: int
-    """1-based line of the ``## `` heading."""
+    """1-based line of the `## ` heading."""
 
 
 @dataclass(frozen=True)
 class FaqEntry:
-    """One entry of ``faq.yaml``."""
+    """One entry of `faq.yaml`."""
 
     id: str
-    """``faq#<id>``."""
+    """`faq#<id>`."""
     questions: tuple[str, ...]
     answer: str
     source: str | None
@@ -83,7 +83,7 @@ class FaqEntry:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """A company's own words, from ``vocabulary.yaml``; empty when the KB has none."""
+    """A company's own words, from `vocabulary.yaml`; empty when the KB has none."""
 
     names: tuple[str, ...] = ()
     """Product and brand names: hotwords for recognition, capitals kept in answers."""
@@ -139,12 +139,12 @@ def demo_kb_dir() -> Path:
 
 
 def slugify(text: str) -> str:
-    """``"Shipping times & costs"`` -> ``"shipping-times-costs"``."""
+    """`"Shipping times & costs"` -> `"shipping-times-costs"`."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def load_kb(root: Path) -> KnowledgeBase:
-    """Load and validate the KB in ``root``.
+    """Load and validate the KB in `root`.
 
     Raises:
         KbError: a file is malformed, two entries share an id, or the KB is empty.
@@ -247,7 +247,7 @@ def _yaml(path: Path, text: str) -> tuple[yaml.Node | None, object]:
 
 
 def parse_vocabulary(path: Path, text: str) -> Vocabulary:
-    """Parse ``vocabulary.yaml``: ``names`` (a list), ``heard_as`` and ``synonyms`` (mappings
+    """Parse `vocabulary.yaml`: `names` (a list), `heard_as` and `synonyms` (mappings
     of one phrase to another); every key optional."""
     root, data = _yaml(path, text)
     if data is None:
@@ -281,7 +281,7 @@ def parse_vocabulary(path: Path, text: str) -> Vocabulary:
 
 
 def parse_faq(path: Path, text: str) -> list[FaqEntry]:
-    """Parse ``faq.yaml``: a list of ``{id, questions, answer, source?}``."""
+    """Parse `faq.yaml`: a list of `{id, questions, answer, source?}`."""
     root, data = _yaml(path, text)
     if data is None:
         return []
@@ -342,7 +342,7 @@ class KnowledgeBaseWatcher:
     """Reloads a KB directory when its files change, keeping the last good KB in service.
 
     Polls modification times (no inotify), so it works on any filesystem. One watcher per
-    directory; :meth:`reload_if_changed` is not meant to run from two threads at once.
+    directory; `reload_if_changed` is not meant to run from two threads at once.
     """
 
     def __init__(
@@ -351,17 +351,17 @@ class KnowledgeBaseWatcher:
         on_reload: Callable[[KnowledgeBase], None] | None = None,
         current: KnowledgeBase | None = None,
     ) -> None:
-        """Load the KB now, or adopt ``current``.
+        """Load the KB now, or adopt `current`.
 
         Args:
             root: the KB directory.
             on_reload: called with each newly loaded KB, in the thread that ran
-                :meth:`reload_if_changed`.
-            current: a KB already loaded from ``root`` (and in service). The watcher cannot
+                `reload_if_changed`.
+            current: a KB already loaded from `root` (and in service). The watcher cannot
                 know which state of the files it came from, so the first look reloads once.
 
         Raises:
-            KbError: ``current`` is None and the KB cannot be loaded; there is nothing to keep
+            KbError: `current` is None and the KB cannot be loaded; there is nothing to keep
                 in service.
         """
         self.root = root
@@ -393,7 +393,7 @@ class KnowledgeBaseWatcher:
 
         Returns:
             True when a new KB is now in service. A KB that fails to load is logged, kept in
-            :attr:`last_error`, and not retried until the files change again.
+            `last_error`, and not retried until the files change again.
         """
         signature = self._scan()
         if signature == self._signature:
@@ -418,7 +418,7 @@ class KnowledgeBaseWatcher:
         return True
 
     async def watch(self, interval_s: float = 2.0) -> None:
-        """Poll every ``interval_s`` seconds until cancelled (cancelling is safe).
+        """Poll every `interval_s` seconds until cancelled (cancelling is safe).
 
         Loading runs in a worker thread so a large KB never blocks the event loop.
         """

@@ -1,9 +1,9 @@
 """What an LLM backend is asked, and how its streamed reply becomes speakable sentences.
 
-Pure: no I/O, no clock. :func:`chat_messages` builds the conversation (the guardrail prompt
-with the passages and their ids, the call's memory, the question); :class:`ReplyFilter` takes
+Pure: no I/O, no clock. `chat_messages` builds the conversation (the guardrail prompt
+with the passages and their ids, the call's memory, the question); `ReplyFilter` takes
 the model's text as it streams and hands out finished sentences with the citations, the
-``HANDOFF`` marker and Markdown removed, collecting the cited ids and the handoff on the way.
+`HANDOFF` marker and Markdown removed, collecting the cited ids and the handoff on the way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from agent.types import Exchange
 from text.markdown import LINE_MARKER, only_markers, strip_inline
 
 HANDOFF_MARKER = "HANDOFF"
-"""What ``prompts/guardrail.md`` tells the model to reply when the passages do not answer."""
+"""What `prompts/guardrail.md` tells the model to reply when the passages do not answer."""
 
 CHARS_PER_TOKEN = 3.0
 """A deliberately low estimate for English (about 4 in practice), so the prompt fits."""
@@ -44,7 +44,7 @@ def system_prompt(guardrail: str, passages: Sequence[Passage], budget_chars: int
     """The guardrail prompt followed by the passages, best first, each under its id.
 
     Args:
-        guardrail: the text of ``prompts/guardrail.md``.
+        guardrail: the text of `prompts/guardrail.md`.
         passages: retrieval's confident passages, best first.
         budget_chars: room for the passages; the first passage is always included (cut to
             fit), later ones only while they fit whole.
@@ -63,7 +63,7 @@ def system_prompt(guardrail: str, passages: Sequence[Passage], budget_chars: int
 
 
 def prompt_ids(prompt: str, passages: Sequence[Passage]) -> tuple[str, ...]:
-    """The ids of the passages that made it into ``prompt``, best first."""
+    """The ids of the passages that made it into `prompt`, best first."""
     return tuple(p.id for p in passages if f"\n[{p.id}] " in prompt)
 
 
@@ -71,14 +71,14 @@ def passage_budget(
     num_ctx: int, num_predict: int, guardrail: str, memory: Sequence[Exchange], question: str
 ) -> int:
     """Characters left for passages once the prompt, memory, question and answer fit in the
-    model's context window of ``num_ctx`` tokens (at least 600: one passage always goes in)."""
+    model's context window of `num_ctx` tokens (at least 600: one passage always goes in)."""
     used = len(guardrail) + len(question) + sum(len(e.question) + len(e.answer) for e in memory)
     free_tokens = num_ctx - max(num_predict, 0) - _RESERVED_TOKENS - used / CHARS_PER_TOKEN
     return max(600, int(free_tokens * CHARS_PER_TOKEN))
 
 
 def chat_messages(system: str, memory: Sequence[Exchange], question: str) -> list[dict[str, str]]:
-    """The conversation for ``/api/chat``: system, then each earlier exchange as a user and
+    """The conversation for `/api/chat`: system, then each earlier exchange as a user and
     an assistant message (an interrupted, unheard answer is left out), then the question."""
     messages = [{"role": "system", "content": system}]
     for exchange in memory:
@@ -95,7 +95,7 @@ def _passage_block(passage: Passage) -> str:
 
 
 def _cut(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters at a line or sentence end where there is one."""
+    """`text` cut to `limit` characters at a line or sentence end where there is one."""
     if len(text) <= limit:
         return text
     head = text[:limit]
@@ -107,8 +107,8 @@ class ReplyFilter:
     """The model's streamed text in, speakable sentences out. One per answer; not shared.
 
     A sentence is handed out once a boundary follows it, so a sentence never changes after it
-    was spoken; the unfinished rest comes from :meth:`finish`. Citations (``[faq#returns]``,
-    bare ids), the ``HANDOFF`` marker, Markdown marks, list bullets and numbers, and leftover
+    was spoken; the unfinished rest comes from `finish`. Citations (`[faq#returns]`,
+    bare ids), the `HANDOFF` marker, Markdown marks, list bullets and numbers, and leftover
     "Sources:" words are removed; what is left without a letter or digit is dropped.
     """
 
@@ -118,7 +118,7 @@ class ReplyFilter:
         self.cited: list[str] = []
         """Ids the model cited so far, in order, without repeats (not checked against the KB)."""
         self.handoff = False
-        """True once the model wrote the ``HANDOFF`` marker."""
+        """True once the model wrote the `HANDOFF` marker."""
 
     def feed(self, piece: str) -> list[str]:
         """Add a piece of the reply; returns the sentences it finished, cleaned."""
@@ -130,7 +130,7 @@ class ReplyFilter:
 
     def finish(self, complete: bool = True) -> list[str]:
         """The unfinished last sentence, cleaned (ended with a period if it lacks one), or
-        nothing when ``complete`` is False (the model was cut off mid-sentence)."""
+        nothing when `complete` is False (the model was cut off mid-sentence)."""
         parts = _BOUNDARY.split(self._raw)
         rest = parts[self._done_parts :]
         self._done_parts = len(parts)

@@ -2,7 +2,7 @@
 
 Questions arrive as speech-recognition transcripts: lowercase or not, with or without
 punctuation, numbers spelled out ("two point four"). Both the KB and the question go through the
-same :class:`Normalizer`, so a company's own replacements (``vocabulary.yaml`` in its KB folder:
+same `Normalizer`, so a company's own replacements (`vocabulary.yaml` in its KB folder:
 what its callers' recognizer writes, the everyday words its callers use) only have to map onto
 the words the KB's own text normalizes to. Nothing here knows any trade: the only tables are
 general English (stopwords, contractions, suffixes; number words and fillers from
@@ -56,8 +56,8 @@ _DIGIT_LETTER = re.compile(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)")
 def words(text: str) -> list[str]:
     """Lowercase words with punctuation removed and numbers as digits.
 
-    ``"My card's declined, two point five times in a row!"`` ->
-    ``["my", "card", "declined", "2.5", "times", "in", "a", "row"]``.
+    `"My card's declined, two point five times in a row!"` ->
+    `["my", "card", "declined", "2.5", "times", "in", "a", "row"]`.
     """
     text = _IRREGULAR_NOT.sub(lambda m: _NOT[m.group(1)], text.lower())
     text = _CONTRACTIONS.sub(lambda m: " not" if m.group(0)[0] == "n" else "", text)
@@ -70,8 +70,8 @@ def words(text: str) -> list[str]:
 def stem(word: str) -> str:
     """A deliberately small suffix stripper: both sides of a match get the same treatment.
 
-    ``flashing``/``flashes``/``flashed`` -> ``flash``; ``shipping`` -> ``ship``;
-    ``addresses`` -> ``address``; ``batteries`` -> ``battery``; ``devices`` -> ``devic``.
+    `flashing`/`flashes`/`flashed` -> `flash`; `shipping` -> `ship`;
+    `addresses` -> `address`; `batteries` -> `battery`; `devices` -> `devic`.
     """
     if len(word) <= 3 or not word.isalpha():
         return word
@@ -111,10 +111,10 @@ def _doubled(word: str) -> bool:
 
 
 class Normalizer:
-    """:func:`words` and :func:`terms` with a company's replacements applied to the words.
+    """`words` and `terms` with a company's replacements applied to the words.
 
-    ``replacements`` maps a phrase to the phrase it stands for ("wife i" -> "wi-fi",
-    "blinking" -> "flashing"); both sides are normalized by :func:`words` first, and longer
+    `replacements` maps a phrase to the phrase it stands for ("wife i" -> "wi-fi",
+    "blinking" -> "flashing"); both sides are normalized by `words` first, and longer
     phrases win over their prefixes. Immutable: share one per KB.
     """
 
@@ -135,7 +135,7 @@ class Normalizer:
         )
 
     def words(self, text: str) -> list[str]:
-        """:func:`words`, then the replacements."""
+        """`words`, then the replacements."""
         found = " ".join(words(text))
         if self._pattern is not None:
             found = self._pattern.sub(lambda m: self._table[m.group(0)], found)
@@ -150,7 +150,7 @@ class Normalizer:
         return " ".join(self.words(text))
 
     def terms(self, text: str) -> list[str]:
-        """The index terms of ``text``: its words without stopwords, stemmed, in order."""
+        """The index terms of `text`: its words without stopwords, stemmed, in order."""
         out = []
         for word in self.words(text):
             if word in STOPWORDS or is_filler(word) or (len(word) == 1 and not word.isdigit()):
@@ -162,9 +162,9 @@ class Normalizer:
 
 
 PLAIN = Normalizer()
-"""No replacements: for a KB without ``vocabulary.yaml``."""
+"""No replacements: for a KB without `vocabulary.yaml`."""
 
 
 def terms(text: str) -> list[str]:
-    """The index terms of ``text`` with no replacements (see :meth:`Normalizer.terms`)."""
+    """The index terms of `text` with no replacements (see `Normalizer.terms`)."""
     return PLAIN.terms(text)

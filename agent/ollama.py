@@ -1,20 +1,20 @@
-"""The ``ollama`` backend: a local LLM (phi3:mini by default) writes the answer from the passages.
+"""The `ollama` backend: a local LLM (phi3:mini by default) writes the answer from the passages.
 
-One answer is one streaming ``/api/chat`` request through the official ``ollama`` client. Two
+One answer is one streaming `/api/chat` request through the official `ollama` client. Two
 tasks share the work: a producer reads the HTTP stream into a bounded queue, and the answer's
-async generator takes pieces from it with the timeouts of :class:`~agent.types.AgentSettings`,
+async generator takes pieces from it with the timeouts of `agent.types.AgentSettings`,
 so a slow or broken model never holds the caller in silence:
 
-- nothing from the model after ``first_token_ack_s``: ``ack_message`` is spoken first;
+- nothing from the model after `first_token_ack_s`: `ack_message` is spoken first;
 - the model fails (connection refused, HTTP 5xx, model not pulled, no first token within
-  ``first_token_timeout_s``, stream cut or stalled) before a sentence was spoken: the extractive
-  answer is spoken instead; after: ``llm_failure_message`` and a handoff. Either way
-  ``llm_fallback`` is recorded in ``AnswerEnd.rules`` and the reason is logged.
+  `first_token_timeout_s`, stream cut or stalled) before a sentence was spoken: the extractive
+  answer is spoken instead; after: `llm_failure_message` and a handoff. Either way
+  `llm_fallback` is recorded in `AnswerEnd.rules` and the reason is logged.
 
-Each failure counts toward the backend's :class:`~agent.breaker.CircuitBreaker`: after
-``breaker_failures`` in a row, questions skip the model for ``breaker_open_s`` and get the
-extractive answer at once, without a connection to Ollama (``llm_fallback`` and
-``llm_skipped`` recorded, "ollama skipped: 3 failures in a row, retrying in 12.3 s" logged).
+Each failure counts toward the backend's `agent.breaker.CircuitBreaker`: after
+`breaker_failures` in a row, questions skip the model for `breaker_open_s` and get the
+extractive answer at once, without a connection to Ollama (`llm_fallback` and
+`llm_skipped` recorded, "ollama skipped: 3 failures in a row, retrying in 12.3 s" logged).
 
 Closing the answer (barge-in) cancels the producer, which closes the HTTP stream; it is
 neither a success nor a failure for the breaker.
@@ -44,10 +44,10 @@ from agent.types import AgentSettings, AnswerEnd, AnswerEvent, AnswerText
 log = logging.getLogger(__name__)
 
 LLM_FALLBACK = "llm_fallback"
-"""Recorded in ``AnswerEnd.rules`` when the LLM did not write (all of) the answer."""
+"""Recorded in `AnswerEnd.rules` when the LLM did not write (all of) the answer."""
 
 LLM_SKIPPED = "llm_skipped"
-"""Recorded with :data:`LLM_FALLBACK` when the LLM was not even called: its breaker is open."""
+"""Recorded with `LLM_FALLBACK` when the LLM was not even called: its breaker is open."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class _Done:
     """The stream's final object arrived."""
 
     complete: bool
-    """False when the model stopped at ``num_predict`` (its last sentence is unfinished)."""
+    """False when the model stopped at `num_predict` (its last sentence is unfinished)."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,9 @@ class OllamaBackend:
         Args:
             settings: model, URL, options, timeouts and the breaker's limits.
             fallback: answers when the model fails; the extractive backend by default.
-            guardrail_prompt: the system prompt's rules; ``prompts/guardrail.md`` by default.
-            breaker: counts the model's failures; by default one from ``breaker_failures``
-                and ``breaker_open_s``.
+            guardrail_prompt: the system prompt's rules; `prompts/guardrail.md` by default.
+            breaker: counts the model's failures; by default one from `breaker_failures`
+                and `breaker_open_s`.
         """
         self._settings = settings
         self._fallback = fallback if fallback is not None else ExtractiveBackend(settings)
@@ -100,7 +100,7 @@ class OllamaBackend:
             if breaker is not None
             else CircuitBreaker(settings.breaker_failures, settings.breaker_open_s)
         )
-        """Shared by every answer of this backend; ``breaker.state`` says whether questions
+        """Shared by every answer of this backend; `breaker.state` says whether questions
         skip the model now (for readiness checks and metrics)."""
         ssl_context()  # built here, at start, rather than on the event loop in the first call
 
@@ -109,7 +109,7 @@ class OllamaBackend:
         return ollama.AsyncClient(**client_options(s, s.total_timeout_s))
 
     async def answer(self, request: BackendRequest) -> AsyncGenerator[AnswerEvent, None]:
-        """Yield the model's answer sentence by sentence, then its ``AnswerEnd``.
+        """Yield the model's answer sentence by sentence, then its `AnswerEnd`.
 
         Never raises for a model or network failure: it falls back (see the module docstring).
         """
@@ -140,10 +140,10 @@ class OllamaBackend:
             await asyncio.wait({producer})
 
     async def _produce(self, messages: list[dict[str, str]], queue: asyncio.Queue[_Item]) -> None:
-        """Read the chat stream into ``queue``: text pieces, then ``_Done`` or ``_Failed``.
+        """Read the chat stream into `queue`: text pieces, then `_Done` or `_Failed`.
 
-        The queue holds more items than ``num_predict`` allows, so a slow listener never
-        holds up reading and ``total_timeout_s`` measures the model alone.
+        The queue holds more items than `num_predict` allows, so a slow listener never
+        holds up reading and `total_timeout_s` measures the model alone.
         """
         s = self._settings
         try:
@@ -177,7 +177,7 @@ class OllamaBackend:
 
         The first-token clock runs from the question; the stall clock from each time this
         waits on an empty queue, so time the listener spent elsewhere never counts. The
-        outcome goes to ``attempt`` as soon as it is known, before the rest is yielded.
+        outcome goes to `attempt` as soon as it is known, before the rest is yielded.
         """
         s = self._settings
         loop = asyncio.get_running_loop()
@@ -223,7 +223,7 @@ class OllamaBackend:
         ids: tuple[str, ...],
         attempt: Attempt,
     ) -> AsyncGenerator[AnswerEvent, None]:
-        """The ``AnswerEnd`` of a reply the model finished."""
+        """The `AnswerEnd` of a reply the model finished."""
         if reply.handoff:
             if said:  # part of an answer, then the marker: say why the call moves on
                 yield AnswerText(" " + self._settings.handoff_message)
@@ -256,8 +256,8 @@ class OllamaBackend:
 async def fallback_answer(
     backend: AnswerBackend, request: BackendRequest, rules: tuple[str, ...] = (LLM_FALLBACK,)
 ) -> AsyncGenerator[AnswerEvent, None]:
-    """``backend``'s answer with ``rules`` (:data:`LLM_FALLBACK`) added to its
-    ``AnswerEnd.rules``."""
+    """`backend`'s answer with `rules` (`LLM_FALLBACK`) added to its
+    `AnswerEnd.rules`."""
     async with aclosing(backend.answer(request)) as events:
         async for event in events:
             if isinstance(event, AnswerEnd):
@@ -266,7 +266,7 @@ async def fallback_answer(
 
 
 async def _read(stream: AsyncIterator[Any], queue: asyncio.Queue[_Item]) -> _Item:
-    """Put the stream's text pieces on ``queue``; returns how the stream ended."""
+    """Put the stream's text pieces on `queue`; returns how the stream ended."""
     async with aclosing(cast(AsyncGenerator[Any, None], stream)) as parts:
         async for part in parts:
             await queue.put(part.message.content or "")
@@ -276,7 +276,7 @@ async def _read(stream: AsyncIterator[Any], queue: asyncio.Queue[_Item]) -> _Ite
 
 
 async def _get(queue: asyncio.Queue[_Item], timeout_s: float) -> _Item | None:
-    """The next item: at once when one is queued, else within ``timeout_s``, else None.
+    """The next item: at once when one is queued, else within `timeout_s`, else None.
     Cancelling the wait loses no item."""
     if not queue.empty():
         return queue.get_nowait()
@@ -289,7 +289,7 @@ async def _get(queue: asyncio.Queue[_Item], timeout_s: float) -> _Item | None:
 
 
 def load_prompt() -> str:
-    """The rules every LLM answer follows: ``prompts/guardrail.md``."""
+    """The rules every LLM answer follows: `prompts/guardrail.md`."""
     return prompts.load("guardrail")
 
 

@@ -6,16 +6,16 @@ Two rankings of the same entries (passages and FAQ entries):
   spoken block of it (a sentence or a numbered step, prefixed with the heading), and every FAQ
   question. An entry scores its best unit. This finds "Do I get anything back if the power was
   off?" under "Compensation for supply interruptions";
-- **lexical**: BM25 over normalized terms (the KB's ``vocabulary.yaml`` replacements applied),
+- **lexical**: BM25 over normalized terms (the KB's `vocabulary.yaml` replacements applied),
   with unknown words corrected to KB terms one or two edits away ("refnud" -> "refund",
   a SymSpell-style table of deletions). It catches what embeddings blur: product names, model
   numbers, error codes.
 
-The two are fused by score: the cosine similarity plus ``LEXICAL_WEIGHT`` times the BM25 score
+The two are fused by score: the cosine similarity plus `LEXICAL_WEIGHT` times the BM25 score
 relative to the best one (measured on five KBs against rank fusion and against either alone:
 docs/benchmarks.md). The semantic similarity of each hit is kept, because it is the number the
 agent compares with its thresholds (0..1, the same scale on every KB). Without an embedder
-(``AgentSettings.embedding_model = ""``) only BM25 ranks, and :attr:`Hit.similarity` is the
+(`AgentSettings.embedding_model = ""`) only BM25 ranks, and `Hit.similarity` is the
 lexical coverage instead.
 """
 
@@ -73,7 +73,7 @@ class Search:
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
     """The question's embedding; None without an embedder."""
     blocks: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
-    """Passage id -> the similarity of each of its spoken blocks (``agent.speech.blocks``
+    """Passage id -> the similarity of each of its spoken blocks (`agent.speech.blocks`
     order) to the question, for the passages among the hits."""
 
     def best(self, kind: HitKind) -> Hit | None:
@@ -113,7 +113,7 @@ class Retriever:
     """The index of one KB. Immutable after construction: share it across calls and threads.
 
     Building embeds every unit of the KB (cached on disk by content, so only new or changed
-    text is embedded again); a search is a few milliseconds (``bench/retrieval.py``).
+    text is embedded again); a search is a few milliseconds (`bench/retrieval.py`).
     """
 
     def __init__(
@@ -204,10 +204,10 @@ class Retriever:
         return tuple(out)
 
     def search(self, question: str, vector: np.ndarray | None = None, k: int = 5) -> Search:
-        """The ``k`` best entries for the question, best first.
+        """The `k` best entries for the question, best first.
 
         Args:
-            vector: the question's embedding from :meth:`embed`; without it (or without an
+            vector: the question's embedding from `embed`; without it (or without an
                 embedder) BM25 alone ranks.
         """
         query = self.analyze(question)
@@ -260,7 +260,7 @@ class Retriever:
         return 2 * shared / both if both else 0.0
 
     def _correct(self, term: str) -> str:
-        """The KB term closest to an unknown ``term``, or ``term`` itself."""
+        """The KB term closest to an unknown `term`, or `term` itself."""
         if term in self._df or not term.isalpha() or len(term) < 5:
             return term
         limit = 1 if len(term) < 8 else 2
@@ -274,7 +274,7 @@ class Retriever:
 
 
 def _group_starts(groups: list[int], count: int) -> np.ndarray:
-    """Where each of ``count`` groups starts in a list sorted by group, every group present."""
+    """Where each of `count` groups starts in a list sorted by group, every group present."""
     starts = np.searchsorted(np.asarray(groups, np.int64), np.arange(count))
     if len(groups) and (np.diff(groups) < 0).any():
         raise ValueError("units must come grouped by entry, in entry order")

@@ -1,14 +1,14 @@
-"""Which backend writes the answers, and why, decided once at start from ``AgentSettings.backend``:
+"""Which backend writes the answers, and why, decided once at start from `AgentSettings.backend`:
 
-- ``extractive``: never an LLM;
-- ``auto`` (default): Ollama when it answers ``/api/tags`` and lists the model, otherwise
+- `extractive`: never an LLM;
+- `auto` (default): Ollama when it answers `/api/tags` and lists the model, otherwise
   extractive for the life of the server;
-- ``ollama``: Ollama; when it is not ready at start the server still starts and answers through
-  the extractive fallback while :class:`~agent.standby.StandbyBackend` keeps checking.
+- `ollama`: Ollama; when it is not ready at start the server still starts and answers through
+  the extractive fallback while `agent.standby.StandbyBackend` keeps checking.
 
-Every choice comes with a sentence for the log and ``voicedesk doctor``. Whichever backend
-talks to Ollama, its failures go through one :class:`~agent.breaker.CircuitBreaker`;
-:func:`breaker_state` reads it for readiness checks and metrics.
+Every choice comes with a sentence for the log and `voicedesk doctor`. Whichever backend
+talks to Ollama, its failures go through one `agent.breaker.CircuitBreaker`;
+`breaker_state` reads it for readiness checks and metrics.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def explain(settings: AgentSettings, status: OllamaStatus | None) -> str:
-    """The sentence saying which backend ``settings`` get with Ollama in ``status``, and why.
+    """The sentence saying which backend `settings` get with Ollama in `status`, and why.
 
-    ``status`` may be None only for ``backend="extractive"`` (no check is made then).
+    `status` may be None only for `backend="extractive"` (no check is made then).
     """
     if settings.backend == "extractive" or status is None:
         return "extractive: the extractive backend was asked for (no language model)"
@@ -47,7 +47,7 @@ def explain(settings: AgentSettings, status: OllamaStatus | None) -> str:
 
 
 def breaker_state(backend: AnswerBackend) -> BreakerState | None:
-    """Whether ``backend`` skips the model now after failures in a row (``open``), with the
+    """Whether `backend` skips the model now after failures in a row (`open`), with the
     run of failures and when it retries; None for a backend without a model (extractive)."""
     if isinstance(backend, OllamaBackend | StandbyBackend):
         return backend.breaker.state
@@ -55,7 +55,7 @@ def breaker_state(backend: AnswerBackend) -> BreakerState | None:
 
 
 def backend_for(settings: AgentSettings, status: OllamaStatus | None) -> AnswerBackend:
-    """The backend :func:`explain` describes."""
+    """The backend `explain` describes."""
     if settings.backend == "extractive" or status is None:
         return ExtractiveBackend(settings)
     if settings.backend == "auto":
@@ -64,18 +64,18 @@ def backend_for(settings: AgentSettings, status: OllamaStatus | None) -> AnswerB
 
 
 async def choose_backend(settings: AgentSettings) -> tuple[AnswerBackend, str]:
-    """Check Ollama (unless the backend is ``extractive``) and pick the backend.
+    """Check Ollama (unless the backend is `extractive`) and pick the backend.
 
-    Takes at most about ``connect_timeout_s``; never raises for a network problem. Logs a
-    warning when ``ollama`` was asked for and is not ready.
+    Takes at most about `connect_timeout_s`; never raises for a network problem. Logs a
+    warning when `ollama` was asked for and is not ready.
     """
     status = None if settings.backend == "extractive" else await check_ollama(settings)
     return _chosen(settings, status)
 
 
 def choose_backend_sync(settings: AgentSettings) -> tuple[AnswerBackend, str]:
-    """:func:`choose_backend` for start-up code without an event loop, or code that may block
-    the loop it runs in for ``connect_timeout_s`` (loading services before serving)."""
+    """`choose_backend` for start-up code without an event loop, or code that may block
+    the loop it runs in for `connect_timeout_s` (loading services before serving)."""
     status = None if settings.backend == "extractive" else check_ollama_sync(settings)
     return _chosen(settings, status)
 
@@ -83,7 +83,7 @@ def choose_backend_sync(settings: AgentSettings) -> tuple[AnswerBackend, str]:
 def build_agent(settings: AgentSettings) -> tuple[KnowledgeAgent, str]:
     """The agent for the server: the KB loaded and the backend chosen.
 
-    Synchronous: it blocks for up to ``connect_timeout_s`` while it checks Ollama, so call it
+    Synchronous: it blocks for up to `connect_timeout_s` while it checks Ollama, so call it
     at start, before serving. It needs no event loop, and works inside one.
 
     Returns:
@@ -98,7 +98,7 @@ def build_agent(settings: AgentSettings) -> tuple[KnowledgeAgent, str]:
 
 
 async def build_agent_async(settings: AgentSettings) -> tuple[KnowledgeAgent, str]:
-    """:func:`build_agent` without blocking the event loop."""
+    """`build_agent` without blocking the event loop."""
     kb = await asyncio.to_thread(load_kb, settings.kb_dir or demo_kb_dir())
     backend, why = await choose_backend(settings)
     agent = await asyncio.to_thread(KnowledgeAgent, settings, kb, backend)  # embeds the KB

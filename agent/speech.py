@@ -37,7 +37,7 @@ class Block:
 
 def plain(text: str) -> str:
     """Markdown inline markup removed (`text.markdown.strip_inline`): links keep their text,
-    emphasis and code marks go; and ``a > b`` menus become ``a, then b``."""
+    emphasis and code marks go; and `a > b` menus become `a, then b`."""
     text = strip_inline(text)
     text = _MENU_ARROW.sub(", then ", text)
     return " ".join(text.split())
@@ -56,7 +56,7 @@ def split_sentences(text: str) -> list[str]:
 
 def blocks(markdown: str) -> list[Block]:
     """A passage body as spoken blocks: numbered list items are steps; bullets, paragraphs and
-    ``###`` headings are sentences. A short bulleted list after a line that ends with a colon
+    `###` headings are sentences. A short bulleted list after a line that ends with a colon
     is read as one sentence: "Report an outage: in the app, by phone, or online."."""
     out: list[Block] = []
     paragraph: list[str] = []
@@ -151,7 +151,7 @@ def spoken_steps(steps: list[str], keep_capitals: frozenset[str] = frozenset()) 
 
 def lower_first(sentence: str, keep_capitals: frozenset[str] = frozenset()) -> str:
     """Lowercase the first letter so the sentence can follow a lead-in, unless the first word
-    is a name (in ``keep_capitals``), an acronym, or "I"."""
+    is a name (in `keep_capitals`), an acronym, or "I"."""
     first = sentence.split(" ", 1)[0].rstrip(",.;:")
     if not first or first in keep_capitals or first == "I" or first[1:] != first[1:].lower():
         return sentence
@@ -167,7 +167,7 @@ class SentenceBuffer:
     """Collects streamed text pieces and hands out complete sentences.
 
     A sentence is complete once punctuation and whitespace follow it, so the last sentence
-    comes out of :meth:`flush`. One buffer per answer.
+    comes out of `flush`. One buffer per answer.
     """
 
     def __init__(self) -> None:

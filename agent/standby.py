@@ -1,13 +1,13 @@
-"""``--llm ollama`` when Ollama may not be up yet: answer without it, and keep checking.
+"""`--llm ollama` when Ollama may not be up yet: answer without it, and keep checking.
 
-:class:`StandbyBackend` answers through Ollama while its last health check passed, and through
-the extractive backend (recording ``llm_fallback``) until then. It checks again in the
-background: every ``health_retry_s`` while :meth:`StandbyBackend.watch` runs (the server can run
+`StandbyBackend` answers through Ollama while its last health check passed, and through
+the extractive backend (recording `llm_fallback`) until then. It checks again in the
+background: every `health_retry_s` while `StandbyBackend.watch` runs (the server can run
 it as a task), and otherwise at most that often when a question comes in while it is down.
 
-While ready, answers go through :class:`~agent.ollama.OllamaBackend` and so through its
-breaker: a model that keeps failing (503, hanging) although ``/api/tags`` answers is skipped
-for ``breaker_open_s`` after ``breaker_failures`` failures in a row. A health check neither
+While ready, answers go through `agent.ollama.OllamaBackend` and so through its
+breaker: a model that keeps failing (503, hanging) although `/api/tags` answers is skipped
+for `breaker_open_s` after `breaker_failures` failures in a row. A health check neither
 opens nor closes the breaker: the server listing its models says nothing about its answers.
 """
 
@@ -43,7 +43,7 @@ class StandbyBackend:
     ) -> None:
         """
         Args:
-            settings: as for :class:`~agent.ollama.OllamaBackend`, plus ``health_retry_s``.
+            settings: as for `agent.ollama.OllamaBackend`, plus `health_retry_s`.
             status: a check made at start; None means not checked yet (the first question
                 starts a check and is answered by the fallback).
             fallback: answers while Ollama is not ready; the extractive backend by default.
@@ -68,7 +68,7 @@ class StandbyBackend:
         return self.status is not None and self.status.ready
 
     async def answer(self, request: BackendRequest) -> AsyncGenerator[AnswerEvent, None]:
-        """Ollama's answer when ready, else the fallback's (with ``llm_fallback``)."""
+        """Ollama's answer when ready, else the fallback's (with `llm_fallback`)."""
         if self.ready:
             events = self.ollama.answer(request)
         else:
@@ -79,7 +79,7 @@ class StandbyBackend:
                 yield event
 
     async def check(self) -> OllamaStatus:
-        """Check Ollama now (within ``connect_timeout_s``) and log when readiness changes."""
+        """Check Ollama now (within `connect_timeout_s`) and log when readiness changes."""
         status = await check_ollama(self._settings)
         was = self.status
         self.status, self._checked_at = status, _now()
@@ -94,7 +94,7 @@ class StandbyBackend:
         return status
 
     async def watch(self) -> None:
-        """Check every ``health_retry_s`` until cancelled (questions then start no checks of
+        """Check every `health_retry_s` until cancelled (questions then start no checks of
         their own). Cancelling it is safe."""
         self._watching += 1
         try:
@@ -112,7 +112,7 @@ class StandbyBackend:
             self._checking = None
 
     def _check_soon(self) -> None:
-        """Start a background check unless one runs or the last is under ``health_retry_s``
+        """Start a background check unless one runs or the last is under `health_retry_s`
         old; the question itself does not wait for it."""
         if self._watching or (self._checking is not None and not self._checking.done()):
             return

@@ -17,7 +17,7 @@ _LOWERCASE_WORD = re.compile(r"(?<![@.\w])[a-z][\w-]*\b(?![@.]\w)")
 
 
 def proper_nouns(kb: KnowledgeBase, min_count: int = 2) -> frozenset[str]:
-    """Brand and product names: words the KB capitalizes mid-sentence at least ``min_count``
+    """Brand and product names: words the KB capitalizes mid-sentence at least `min_count`
     times and never writes in lowercase ("Acme", "CO2"; not "Orders", a menu name)."""
     texts = _texts(kb)
     lowercase = {w for text in texts for w in _LOWERCASE_WORD.findall(text)}
@@ -30,10 +30,10 @@ def proper_nouns(kb: KnowledgeBase, min_count: int = 2) -> frozenset[str]:
 def hotwords(kb: KnowledgeBase, max_chars: int = 200, max_names: int = 6) -> str:
     """A comma-separated list of the KB's names and heading words.
 
-    Meant for faster-whisper's ``hotwords`` / ``initial_prompt``: it nudges recognition towards
+    Meant for faster-whisper's `hotwords` / `initial_prompt`: it nudges recognition towards
     product names ("Acme", "Wi-Fi") and the topics of the manuals ("refund", "timetable").
-    First the names listed in ``vocabulary.yaml``, then the ``max_names`` names found in the
-    most passages, then heading words, then the other names; at most ``max_chars``
+    First the names listed in `vocabulary.yaml`, then the `max_names` names found in the
+    most passages, then heading words, then the other names; at most `max_chars`
     characters (about 50 tokens for 200), cut between terms.
     """
     heading_words = {w.lower() for p in kb.passages for w in re.findall(r"[\w-]+", p.heading)}

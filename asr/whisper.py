@@ -52,7 +52,7 @@ class Transcript:
     compression_ratio: float = 1.0
     """The highest gzip compression ratio of a segment's text: high for repeated words."""
     reliable: bool = True
-    """Whether the recognizer trusts its transcript (:func:`is_reliable` with the settings'
+    """Whether the recognizer trusts its transcript (`is_reliable` with the settings'
     limits). An unreliable transcript that finds nothing in the KB makes the agent ask the
     caller to say it again, rather than hand off at once."""
 

@@ -3,11 +3,11 @@
 Run: python bench/answers.py [eval/utility/questions.yaml ...] [--set answer_similarity=0.5]
      [--failures] [--sweep]
 
-Each text list (``questions.yaml``: the cases of a suite with their `text`, docs/eval.md) is asked
+Each text list (`questions.yaml`: the cases of a suite with their `text`, docs/eval.md) is asked
 of a KnowledgeAgent on its own KB with the extractive backend, turn by turn with the call's
 memory, and scored as `voicedesk eval` scores a reply. Prints the pass rate per KB and overall,
 the out-of-scope and adversarial cases passed, and the price answers missing their note.
-``--sweep`` tries a grid of the similarity thresholds over all the lists at once (calibration).
+`--sweep` tries a grid of the similarity thresholds over all the lists at once (calibration).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ and measures an answer given without asking Ollama.
 
 Timings, per question:
 
-- **first audio**: end of speech detected → first reply audio sent (``timings_ms.first_audio``);
+- **first audio**: end of speech detected → first reply audio sent (`timings_ms.first_audio`);
   the acknowledgement when one was spoken first;
 - **fallback heard**: end of speech detected → the caller starts hearing the fallback's own
   words (the extractive answer, or the apology), the reply audio played out as it arrives,
@@ -94,7 +94,7 @@ class TimedCall(CallClient):
 
 
 def heard_at(arrivals: list[tuple[float, int]], offset: int) -> float | None:
-    """When sample ``offset`` of the reply plays, on a caller's player that plays each frame as
+    """When sample `offset` of the reply plays, on a caller's player that plays each frame as
     soon as it has arrived and the one before it has played (no jitter buffer)."""
     played_until, position = 0.0, 0
     for arrived, samples in arrivals:
@@ -106,7 +106,7 @@ def heard_at(arrivals: list[tuple[float, int]], offset: int) -> float | None:
 
 
 async def spoken_samples(services: Services, text: str) -> int:
-    """How many samples at 16 kHz the server's voice makes of ``text``, clause by clause."""
+    """How many samples at 16 kHz the server's voice makes of `text`, clause by clause."""
     splitter = ClauseSplitter()
     total = 0.0
     for clause in splitter.feed(text) + splitter.flush():

@@ -3,7 +3,7 @@
 Run: python bench/retrieval.py [--passages 1000] [--model minilm-l6-int8]
 
 The KB is made of the real passages of the KBs under eval/ (five trades and the demo), copied
-into as many documents as it takes to reach ``--passages`` (each copy's headings numbered apart,
+into as many documents as it takes to reach `--passages` (each copy's headings numbered apart,
 so no two passages are the same text); the questions are their suites' typed questions. Prints
 the index build time (every unit embedded, no cache) and the p50/p95/max milliseconds per
 question for what the agent does per question: the question's embedding and the search
@@ -36,7 +36,7 @@ def source_kbs() -> list[Path]:
 
 
 def make_kb(root: Path, passages: int) -> int:
-    """Write copies of the real passages until there are ``passages``; returns how many."""
+    """Write copies of the real passages until there are `passages`; returns how many."""
     sources = [p for kb in source_kbs() for p in load_kb(kb).passages]
     written = 0
     copy = 0

@@ -6,17 +6,17 @@
 
 Reads the text list (see eval/demo/questions.yaml) and writes, beside it:
 
-- ``audio/<condition>/<id>.wav`` (``<id>-<turn>.wav`` for the turns of a multi-turn case), for
-  each condition the list asks for (default: all of :data:`CONDITIONS`): mono 16-bit audio with
-  a little silence before and after, WAV or (``format: flac``) FLAC;
-- one suite per condition, ``<condition>.yaml``, in the format ``voicedesk eval`` reads
-  (docs/eval.md); every case once, its id tagged with the condition (``bulb-red@tel``);
-- ``audio/index.json``: what each file was made from, and by which voice when it is not the
+- `audio/<condition>/<id>.wav` (`<id>-<turn>.wav` for the turns of a multi-turn case), for
+  each condition the list asks for (default: all of `CONDITIONS`): mono 16-bit audio with
+  a little silence before and after, WAV or (`format: flac`) FLAC;
+- one suite per condition, `<condition>.yaml`, in the format `voicedesk eval` reads
+  (docs/eval.md); every case once, its id tagged with the condition (`bulb-red@tel`);
+- `audio/index.json`: what each file was made from, and by which voice when it is not the
   bundled Piper voice. A file is made again only when its question, pace, channel or voice
-  changed (or with ``--force``), because Piper's speech differs a little on every run and
+  changed (or with `--force`), because Piper's speech differs a little on every run and
   unchanged audio should not churn in git.
 
-The voices are the bundled Piper voice (the default), or those the list's ``voices:`` names
+The voices are the bundled Piper voice (the default), or those the list's `voices:` names
 from espeak-ng and flite (Debian's packages); each case is spoken by one of them, in turn by
 the case's place in the list.
 
@@ -64,13 +64,13 @@ PACES = (0.85, 1.15)
 """Length scales of the pace condition, as Piper's: each case is fast or slow (below 1 is
 faster). espeak-ng's rate and flite's duration stretch are set to match."""
 PIPER = "piper"
-"""The bundled Piper voice, in a list's ``voices``; the others are ``espeak-ng:NAME`` (any
-``espeak-ng -v`` name, e.g. ``en-us+m3``) and ``flite:NAME`` (one of ``flite -lv``)."""
+"""The bundled Piper voice, in a list's `voices`; the others are `espeak-ng:NAME` (any
+`espeak-ng -v` name, e.g. `en-us+m3`) and `flite:NAME` (one of `flite -lv`)."""
 ENGINES = ("espeak-ng", "flite")
 ESPEAK_WPM = 175
 """espeak-ng's own default rate (words a minute): length scale 1."""
 FORMATS = {"wav": "PCM16 WAV", "flac": "16-bit FLAC"}
-"""The audio formats a list may ask for (``format:``, default wav), as the suites describe them."""
+"""The audio formats a list may ask for (`format:`, default wav), as the suites describe them."""
 CHANNEL_VERSION = 1
 """Bump when the processing below changes, so that every file is made again."""
 
@@ -88,7 +88,7 @@ class Turn:
     text: str
     """What the caller says: the reference transcript."""
     speak: str
-    """What the voice is given to say (``text`` unless the list says otherwise)."""
+    """What the voice is given to say (`text` unless the list says otherwise)."""
     expect: dict[str, Any]
 
 
@@ -107,11 +107,11 @@ class TextList:
 
     questions: list[Question]
     extra: dict[str, Any]
-    """Keys copied into every suite (``kb``)."""
+    """Keys copied into every suite (`kb`)."""
     voices: tuple[str, ...]
-    """:data:`PIPER`, ``espeak-ng:NAME`` or ``flite:NAME`` each."""
+    """`PIPER`, `espeak-ng:NAME` or `flite:NAME` each."""
     conditions: tuple[Condition, ...]
-    """The conditions to make, in the order of :data:`CONDITIONS`."""
+    """The conditions to make, in the order of `CONDITIONS`."""
     format: str
     """"wav" or "flac": the audio files' format and suffix."""
 
@@ -270,7 +270,7 @@ class Condition:
     name: str
     """File stem of the suite and folder of its audio."""
     about: str
-    """One line for the suite's header; ``{voices}`` and ``{format}`` are filled in."""
+    """One line for the suite's header; `{voices}` and `{format}` are filled in."""
     pace: Callable[[Question], float]
     """The length scale a case is spoken at."""
     tag: Callable[[Question], str]
@@ -320,7 +320,7 @@ class Speaker:
         self._piper: dict[float, Any] = {}
 
     def say(self, text: str, voice: str, length_scale: float) -> np.ndarray:
-        """Float32 speech at :data:`RATE` Hz, peak :data:`PEAK`, padded with silence."""
+        """Float32 speech at `RATE` Hz, peak `PEAK`, padded with silence."""
         from voice.channels.codecs import resample
 
         speech, rate = (
@@ -349,7 +349,7 @@ class Speaker:
 
 
 def engine_speech(voice: str, text: str, length_scale: float) -> tuple[np.ndarray, int]:
-    """`text` said by an espeak-ng or flite `voice` (``engine:name``), as it is (digits too):
+    """`text` said by an espeak-ng or flite `voice` (`engine:name`), as it is (digits too):
     float32 mono at the engine's own rate (8, 16 or 22.05 kHz), and that rate.
 
     Raises:
@@ -374,7 +374,7 @@ def engine_speech(voice: str, text: str, length_scale: float) -> tuple[np.ndarra
 
 def check_voices(voices: tuple[str, ...]) -> None:
     """Fail before anything is spoken when an engine is missing or does not know a voice:
-    flite and espeak-ng's variants (``+m3``) fall back to a default voice without a word.
+    flite and espeak-ng's variants (`+m3`) fall back to a default voice without a word.
 
     Raises:
         ValueError: naming the voice.
@@ -403,7 +403,7 @@ def check_voices(voices: tuple[str, ...]) -> None:
 
 def _trimmed(speech: np.ndarray, margin_s: float = 0.05) -> np.ndarray:
     """Speech without the voice's own leading and trailing silence (40 dB below the peak), but
-    for `margin_s`, so that the padding is exactly what :data:`LEAD_S` and :data:`TRAIL_S` say."""
+    for `margin_s`, so that the padding is exactly what `LEAD_S` and `TRAIL_S` say."""
     loud = np.flatnonzero(np.abs(speech) > PEAK / 100)
     if not len(loud):
         return speech
@@ -421,7 +421,7 @@ def audio_name(question: Question, number: int, suffix: str = "wav") -> str:
 
 @dataclass(frozen=True)
 class Made:
-    """What a run of :func:`make` did, for the log."""
+    """What a run of `make` did, for the log."""
 
     questions: int
     files: int

@@ -244,7 +244,7 @@ class Settings:
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
 
     def answering(self) -> AgentSettings:
-        """The agent's settings, its embedding cache under ``server.data_dir`` unless set."""
+        """The agent's settings, its embedding cache under `server.data_dir` unless set."""
         if self.agent.embedding_cache_dir is not None:
             return self.agent
         cache = self.server.data_dir / "cache"

@@ -1,7 +1,7 @@
 """The extractive backend on the demo KB: which sentences it reads out, and how.
 
 Requests come from the retriever the agent uses by default (embeddings and BM25), with the
-passages that reach ``answer_similarity``; one test reads without embeddings.
+passages that reach `answer_similarity`; one test reads without embeddings.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Ollama backend through the real ``ollama`` client against a stand-in Ollama server:
+"""The Ollama backend through the real `ollama` client against a stand-in Ollama server:
 streaming, the acknowledgement, every failure falling back, guardrails, barge-in."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Ollama failing again and again, through the real ``ollama`` client against the stand-in: every
+"""Ollama failing again and again, through the real `ollama` client against the stand-in: every
 kind of failure falls back at once or within its timeout, three in a row open the breaker (the
-next question never reaches Ollama), and after ``breaker_open_s`` the next one tries again."""
+next question never reaches Ollama), and after `breaker_open_s` the next one tries again."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ async def test_a_handoff_from_the_model_is_a_success() -> None:
 
 
 async def listen_then_hang_up(agent: KnowledgeAgent, events: int) -> None:
-    """A caller who barges in after ``events`` events of the answer."""
+    """A caller who barges in after `events` events of the answer."""
     stream = agent.answer(QUESTION, ())
     for _ in range(events):
         await anext(stream)

@@ -2,12 +2,12 @@
 
 It speaks the part of Ollama's documented HTTP API that voicedesk uses:
 
-- ``GET /api/tags``: ``{"models": [{"name", "model", "modified_at", "size", "digest",
+- `GET /api/tags`: ``{"models": [{"name", "model", "modified_at", "size", "digest",
   "details"}]}`` for the models in the script;
-- ``POST /api/chat`` with ``"stream": true``: NDJSON lines ``{"model", "created_at",
+- `POST /api/chat` with `"stream": true`: NDJSON lines ``{"model", "created_at",
   "message": {"role": "assistant", "content": ...}, "done": false}``, one per word, then the
-  final object with ``"done": true``, ``done_reason`` and the timing fields (nanoseconds);
-- ``404 {"error": "model \\"x\\" not found, try pulling it first"}`` for a model it lacks.
+  final object with `"done": true`, `done_reason` and the timing fields (nanoseconds);
+- `404 {"error": "model \\"x\\" not found, try pulling it first"}` for a model it lacks.
 
 The script sets the reply (text, or a function of the request body), the delays, an error
 status, a cut (the connection closed before the final object) or a hang. Every chat request
@@ -41,28 +41,28 @@ class Script:
     chunk_s: float = 0.0
     """Delay between chunks."""
     stall_after: int | None = None
-    """Pause ``stall_s`` before this chunk (0-based), as a model that stalls mid-answer."""
+    """Pause `stall_s` before this chunk (0-based), as a model that stalls mid-answer."""
     stall_s: float = 0.0
     status: int | None = None
-    """Answer ``/api/chat`` with this HTTP error status instead (e.g. 503)."""
+    """Answer `/api/chat` with this HTTP error status instead (e.g. 503)."""
     cut_after: int | None = None
-    """Close the connection after this many chunks, without the final ``done`` object."""
+    """Close the connection after this many chunks, without the final `done` object."""
     cut: Literal["abort", "eof"] = "abort"
-    """``abort``: drop the connection mid-body; ``eof``: end the body cleanly without ``done``."""
+    """`abort`: drop the connection mid-body; `eof`: end the body cleanly without `done`."""
     hang: bool = False
-    """Accept ``/api/chat`` and never answer (until the stand-in closes)."""
+    """Accept `/api/chat` and never answer (until the stand-in closes)."""
     done_reason: str = "stop"
 
 
 @dataclass
 class OllamaStandIn:
-    """``async with OllamaStandIn(Script(...)) as ollama:`` then use ``ollama.url``."""
+    """`async with OllamaStandIn(Script(...)) as ollama:` then use `ollama.url`."""
 
     script: Script = field(default_factory=Script)
     port: int = 0
-    """0 picks a free port; give one (see :func:`free_port`) to come up where a client waits."""
+    """0 picks a free port; give one (see `free_port`) to come up where a client waits."""
     requests: list[dict[str, Any]] = field(default_factory=list)
-    """Bodies of the ``/api/chat`` requests, in order."""
+    """Bodies of the `/api/chat` requests, in order."""
     tag_requests: int = 0
     gone: int = 0
     """Chat requests whose client disconnected before the answer was complete."""

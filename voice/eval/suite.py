@@ -228,7 +228,7 @@ def _question(raw: dict[str, Any], base: Path, where: str, problems: list[str]) 
 
 
 def parse_expect(raw: Any, where: str = "expect") -> Expect:
-    """An ``expect`` mapping as a suite holds it (for text lists and typed checks).
+    """An `expect` mapping as a suite holds it (for text lists and typed checks).
 
     Raises:
         SuiteError: the mapping is malformed.
