@@ -18,6 +18,7 @@ from asr.whisper import Transcriber
 from tests.support.servers import Models, make_services
 from tts.piper import Synthesizer
 from tts.settings import TtsSettings
+from voice.call.clock import WALL_CLOCK, Clock
 from voice.channels.codecs import int16_to_float, resample
 from voice.ops.server import start_server
 
@@ -52,12 +53,16 @@ def say(models: Models) -> Callable[..., np.ndarray]:
 
 @pytest.fixture(scope="session")
 def serve(models: Models) -> Callable[..., Any]:
-    """`async with serve(agent, **sections) as url:` a server on a free loopback port."""
+    """`async with serve(agent, clock=..., **sections) as url:` a server on a free loopback
+    port; `clock` paces its replies (a `FastClock` runs the calls faster than real time)."""
     import contextlib
 
     @contextlib.asynccontextmanager
-    async def running(agent: Agent, **sections: Any) -> AsyncIterator[str]:
-        runner, port = await start_server(make_services(models, agent, **sections), "127.0.0.1", 0)
+    async def running(
+        agent: Agent, clock: Clock = WALL_CLOCK, **sections: Any
+    ) -> AsyncIterator[str]:
+        services = make_services(models, agent, clock, **sections)
+        runner, port = await start_server(services, "127.0.0.1", 0)
         try:
             yield f"ws://127.0.0.1:{port}/call"
         finally:

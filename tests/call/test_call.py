@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from agent.types import AgentSettings
+from tests.support.fakes import FastClock
 from voice.channels.codecs import AudioFormat
 from voice.clients.client import CallClient
 
@@ -33,12 +34,24 @@ async def demo_url(serve, demo_agent):
         yield url
 
 
+CLOCK = FastClock(3.0)
+"""For calls whose replies play out but whose timing is not what the test checks: three times
+faster than real time, every position in the audio the same. Speech over a reply (barge-in,
+"uh-huh") is timed on the wall clock, as a caller would."""
+
+
+@pytest.fixture(scope="module")
+async def fast_url(serve, demo_agent):
+    async with serve(demo_agent, clock=CLOCK) as url:
+        yield url
+
+
 def seconds(turn, audio_format):
     return len(turn.audio) / audio_format.bytes_per_sample / audio_format.sample_rate
 
 
-async def test_a_full_turn(demo_url, say):
-    async with CallClient(demo_url, PCM16) as call:
+async def test_a_full_turn(fast_url, say):
+    async with CallClient(fast_url, PCM16, clock=CLOCK) as call:
         turn = await call.ask(say(BULB), realtime=True)
     assert "bulb" in turn.transcript.lower() and "red" in turn.transcript.lower()
     assert "troubleshooting#4.2" in turn.sources
@@ -104,12 +117,12 @@ async def test_partial_transcripts_arrive_while_the_caller_speaks(demo_url, say)
     assert kinds.index("transcript.partial") < kinds.index("speech.stopped")
 
 
-async def test_barge_in_clears_the_reply_and_answers_the_new_question(demo_url, say):
-    async with CallClient(demo_url, PCM16) as call:
+async def test_barge_in_clears_the_reply_and_answers_the_new_question(fast_url, say):
+    async with CallClient(fast_url, PCM16, clock=CLOCK) as call:
         await call.send_audio(say(BULB), realtime=True)
         await call.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
         first_turn = call.events[-1]["turn"]
-        await asyncio.sleep(1.5)  # let part of the reply play
+        await CLOCK.sleep(1.5)  # let part of the reply play
         interruption = await call.ask(say(RETURNS), realtime=True)
     clear = [e for e in call.events if e["type"] == "clear"]
     assert clear and clear[0]["turn"] == first_turn

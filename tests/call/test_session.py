@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from agent.types import AnswerEvent, AnswerText, Exchange
-from tests.support.fakes import ScriptedAgent
+from tests.support.fakes import FastClock, ScriptedAgent
 from voice.call.reply import Reply
 from voice.channels.codecs import AudioFormat
 from voice.clients.client import CallClient
@@ -33,10 +32,11 @@ async def test_the_agent_remembers_only_what_the_caller_heard(serve):
         reply="First part of a long answer. " + "More words follow here, and more again. " * 8,
         piece_s=0.02,
     )
-    async with serve(agent) as url, CallClient(url, PCM16) as call:
+    clock = FastClock(3.0)  # what was heard is counted in the audio, not in seconds
+    async with serve(agent, clock=clock) as url, CallClient(url, PCM16) as call:
         await call.send_text("tell me everything")
         await call.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
-        await asyncio.sleep(2.0)
+        await clock.sleep(3.0)  # the first clause is made, then plays (about 2 s)
         await call.send_text("stop, what about returns")
         first = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
         await call.wait_for(lambda e: e["type"] == "reply.text" and e["turn"] == 2, timeout=30)
@@ -113,5 +113,7 @@ def test_heard_stops_at_what_was_played_not_what_was_sent_ahead():
     reply = Reply(turn=1, question="q", spoken_at=0.0)
     reply.sent_ms = 1300
     reply.play_start, reply.stopped_at = 100.0, 101.0
-    assert reply.played_ms(realtime=True) == 1000
-    assert reply.played_ms(realtime=False) == 1300
+    assert reply.played_ms(realtime=True, now=105.0) == 1000
+    assert reply.played_ms(realtime=False, now=105.0) == 1300
+    reply.stopped_at = None  # still playing: as far as the clock has gone
+    assert reply.played_ms(realtime=True, now=100.5) == 500

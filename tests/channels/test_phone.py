@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ import pytest
 
 from agent.types import AgentSettings, Exchange
 from tests.support.carrier import SimulatedCarrier
-from tests.support.fakes import ScriptedAgent
+from tests.support.fakes import FastClock, ScriptedAgent
 from tests.support.servers import make_services
 from voice.channels import twilio
 from voice.channels.closes import CloseCode
@@ -28,6 +29,11 @@ from voice.channels.codecs import int16_to_float, resample
 from voice.office.backoffice import Office
 from voice.office.live import LiveHub
 from voice.ops.server import start_server
+
+CLOCK = FastClock(3.0)
+"""The calls here are paced three times faster than real time: what they check is what the
+caller heard and when, measured in the audio, not how long it took."""
+Carrier = functools.partial(SimulatedCarrier, clock=CLOCK)
 
 pytestmark = pytest.mark.models
 
@@ -88,7 +94,7 @@ async def phone_server(
     office = Office()
     feed = Feed(office.hub)
     collecting = asyncio.create_task(feed.collect())
-    services = make_services(models, agent, **sections)
+    services = make_services(models, agent, CLOCK, **sections)
     if transcriber is not None:
         services = dataclasses.replace(services, transcriber=transcriber)
     runner, port = await start_server(services, "127.0.0.1", 0, office)
@@ -127,7 +133,7 @@ async def test_a_phone_question_is_answered_and_played_to_the_end(phone, say8k, 
     parameters = {"caller_id": "+15550101"}
     # Marks come back a second after their audio played: the reply ends on the last mark's
     # return, not when the clock says the audio is over.
-    async with SimulatedCarrier(phone.url, parameters=parameters, echo_lag_s=1.0) as carrier:
+    async with Carrier(phone.url, parameters=parameters, echo_lag_s=1.0) as carrier:
         await carrier.say(say8k(BULB))
         end = await phone.feed.wait_for("+15550101", lambda e: e["type"] == "reply.end")
     call_id = phone.feed.call_id("+15550101")
@@ -156,10 +162,10 @@ async def test_a_phone_question_is_answered_and_played_to_the_end(phone, say8k, 
 
 
 async def test_barge_in_on_the_phone_clears_and_keeps_what_was_heard(phone, say8k):
-    async with SimulatedCarrier(phone.url, parameters={"caller_id": "+15550102"}) as carrier:
+    async with Carrier(phone.url, parameters={"caller_id": "+15550102"}) as carrier:
         await carrier.say(say8k(BULB))
         await carrier.wait_until(lambda: carrier.playback.first_audio_at is not None, timeout=30)
-        await asyncio.sleep(2.0)
+        await CLOCK.sleep(2.0)
         await carrier.say(say8k(RETURNS))
         second = await phone.feed.wait_for(
             "+15550102", lambda e: e["type"] == "reply.end" and not e["interrupted"]
@@ -208,7 +214,7 @@ async def test_the_agent_remembers_only_what_the_phone_caller_heard(models, say8
     caller = {"caller_id": "+15550103"}
     async with (
         phone_server(models, agent) as server,
-        SimulatedCarrier(server.url, parameters=caller) as carrier,
+        Carrier(server.url, parameters=caller) as carrier,
     ):
         await carrier.say(say8k("Tell me everything about the bulb."))
         await carrier.wait_until(lambda: carrier.played_ms() > 2500, timeout=30)
@@ -228,7 +234,7 @@ async def test_the_agent_remembers_only_what_the_phone_caller_heard(models, say8
 
 
 async def test_a_handoff_is_spoken_then_the_stream_closes(phone, say8k, models):
-    async with SimulatedCarrier(phone.url, parameters={"caller_id": "+15550104"}) as carrier:
+    async with Carrier(phone.url, parameters={"caller_id": "+15550104"}) as carrier:
         await carrier.say(say8k(PERSON))
         await carrier.wait_until(lambda: carrier.closed_at is not None, timeout=60)
     call_id = phone.feed.call_id("+15550104")
@@ -246,7 +252,7 @@ async def test_a_handoff_is_spoken_then_the_stream_closes(phone, say8k, models):
 
 
 async def test_keypad_zero_asks_for_a_person(phone):
-    async with SimulatedCarrier(phone.url, parameters={"From": "+15550105"}) as carrier:
+    async with Carrier(phone.url, parameters={"From": "+15550105"}) as carrier:
         await asyncio.sleep(0.5)
         await carrier.press("0")
         await carrier.wait_until(lambda: carrier.closed_at is not None, timeout=60)
@@ -261,13 +267,13 @@ async def test_keypad_zero_asks_for_a_person(phone):
 async def test_a_carrier_that_never_echoes_marks_does_not_hold_the_call(phone, caplog):
     caplog.set_level(logging.WARNING, logger="voice.call.reply")
     parameters = {"caller_id": "+15550109"}
-    async with SimulatedCarrier(phone.url, parameters=parameters, echo_marks=False) as carrier:
+    async with Carrier(phone.url, parameters=parameters, echo_marks=False) as carrier:
         await asyncio.sleep(0.3)
         await carrier.press("0")
         await carrier.wait_until(lambda: carrier.playback.first_audio_at is not None, timeout=30)
         await carrier.wait_until(lambda: carrier.closed_at is not None, timeout=30)
     assert carrier.closed_at is not None and carrier.playback.first_audio_at is not None
-    waited = carrier.closed_at - carrier.playback.first_audio_at
+    waited = (carrier.closed_at - carrier.playback.first_audio_at) * CLOCK.speed  # call time
     assert carrier.played_ms() / 1000 + 1.5 < waited < carrier.played_ms() / 1000 + 6.0
     assert "never reported the reply played" in caplog.text
     assert phone.feed.of(phone.feed.call_id("+15550109"), "call.ended")[0]["reason"] == "handoff"
@@ -278,7 +284,7 @@ async def test_keypad_star_repeats_the_last_answer_and_other_digits_do_nothing(m
     caller = {"caller_id": "+15550106"}
     async with (
         phone_server(models, agent) as server,
-        SimulatedCarrier(server.url, parameters=caller) as carrier,
+        Carrier(server.url, parameters=caller) as carrier,
     ):
         await carrier.press("*")  # nothing said yet: nothing to repeat
         await carrier.press("5")  # no meaning: noted, nothing happens
@@ -320,7 +326,7 @@ async def test_a_phone_caller_hears_when_a_question_was_not_understood(models, s
     recognizer = TripsOnSecondQuestion(models.transcriber)
     async with (
         phone_server(models, agent, transcriber=recognizer) as server,
-        SimulatedCarrier(server.url, parameters=caller) as carrier,
+        Carrier(server.url, parameters=caller) as carrier,
     ):
         await carrier.say(say8k("How long is the warranty?"))
         answer = await server.feed.wait_for("+15550107", lambda e: e["type"] == "reply.end")
@@ -356,10 +362,10 @@ async def test_the_signature_is_required_when_the_auth_token_is_set(models):
                 assert refused.value.status == 403
         wrong_url = twilio.signature("tok", "wss://elsewhere.example.com/twilio")
         with pytest.raises(aiohttp.WSServerHandshakeError):
-            async with SimulatedCarrier(server.url, headers={twilio.SIGNATURE_HEADER: wrong_url}):
+            async with Carrier(server.url, headers={twilio.SIGNATURE_HEADER: wrong_url}):
                 pass
         signed = twilio.signature("tok", f"wss://127.0.0.1:{port}/twilio")
-        async with SimulatedCarrier(
+        async with Carrier(
             server.url,
             parameters={"caller_id": "+15550107"},
             headers={twilio.SIGNATURE_HEADER: signed},
@@ -373,7 +379,7 @@ async def test_the_public_url_is_what_is_signed(models):
     settings = {"auth_token": "tok", "public_url": public}
     async with phone_server(models, ScriptedAgent(), twilio=settings) as server:
         headers = {twilio.SIGNATURE_HEADER: twilio.signature("tok", public)}
-        async with SimulatedCarrier(server.url, headers=headers) as carrier:
+        async with Carrier(server.url, headers=headers) as carrier:
             await asyncio.sleep(0.2)
         assert carrier.close_code == 1000
 
@@ -408,7 +414,7 @@ MEDIA = {"event": "media", "streamSid": "MZ1", "media": {"payload": "//////////8
 
 async def test_bad_carriers_are_closed_cleanly_and_other_calls_go_on(phone, say8k, caplog):
     caplog.set_level(logging.WARNING, logger="voice.channels.phone")
-    async with SimulatedCarrier(phone.url, parameters={"caller_id": "+15550108"}) as good:
+    async with Carrier(phone.url, parameters={"caller_id": "+15550108"}) as good:
         speaking = asyncio.create_task(good.say(say8k(RETURNS)))
         bad = {
             "carrier_before_start": [CONNECTED, MEDIA],

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from voice.call.clock import WALL_CLOCK, Clock
 from voice.channels import twilio
 from voice.clients.client import FRAME_MS, MAX_CATCH_UP_S, SpokenLine
 
@@ -88,12 +89,13 @@ class SimulatedCarrier:
         call_sid: str = "CA00000000000000000000000000000001",
         echo_marks: bool = True,
         echo_lag_s: float = 0.0,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         self.url = url
         self.echo_marks = echo_marks
         """False: a gateway that never echoes marks."""
         self.echo_lag_s = echo_lag_s
-        """How long after its audio played a mark is echoed (a slow network back)."""
+        """How long after its audio played a mark is echoed (a slow network back), on `clock`."""
         self._lagging: set[asyncio.Task[None]] = set()
         self.parameters = parameters or {}
         self.headers = headers or {}
@@ -106,7 +108,9 @@ class SimulatedCarrier:
         """Every message from the server, in order (media payloads left in)."""
         self.close_code: int | None = None
         self.closed_at: float | None = None
-        self._line = SpokenLine(twilio.PHONE_AUDIO.sample_rate)
+        self._clock = clock
+        """Paces the caller's line and the playback (the server's replies on the same one)."""
+        self._line = SpokenLine(twilio.PHONE_AUDIO.sample_rate, clock)
         self._sequence = 0
         self._chunk = 0
         self._changed = asyncio.Event()
@@ -254,14 +258,14 @@ class SimulatedCarrier:
         """Play the buffer at real time, 20 ms a tick, echoing marks as their audio plays. Held
         up for longer than `MAX_CATCH_UP_S` (a busy machine), it plays on in real time from
         there, as a phone does, rather than play and echo the time it missed in a burst."""
-        began, ticks = time.monotonic(), 0
+        began, ticks = self._clock.now(), 0
         while True:
             ticks += 1
-            delay = began + ticks * FRAME_MS / 1000 - time.monotonic()
+            delay = began + ticks * FRAME_MS / 1000 - self._clock.now()
             if delay < -MAX_CATCH_UP_S:
                 began -= delay
                 delay = 0.0
-            await asyncio.sleep(max(0.0, delay))
+            await self._clock.sleep(max(0.0, delay))
             if self.playback.buffered or self.playback.pending:
                 due = self.playback.play(FRAME_MS * BYTES_PER_MS)
                 await self._echo(due, played=True)
@@ -279,7 +283,7 @@ class SimulatedCarrier:
 
     async def _send_echoes(self, names: list[str], played: bool, after_s: float = 0.0) -> None:
         played_ms = self.played_ms()
-        await asyncio.sleep(after_s)
+        await self._clock.sleep(after_s)
         for name in names:
             self.echoes.append(Echo(name, time.monotonic(), played, played_ms))
             with contextlib.suppress(ConnectionError, RuntimeError):

@@ -10,6 +10,7 @@ from agent.types import Agent
 from asr.vad import VadModel
 from asr.whisper import Transcriber
 from tts.piper import Synthesizer
+from voice.call.clock import WALL_CLOCK, Clock
 from voice.config import Settings
 from voice.ops.services import Services
 
@@ -21,9 +22,11 @@ class Models:
     vad: VadModel
 
 
-def make_services(models: Models, agent: Agent, **sections: Any) -> Services:
+def make_services(
+    models: Models, agent: Agent, clock: Clock = WALL_CLOCK, **sections: Any
+) -> Services:
     """Services on the shared models; `sections` replace fields of settings sections, e.g.
-    `call={"send_timeout_s": 1}`."""
+    `call={"send_timeout_s": 1}`; `clock` paces the replies (`FastClock` runs calls faster)."""
     settings = Settings()
     for name, changes in sections.items():
         settings = dataclasses.replace(
@@ -36,4 +39,5 @@ def make_services(models: Models, agent: Agent, **sections: Any) -> Services:
         vad=models.vad,
         agent=agent,
         hotwords=agent.vocabulary(),
+        clock=clock,
     )

@@ -13,6 +13,7 @@ import numpy as np
 
 from agent.types import AnswerEnd
 from tts.normalize import normalize_for_speech
+from voice.call.clock import WALL_CLOCK, Clock
 from voice.call.transport import Transport
 from voice.channels.codecs import AudioFormat, StreamResampler, float_to_int16, int16_to_float
 from voice.channels.protocol import Timings
@@ -50,11 +51,11 @@ class Reply:
     """The same in whole milliseconds (counted from the samples, so no frame's fraction of a
     millisecond is lost)."""
     play_start: float | None = None
-    """Monotonic time the caller started playing the reply (None: no audio yet)."""
+    """When the caller started playing the reply, on the call's `Clock` (None: no audio yet)."""
     playing: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the first audio goes out (`play_start`)."""
     stopped_at: float | None = None
-    """Monotonic time the reply was interrupted."""
+    """When the reply was interrupted, on the call's `Clock`."""
     end: AnswerEnd = field(default_factory=AnswerEnd)
     task: asyncio.Task[None] | None = None
 
@@ -71,12 +72,13 @@ class Reply:
     def _elapsed_ms(self) -> int:
         return round((time.monotonic() - self.spoken_at) * 1000)
 
-    def played_ms(self, realtime: bool) -> int:
-        """Reply audio the caller has played: what was sent, less what was still buffered
-        ahead of real time when the reply stopped (a `clear` drops that)."""
+    def played_ms(self, realtime: bool, now: float) -> int:
+        """Reply audio the caller has played by `now` (on the call's `Clock`): what was sent,
+        less what was still buffered ahead of real time when the reply stopped (a `clear` drops
+        that)."""
         if not realtime or self.play_start is None:
             return self.sent_ms
-        until = self.stopped_at if self.stopped_at is not None else time.monotonic()
+        until = self.stopped_at if self.stopped_at is not None else now
         return max(0, min(self.sent_ms, round((until - self.play_start) * 1000)))
 
     def heard(self, played_ms: int) -> str:
@@ -105,6 +107,7 @@ class Speaker:
         realtime: bool,
         transport: Transport,
         on_frame: Callable[[np.ndarray], None] = lambda frame: None,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         self._synthesizer = synthesizer
         self._format = audio_format
@@ -115,6 +118,8 @@ class Speaker:
         self._transport = transport
         self._on_frame = on_frame
         """Sees each int16 frame at the caller's rate as it is sent (the call recording)."""
+        self.clock = clock
+        """What "real time" is for the pacing: the wall clock but in tests."""
 
     async def speak(self, reply: Reply, clauses: asyncio.Queue[str | None]) -> None:
         """Speak clauses until None, then wait until the caller has played them.
@@ -162,8 +167,8 @@ class Speaker:
                 if not first and self.realtime:
                     await reply.playing.wait()
                     assert reply.play_start is not None
-                    played_ms = (time.monotonic() - reply.play_start) * 1000
-                    await asyncio.sleep(max(0, made_ms - played_ms - SYNTHESIZE_AHEAD_MS) / 1000)
+                    played_ms = (self.clock.now() - reply.play_start) * 1000
+                    await self.clock.sleep(max(0, made_ms - played_ms - SYNTHESIZE_AHEAD_MS) / 1000)
                 audio = await self._synthesizer.synthesize(spoken, urgent=first)
                 if len(audio):  # else the next clause is the first that will play
                     first = False
@@ -177,22 +182,30 @@ class Speaker:
     def played_ms(self, reply: Reply) -> int:
         """Reply audio the caller has played: as their side reports it, else as estimated."""
         reported = self._transport.played_ms(reply.turn)
-        return reported if reported is not None else reply.played_ms(self.realtime)
+        if reported is not None:
+            return reported
+        return reply.played_ms(self.realtime, self.clock.now())
 
     async def _played_out(self, reply: Reply) -> None:
         """Wait until the caller has played the whole reply: until their side reports it, or
         (on a wire that does not report) until the clock says so."""
         if reply.play_start is None:
             return
-        remaining = reply.play_start + reply.sent_ms / 1000 - time.monotonic()
+        remaining = reply.play_start + reply.sent_ms / 1000 - self.clock.now()
         if self._transport.played_ms(reply.turn) is None:
             if self.realtime and remaining > 0:
-                await asyncio.sleep(remaining)
+                await self.clock.sleep(remaining)
             return
+        reported = asyncio.ensure_future(self._transport.played(reply.turn, reply.sent_ms))
+        given_up = asyncio.ensure_future(
+            self.clock.sleep(max(0.0, remaining) + PLAYBACK_REPORT_GRACE_S)
+        )
         try:
-            async with asyncio.timeout(max(0.0, remaining) + PLAYBACK_REPORT_GRACE_S):
-                await self._transport.played(reply.turn, reply.sent_ms)
-        except TimeoutError:
+            await asyncio.wait({reported, given_up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reported.cancel()
+            given_up.cancel()
+        if not reported.done() or reported.cancelled():
             log.warning("turn %d: the caller's side never reported the reply played", reply.turn)
 
     async def _send(self, reply: Reply, samples: np.ndarray) -> None:
@@ -201,7 +214,7 @@ class Speaker:
         lead_ms = self._settings.playback_lead_ms
         for offset in range(0, len(samples), step):
             frame = samples[offset : offset + step]
-            now = time.monotonic()
+            now = self.clock.now()
             if reply.play_start is None:
                 reply.play_start = now
                 reply.sounded()
@@ -211,7 +224,7 @@ class Speaker:
                 if played_ms > reply.sent_ms:  # the caller ran dry: playback restarts now
                     reply.play_start = now - reply.sent_ms / 1000
                 elif reply.sent_ms - played_ms > lead_ms:
-                    await asyncio.sleep((reply.sent_ms - played_ms - lead_ms) / 1000)
+                    await self.clock.sleep((reply.sent_ms - played_ms - lead_ms) / 1000)
             self._on_frame(frame)
             await self._transport.send_audio(self._format.encode(frame))
             reply.sent_samples += len(frame)

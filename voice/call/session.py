@@ -105,6 +105,7 @@ class CallSession:
             start.realtime_playback,
             transport,
             on_frame=self._observer.reply_audio,
+            clock=services.clock,
         )
         self._last_turn = 0
         self._utterance: _Utterance | None = None
@@ -282,7 +283,7 @@ class CallSession:
         reply = self._reply
         if reply is not None:
             if reply.stopped_at is None:
-                reply.stopped_at = time.monotonic()
+                reply.stopped_at = self._speaker.clock.now()
             self._observer.event(self._end_reply(reply, interrupted=True))
 
     # ------------------------------------------------------------ turn-taking
@@ -549,7 +550,7 @@ class CallSession:
         reply = self._reply
         if reply is None or reply.task is None:
             return
-        reply.stopped_at = time.monotonic()
+        reply.stopped_at = self._speaker.clock.now()
         reply.task.cancel()
         await asyncio.wait({reply.task})
         self._observer.reply_cleared()

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from voice.call.clock import WALL_CLOCK, Clock
 from voice.channels.codecs import AudioFormat, float_to_int16
 from voice.ops.admission import MessageRate
 
@@ -89,8 +90,10 @@ class SpokenLine:
     """A caller's side of a real-time line: speech when there is some, silence otherwise, in
     `FRAME_MS` frames on the wall clock, as a microphone or a phone line sends it."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, clock: Clock = WALL_CLOCK) -> None:
+        """`clock` paces the frames: the wall clock but in tests that run a call faster."""
         self._step = sample_rate * FRAME_MS // 1000
+        self._clock = clock
         self._speech: deque[tuple[np.ndarray, int, asyncio.Future[float]]] = deque()
         self._stopped: str | None = None
 
@@ -125,7 +128,7 @@ class SpokenLine:
 
     async def _send_frames(self, send: Callable[[np.ndarray], Awaitable[None]]) -> None:
         silence = np.zeros(self._step, np.float32)
-        began, sent = time.monotonic(), 0
+        began, sent = self._clock.now(), 0
         offset = 0
         while True:
             frame, finished = silence, None
@@ -142,9 +145,9 @@ class SpokenLine:
             if finished is not None and not finished.done():
                 finished.set_result(time.monotonic())
             sent += 1
-            delay = began + sent * FRAME_MS / 1000 - time.monotonic()
+            delay = began + sent * FRAME_MS / 1000 - self._clock.now()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
             elif delay < -MAX_CATCH_UP_S:
                 # Held up (a busy machine): go on in real time from now rather than send the
                 # backlog in a burst, which no line does and the server's message rate refuses.
@@ -185,9 +188,11 @@ class CallClient:
         realtime_playback: bool = True,
         token: str | None = None,
         pacer: Pacer | None = None,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         """`pacer` holds the fast mode's audio to a message rate (default: `Pacer()`, within the
-        server's default limit)."""
+        server's default limit); `clock` paces the real-time line (a test may run it faster,
+        with the server's replies paced on the same clock)."""
         self.url = url
         self._token = token
         self.format = audio
@@ -203,7 +208,7 @@ class CallClient:
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._spoken = SpokenLine(audio.sample_rate)
+        self._spoken = SpokenLine(audio.sample_rate, clock)
         self._line: asyncio.Task[None] | None = None
         self._pacer = pacer or Pacer()
 

@@ -14,6 +14,7 @@ from agent.types import Agent
 from asr.vad import VadModel
 from asr.whisper import Transcriber, Transcript
 from tts.piper import Synthesizer
+from voice.call.clock import WALL_CLOCK, Clock
 from voice.config import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Services:
     """Words to bias recognition toward (the knowledge base's own terms)."""
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     """Work that runs as long as the server does (watching the KB for changes)."""
+    clock: Clock = WALL_CLOCK
+    """What replies are paced on (a test may run its calls faster than real time)."""
 
     def close(self) -> None:
         self.transcriber.close()
