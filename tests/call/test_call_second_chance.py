@@ -62,7 +62,7 @@ async def test_a_loose_match_is_asked_again_once_then_handed_off(serve, say, lib
     # Every match counts as loose here (answer_similarity above any similarity): the test is
     # about what the caller hears on the first and the second miss, not where the line is.
     loose = agent(library, answer_similarity=0.99, unsure_similarity=0.05)
-    async with serve(loose) as url, CallClient(url, PCM16) as call:
+    async with serve(loose) as url, CallClient(url, PCM16, realtime_playback=False) as call:
         first = await call.ask(say("How many times can I renew a book?"), realtime=False)
         second = await call.ask(say("Renewing a book, how many times?"), realtime=False)
     assert first.reply == SETTINGS.rephrase_message
@@ -72,7 +72,10 @@ async def test_a_loose_match_is_asked_again_once_then_handed_off(serve, say, lib
 
 
 async def test_the_second_try_is_answered_when_it_matches(serve, say, library):
-    async with serve(agent(library)) as url, CallClient(url, PCM16) as call:
+    async with (
+        serve(agent(library)) as url,
+        CallClient(url, PCM16, realtime_playback=False) as call,
+    ):
         first = await call.ask(say("What's the weather doing in Paris?"), realtime=False)
         second = await call.ask(say("How much is it when a book is late?"), realtime=False)
     assert first.handoff and first.rules == [guardrails.OUT_OF_SCOPE]
@@ -89,7 +92,10 @@ async def test_a_question_recognition_doubts_is_asked_again_not_handed_off(
     original = models.transcriber
     models.transcriber = doubtful
     try:
-        async with serve(agent(library)) as url, CallClient(url, PCM16) as call:
+        async with (
+            serve(agent(library)) as url,
+            CallClient(url, PCM16, realtime_playback=False) as call,
+        ):
             first = await call.ask(say("Who won the football match yesterday?"), realtime=False)
             second = await call.ask(say("The football match, who won it?"), realtime=False)
     finally:
@@ -105,7 +111,7 @@ async def test_two_passages_that_both_fit_are_offered_as_a_choice(serve, say, li
     # difference between them is small enough, and any closeness is vague enough.
     monkeypatch.setattr(agent_module, "VAGUE_MARGIN", 1.0)
     choosy = agent(library, choice_margin=0.3, answer_similarity=0.3, unsure_similarity=0.2)
-    async with serve(choosy) as url, CallClient(url, PCM16) as call:
+    async with serve(choosy) as url, CallClient(url, PCM16, realtime_playback=False) as call:
         first = await call.ask(say("My library card is not working."), realtime=False)
         # Said in full: tiny.en hears a short "It will not scan." as "skin" now and then.
         second = await call.ask(say("The card will not scan at the machine."), realtime=False)

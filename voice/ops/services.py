@@ -61,6 +61,22 @@ class Voice(Protocol):
     def close(self) -> None: ...
 
 
+class Hearing(Protocol):
+    """One call's voice-activity detection: `asr.vad.VadStream`."""
+
+    async def hear(self, audio: np.ndarray) -> list[float]:
+        """Speech probabilities (0..1), one per whole `asr.vad.WINDOW` of 16 kHz audio."""
+        ...
+
+
+class VoiceActivity(Protocol):
+    """Voice-activity detection as calls use it: `asr.vad.VadModel`."""
+
+    def stream(self) -> Hearing: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Services:
     """The loaded models and the agent; one set serves every call."""
@@ -68,7 +84,7 @@ class Services:
     settings: Settings
     transcriber: Recognizer
     synthesizer: Voice
-    vad: VadModel
+    vad: VoiceActivity
     agent: Agent
     hotwords: str = ""
     """Words to bias recognition toward (the knowledge base's own terms)."""

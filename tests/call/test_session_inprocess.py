@@ -1,0 +1,160 @@
+"""A call session in-process, without the speech models: a loudness VAD, a recognizer that
+hears scripted words, a voice that beeps each word and a transport that keeps what was sent.
+The whole path of a call — turns, recognition, the answer, speech, barge-in — in milliseconds;
+the same paths run against the real models in tests/call/test_call.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from tests.support.fakes import (
+    BeepVoice,
+    FastClock,
+    LoudnessVad,
+    RecordingTransport,
+    ScriptedAgent,
+    ScriptedRecognizer,
+    pitch,
+    speech,
+)
+from voice.call.session import CallSession
+from voice.channels import protocol
+from voice.channels.codecs import AudioFormat, float_to_int16
+from voice.config import Settings
+from voice.ops.services import Services
+
+PCM16 = AudioFormat("pcm16", 16000)
+QUESTION = "how long is the warranty"
+WORD_MS = 300
+ANSWER = "The warranty lasts two years from the day of purchase. Keep the receipt to claim it."
+
+
+QUESTION_HZ, STOP_HZ, ACKNOWLEDGEMENT_HZ = 220.0, 330.0, 150.0
+
+
+def heard(audio: np.ndarray) -> str:
+    """What the callers here say, told apart by the pitch of their stand-in speech."""
+    hz = pitch(audio)
+    if abs(hz - STOP_HZ) < 20:
+        return "wait stop that"
+    if abs(hz - ACKNOWLEDGEMENT_HZ) < 20:
+        return "uh huh"
+    return QUESTION if abs(hz - QUESTION_HZ) < 20 else ""
+
+
+class Call:
+    def __init__(self, realtime: bool, clock: FastClock | None = None) -> None:
+        self.agent = ScriptedAgent(reply=ANSWER)
+        self.recognizer = ScriptedRecognizer(heard)
+        self.voice = BeepVoice(WORD_MS)
+        self.transport = RecordingTransport()
+        services = Services(
+            settings=Settings(),
+            transcriber=self.recognizer,
+            synthesizer=self.voice,
+            vad=LoudnessVad(),
+            agent=self.agent,
+        )
+        self.clock = clock
+        if clock is not None:
+            services.clock = clock
+        start = protocol.Start(audio=PCM16, realtime_playback=realtime)
+        self.session = CallSession(services, start, self.transport)
+
+    async def say(self, samples: np.ndarray, then_silence_s: float = 1.0) -> None:
+        """The caller's audio in 20 ms frames: paced on the call's clock when there is one
+        (speech over a reply is heard as it comes), else as fast as the session takes it."""
+        audio = np.concatenate([samples, np.zeros(round(then_silence_s * 16_000), np.float32)])
+        for offset in range(0, len(audio), 320):
+            await self.session.on_audio(PCM16.encode(float_to_int16(audio[offset : offset + 320])))
+            if self.clock is not None:
+                await self.clock.sleep(0.02)
+
+
+@pytest.fixture
+async def call_in(request: pytest.FixtureRequest) -> AsyncIterator[type[Call]]:
+    calls: list[Call] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    def make(*args: object, **kwargs: object) -> Call:
+        call = Call(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(call)
+        tasks.append(asyncio.create_task(call.session.listen()))
+        return call
+
+    yield make  # type: ignore[misc]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for call in calls:
+        await call.session.close()
+
+
+async def test_a_spoken_question_is_heard_answered_and_spoken(call_in):
+    call = call_in(realtime=False)
+    await call.say(speech(1.6))
+    end = await call.transport.wait_for(protocol.ReplyEnd)
+    kinds = [event.type for event in call.transport.events]
+    assert kinds.index("speech.started") < kinds.index("speech.stopped")
+    assert kinds.index("transcript.final") < kinds.index("reply.text") < kinds.index("reply.end")
+    final = call.transport.of(protocol.FinalTranscript)[0]
+    assert final.text == QUESTION and not final.ignored
+    assert call.agent.asked[0][0] == QUESTION
+    assert end.text == ANSWER and end.heard == end.text and not end.interrupted
+    # Every word was spoken, once, in the caller's format.
+    assert " ".join(call.voice.said).split() == ANSWER.split()
+    assert len(call.transport.audio) // 2 == len(ANSWER.split()) * WORD_MS * 16
+    assert end.audio_ms == len(ANSWER.split()) * WORD_MS
+
+
+async def test_words_over_a_playing_reply_stop_it_where_the_caller_stopped_hearing(call_in):
+    clock = FastClock(5.0)
+    call = call_in(realtime=True, clock=clock)
+    await call.say(speech(1.6))
+    await call.transport.wait_for(protocol.ReplyText)
+    await clock.sleep(2.0)  # the reply plays for a while
+    await call.say(speech(1.2, STOP_HZ), then_silence_s=1.0)
+    clear = await call.transport.wait_for(protocol.Clear)
+    first = await call.transport.wait_for(protocol.ReplyEnd, lambda e: e.turn == clear.turn)
+    assert first.interrupted and 0 < len(first.heard) < len(first.text)
+    assert first.text.startswith(first.heard)
+    # The stop became the next question, answered in full.
+    second = await call.transport.wait_for(protocol.ReplyEnd, lambda e: e.turn > first.turn)
+    assert call.agent.asked[1][0] == "wait stop that" and not second.interrupted
+    _, memory = call.agent.asked[1]
+    assert memory[0].answer == first.heard  # the agent remembers only what was heard
+
+
+async def test_an_acknowledgement_over_a_reply_is_no_question_and_stops_nothing(call_in):
+    clock = FastClock(5.0)
+    call = call_in(realtime=True, clock=clock)
+    await call.say(speech(1.6))
+    await call.transport.wait_for(protocol.ReplyText)
+    await clock.sleep(1.0)
+    await call.say(speech(0.4, ACKNOWLEDGEMENT_HZ), then_silence_s=1.0)
+    ignored = await call.transport.wait_for(protocol.FinalTranscript, lambda e: e.ignored)
+    end = await call.transport.wait_for(protocol.ReplyEnd)
+    assert end.turn < ignored.turn
+    assert not end.interrupted and end.heard == end.text
+    assert not call.transport.of(protocol.Clear) and len(call.agent.asked) == 1
+
+
+async def test_a_typed_question_takes_the_place_of_a_playing_reply(call_in):
+    clock = FastClock(5.0)
+    call = call_in(realtime=True, clock=clock)
+    await call.session.on_text("tell me about the warranty")
+    await call.transport.wait_for(protocol.ReplyText)
+    await clock.sleep(1.5)
+    await call.session.on_text("and returns?")
+    first = await call.transport.wait_for(protocol.ReplyEnd)
+    second = await call.transport.wait_for(protocol.ReplyEnd, lambda e: e.turn > first.turn)
+    assert first.interrupted and not second.interrupted
+    assert [question for question, _ in call.agent.asked] == [
+        "tell me about the warranty",
+        "and returns?",
+    ]
+    assert call.recognizer.requests == []  # typed: nothing to recognize
