@@ -88,6 +88,7 @@ async def test_a_reply_cut_by_a_barge_in_and_a_hang_up_is_in_the_history(recorde
             await call.wait_for(lambda e: e["type"] == "reply.text" and e["turn"] == 2, timeout=30)
             while not call.turns[2].audio:  # noqa: ASYNC110 (audio comes with no event)
                 await asyncio.sleep(0.02)  # until the reply plays
+            await asyncio.sleep(1.0)  # and its first words are heard
             await call.send_audio(say("Wait, stop, that is not what I asked."), realtime=False)
             await call.wait_for(lambda e: e["type"] == "speech.started" and e["turn"] == 3)
             # The caller hangs up while the barge-in is being heard: `async with` ends here.

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from agent.types import AgentSettings
+from tests.support.fakes import ScriptedAgent
 from voice.channels.codecs import int16_to_float, resample
 from voice.clients import audio_device, mic
 from voice.clients.audio_device import AudioDeviceError, BlockHandoff, PlaybackBuffer, SoundDevice
@@ -351,10 +352,10 @@ async def running_call():
 
 @pytest.mark.models
 async def test_a_spoken_question_is_answered_out_of_the_speaker_and_its_echo_is_not_heard(
-    serve, say, demo_agent, running_call
+    serve, say, running_call
 ):
     device = FakeDevice(say(BULB), echo=True)
-    async with serve(demo_agent) as url:
+    async with serve(ScriptedAgent()) as url:  # the bulb's answer, in a few seconds of speech
         call, out, stop, task = await running_call(device, url)
         await until(lambda: of_type(call, "reply.end"), 120, "reply.end")
         # the speaker plays out and its echo reaches the microphone; any turn it made shows
@@ -384,12 +385,10 @@ async def test_a_spoken_question_is_answered_out_of_the_speaker_and_its_echo_is_
 
 
 @pytest.mark.models
-async def test_without_half_duplex_the_echo_interrupts_the_reply(
-    serve, say, demo_agent, running_call
-):
+async def test_without_half_duplex_the_echo_interrupts_the_reply(serve, say, running_call):
     """The control for the test above: the echo fake is loud enough to matter."""
     device = FakeDevice(say(BULB), echo=True)
-    async with serve(demo_agent) as url:
+    async with serve(ScriptedAgent()) as url:
         call, _, _, _ = await running_call(device, url, MicSettings(half_duplex=False))
         await until(lambda: of_type(call, "reply.end"), 120, "reply.end")
     end = of_type(call, "reply.end")[0]
