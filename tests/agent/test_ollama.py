@@ -27,12 +27,14 @@ ANSWER = (
     "[troubleshooting#4.2]"
 )
 FAST = AgentSettings(
-    first_token_ack_s=0.3,
-    first_token_timeout_s=1.0,
-    stall_timeout_s=0.5,
-    total_timeout_s=5.0,
+    first_token_ack_s=3.0,
+    first_token_timeout_s=6.0,
+    stall_timeout_s=3.0,
+    total_timeout_s=10.0,
     health_retry_s=0.05,
 )
+"""Timeouts that a stand-in answering at once never reaches, even on a loaded machine that
+stalls this event loop for a second; a test of a timeout sets the ones it waits for."""
 EXTRACTIVE_START = "A Brightnest Smart Bulb that flashes red could not connect to Wi-Fi."
 
 
@@ -153,11 +155,11 @@ async def test_a_marker_after_part_of_an_answer_says_why_the_call_moves(
 
 
 async def test_a_slow_first_token_gets_the_acknowledgement_first(ollama: OllamaStandIn) -> None:
-    ollama.script.first_chunk_s = 0.6
-    heard = await ask(agent_for(ollama.url))
+    ollama.script.first_chunk_s = 2.0
+    heard = await ask(agent_for(ollama.url, first_token_ack_s=0.1))
     (when, ack), (_, first) = heard.events[0], heard.events[1]
     assert ack == AnswerText("Let me check that for you. ", filler=True)
-    assert 0.25 < when < 0.55
+    assert 0.09 < when < 1.5  # at first_token_ack_s, not with the first token (2 s)
     assert isinstance(first, AnswerText) and first.text == "Your bulb lost its Wi-Fi connection."
     assert heard.text.startswith("Let me check that for you. Your bulb lost")
     assert heard.end.backend == "ollama" and heard.end.rules == ()
@@ -171,7 +173,7 @@ async def test_the_acknowledgement_is_a_setting(ollama: OllamaStandIn) -> None:
 
 async def test_a_slow_handoff_still_says_the_handoff_message(ollama: OllamaStandIn) -> None:
     ollama.script.reply, ollama.script.first_chunk_s = "HANDOFF", 0.5
-    heard = await ask(agent_for(ollama.url))
+    heard = await ask(agent_for(ollama.url, first_token_ack_s=0.3))
     assert heard.text == f"Let me check that for you. {FAST.handoff_message}"
     assert heard.end.handoff
 
@@ -184,9 +186,11 @@ def assert_extractive_fallback(heard: Heard) -> None:
 
 
 async def test_connection_refused_falls_back_to_the_extractive_answer() -> None:
-    heard = await ask(agent_for(f"http://127.0.0.1:{free_port()}"))
+    heard = await ask(agent_for(f"http://127.0.0.1:{free_port()}", connect_timeout_s=10.0))
     assert_extractive_fallback(heard)
-    assert heard.events[-1][0] < 0.5
+    # At once: not after the acknowledgement (3 s) nor a timeout (6 s and more).
+    assert not any(t.filler for t in heard.texts)
+    assert heard.events[-1][0] < 2.5
 
 
 @pytest.mark.parametrize("status", [503, 500])
@@ -208,10 +212,10 @@ async def test_a_hung_server_falls_back_within_the_first_token_timeout(
     ollama: OllamaStandIn,
 ) -> None:
     ollama.script.hang = True
-    heard = await ask(agent_for(ollama.url))
+    heard = await ask(agent_for(ollama.url, first_token_ack_s=0.3, first_token_timeout_s=1.0))
     assert heard.texts[0].filler  # the acknowledgement covered the wait
     assert_extractive_fallback(heard)
-    assert 0.95 < heard.events[1][0] < 1.5
+    assert 0.95 < heard.events[1][0] < 5.0  # first_token_timeout_s, not total_timeout_s (10 s)
     assert chat_tasks() == []
 
 
@@ -244,10 +248,10 @@ async def test_a_stalled_stream_apologises_within_the_stall_timeout(
     ollama: OllamaStandIn,
 ) -> None:
     ollama.script.reply = "Use 2.4 GHz. Then reset the bulb."
-    ollama.script.stall_after, ollama.script.stall_s = 4, 3.0  # after "Use 2.4 GHz. Then"
-    heard = await ask(agent_for(ollama.url))
+    ollama.script.stall_after, ollama.script.stall_s = 4, 30.0  # after "Use 2.4 GHz. Then"
+    heard = await ask(agent_for(ollama.url, stall_timeout_s=0.5))
     assert heard.text == f"Use 2.4 GHz. {FAST.llm_failure_message}"
-    assert heard.events[-1][0] < 1.0
+    assert heard.events[-1][0] < 5.0  # stall_timeout_s, not total_timeout_s (10 s)
 
 
 async def test_a_slow_listener_is_not_mistaken_for_a_stalled_model(
@@ -265,10 +269,13 @@ async def test_a_slow_listener_is_not_mistaken_for_a_stalled_model(
 
 
 async def test_the_total_timeout_bounds_a_slow_answer(ollama: OllamaStandIn) -> None:
-    ollama.script.chunk_s = 0.1  # the first sentence is said at 0.6 s, the answer takes 2 s
+    # The first sentence is said at 0.6 s, the whole answer would take 8 s.
+    sentences = ANSWER.removesuffix("[troubleshooting#4.2]")
+    ollama.script.reply = sentences * 3 + "[troubleshooting#4.2]"
+    ollama.script.chunk_s = 0.1
     heard = await ask(agent_for(ollama.url, total_timeout_s=1.0, stall_timeout_s=0.5))
     assert heard.end.handoff and heard.end.rules == (LLM_FALLBACK,)
-    assert heard.events[-1][0] < 1.5
+    assert heard.events[-1][0] < 4.0
 
 
 async def test_an_answer_cut_at_num_predict_drops_its_unfinished_sentence(
@@ -354,7 +361,7 @@ async def test_cancelling_while_the_model_thinks_leaves_nothing_running(
             pass
 
     task = asyncio.create_task(listen())
-    await asyncio.wait_for(ollama.asked.wait(), 2)
+    await asyncio.wait_for(ollama.asked.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -15,8 +15,10 @@ from voice.clients.client import CallClient
 PCM16 = AudioFormat("pcm16", 16000)
 
 
-async def ask_by_phone(serve, ollama_url, question):
-    agent, why = await build_agent_async(AgentSettings(backend="auto", ollama_url=ollama_url))
+async def ask_by_phone(serve, ollama_url, question, **settings):
+    agent, why = await build_agent_async(
+        AgentSettings(backend="auto", ollama_url=ollama_url, **settings)
+    )
     async with serve(agent) as url, CallClient(url, PCM16, realtime_playback=False) as call:
         await call.send_text(question)
         end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=60)
@@ -27,16 +29,18 @@ async def ask_by_phone(serve, ollama_url, question):
 async def test_a_slow_model_is_preceded_by_a_spoken_acknowledgement(serve):
     script = Script(
         reply="A red light means the bulb lost Wi-Fi. Use a 2.4 GHz network. [troubleshooting#4.2]",
-        first_chunk_s=1.5,  # after first_token_ack_s (0.8 s), before first_token_timeout_s (2 s)
+        first_chunk_s=4.0,  # after first_token_ack_s (0.8 s), before first_token_timeout_s
     )
     async with OllamaStandIn(script) as ollama:
-        why, texts, end, turn = await ask_by_phone(serve, ollama.url, "my bulb flashes red")
+        why, texts, end, turn = await ask_by_phone(
+            serve, ollama.url, "my bulb flashes red", first_token_timeout_s=8.0
+        )
     assert why.startswith("ollama")
     assert texts[0].strip() == "Let me check that for you."
     assert "".join(texts[1:]).startswith("A red light means the bulb lost Wi-Fi.")
     assert end["backend"] == "ollama" and end["rules"] == []
     assert end["sources"] == ["troubleshooting#4.2"]
-    assert end["timings_ms"]["first_audio"] < 1500  # the acknowledgement, before the model
+    assert end["timings_ms"]["first_audio"] < 3500  # the acknowledgement, before the model (4 s)
     assert len(turn.audio) / 2 / 16000 > 3
 
 
@@ -76,7 +80,8 @@ async def test_a_spoken_question_gets_the_fallback_when_ollama_fails(serve, say,
     assert turn.reply.replace("Let me check that for you. ", "").startswith(FALLBACK_START)
     assert turn.sources == ["troubleshooting#4.2"] and not turn.handoff
     assert len(turn.audio) / 2 / 16000 > 5  # the fallback's words were spoken
-    assert turn.timings_ms["first_audio"] < 5000  # measured tightly in bench/ollama_faults.py
+    # Not after total_timeout_s (20 s); measured tightly in bench/ollama_faults.py.
+    assert turn.timings_ms["first_audio"] < 10_000
     assert len(ollama.requests) == (0 if fault == "refused" else 1)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 
 import aiohttp
@@ -118,16 +119,14 @@ async def test_a_caller_that_floods_messages_is_closed(serve):
 
 
 async def test_a_call_past_its_longest_is_ended(serve):
-    async with (
-        serve(ScriptedAgent(), call={"max_call_s": 1.0}) as url,
-        CallClient(url, PCM16, realtime_playback=False) as call,
-    ):
-        began = time.monotonic()
-        await call.speak(np.zeros(16000 * 3, np.float32))
-        await call.wait_for(lambda e: e["type"] == "end", timeout=10)
-        took = time.monotonic() - began
+    async with serve(ScriptedAgent(), call={"max_call_s": 1.0}) as url:
+        began = time.monotonic()  # before the call starts: it cannot end sooner than 1 s after
+        async with CallClient(url, PCM16, realtime_playback=False) as call:
+            await call.speak(np.zeros(16000 * 3, np.float32))
+            await call.wait_for(lambda e: e["type"] == "end", timeout=10)
+            took = time.monotonic() - began
     assert call.close_code == 4413
-    assert 0.8 < took < 5
+    assert 0.95 < took < 5
     assert any(e.get("code") == "call_too_long" for e in call.events)
     assert call.events[-1] == {"type": "end", "reason": "max_duration"}
 
@@ -326,8 +325,8 @@ async def test_silent_connections_and_slow_headers_are_closed_but_calls_go_on(se
 
         dribbling = asyncio.create_task(dribble())
         async with CallClient(url, PCM16, realtime_playback=False) as caller:
-            assert await _closed_within(silent_reader, 3)
-            assert await _closed_within(slow_reader, 3)
+            assert await _closed_within(silent_reader, 6)
+            assert await _closed_within(slow_reader, 6)  # its headers take 12 s
             await caller.send_text("is my bulb ok")  # a call is past its headers: it stays
             end = await caller.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
         dribbling.cancel()
@@ -342,7 +341,7 @@ async def test_one_address_holds_a_bounded_number_of_connections(serve):
         host, port = _address(url)
         held = [await asyncio.open_connection(host, port) for _ in range(3)]
         over_reader, over = await asyncio.open_connection(host, port)
-        assert await _closed_within(over_reader, 2), "the fourth is reset at once"
+        assert await _closed_within(over_reader, 5), "the fourth is reset at once"
         held[0][1].close()
         await held[0][1].wait_closed()
         await asyncio.sleep(0.1)
@@ -380,11 +379,13 @@ async def test_a_flood_of_typed_questions_replaces_its_work_and_others_are_answe
         CallClient(url, PCM16, realtime_playback=False) as flood,
         CallClient(url, PCM16) as other,
     ):
+        began = time.monotonic()
         for number in range(questions):
             await flood.send_text(f"question number {number}")
             if number == 10:
                 await other.send_text("is my bulb ok")
             await asyncio.sleep(0.1)
+        flooded_s = time.monotonic() - began  # 3 s, more on a loaded machine
         end = await other.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
         last = f"question number {questions - 1}"
         asked = await flood.wait_for(
@@ -396,7 +397,8 @@ async def test_a_flood_of_typed_questions_replaces_its_work_and_others_are_answe
     assert end["text"] and not end["interrupted"]
     taken = [e for e in flood.events if e["type"] == "transcript.final"]
     dropped = [e for e in flood.events if e.get("code") == "question_dropped"]
-    assert len(taken) <= 3 + 4, "three at once, then about one a second"
+    # Three at once, then one a second while the flood lasted, then the one left waiting.
+    assert len(taken) <= 3 + math.ceil(flooded_s) + 1, "three at once, then about one a second"
     assert len(taken) + len(dropped) == questions
     replies = len(taken) + 1  # and the other caller's
     assert started <= replies * len(clauses.split(". ")), "no more than a reply per question"

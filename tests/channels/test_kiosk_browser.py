@@ -379,7 +379,7 @@ async def test_push_to_talk_sends_audio_only_while_held_and_a_press_stops_the_re
         await page.mouse.down()
         assert await kiosk(page, "playing") is False
         assert await kiosk(page, "bufferedMs") == 0
-        await until(page, "outputLevel() === 0", timeout=1000)
+        await until(page, "outputLevel() === 0", timeout=5000)  # seconds of reply were left
         await expect(first.locator(".stopped")).to_have_text("Answer stopped.")
         await page.mouse.up()
         assert {"type": "stop"} in wire.sent_json()

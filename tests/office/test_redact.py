@@ -307,22 +307,24 @@ def test_redaction_is_idempotent() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "1" * 5000,
-        "1 " * 5000,
-        "1-" * 5000 + "x",
-        "one " * 3000 + "x",
-        "a dot " * 2000 + "at b",
-        "a at " * 2000,
-        "order " + "1a " * 3000 + "x",
-        ("+(" + "1." * 50) * 100,
-        ("call " + "1,234,567 ") * 1000,
-        "a at the rate " * 2000,
-        "my email is " + "jane " * 3000 + "at gmail dot com",
-        "a.com " * 3000,
-        "1, " * 5000,
+        "1" * 20_000,
+        "1 " * 20_000,
+        "1-" * 20_000 + "x",
+        "one " * 12_000 + "x",
+        "a dot " * 8_000 + "at b",
+        "a at " * 8_000,
+        "order " + "1a " * 12_000 + "x",
+        ("+(" + "1." * 50) * 400,
+        ("call " + "1,234,567 ") * 4_000,
+        "a at the rate " * 8_000,
+        "my email is " + "jane " * 12_000 + "at gmail dot com",
+        "a.com " * 12_000,
+        "1, " * 20_000,
     ],
 )
 def test_long_input_takes_linear_time(text: str) -> None:
+    """Each takes under 0.2 s on a quiet 2-core machine; a pattern that backtracks quadratically
+    over texts this long takes many seconds, so the bound holds for a loaded machine too."""
     started = time.perf_counter()
     redact(text)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2.0

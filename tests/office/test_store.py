@@ -352,17 +352,18 @@ def fast(inner: Any, **options: Any) -> SpooledStore:
 
 def a_call(spool: SpooledStore, call_id: str, turns: int) -> list[tuple[str, Any]]:
     """What a call writes, from the calling thread as the event loop would; each write must come
-    back at once. Returns the writes in order."""
+    back at once (that none waits on a store stuck for good is
+    `test_spool_logs_the_backlog_as_it_grows`). Returns the writes in order."""
     writes: list[tuple[str, Any]] = [("start_call", call(call_id))]
     writes += [("add_turn", turn(call_id, n, question="q" * 100)) for n in range(1, turns + 1)]
     writes += [("add_feedback", Feedback(call_id, 1, helpful=False, at=T0 + 9))]
     for name, record in writes:
         started = time.perf_counter()
         getattr(spool, name)(record)
-        assert time.perf_counter() - started < 0.05, "a write waited on the store"
+        assert time.perf_counter() - started < 1.0, "a write waited on the store"
     started = time.perf_counter()
     spool.end_call(call_id, T0 + 60, "hangup", None)
-    assert time.perf_counter() - started < 0.05
+    assert time.perf_counter() - started < 1.0
     return [*writes, ("end_call", call_id)]
 
 
@@ -439,7 +440,9 @@ def test_spool_outlasts_a_really_full_disk(tmp_path: Path) -> None:
     for number in range(1, 6):
         spool.add_turn(turn("c1", number, question=f"{number}" * 20_000))  # needs new pages
     spool.end_call("c1", T0 + 60, "hangup", None)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while not spool.failing and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert spool.failing and spool.pending == 6
     store.full = False  # space freed
     assert spool.flush(timeout=10)
@@ -499,15 +502,24 @@ def test_spool_logs_the_backlog_as_it_grows(
 
     class Slow:
         def __getattr__(self, name: str) -> Any:
-            gate.wait(10)
+            gate.wait(60)
             return getattr(store, name)
 
     spool = SpooledStore(Slow(), warn_every=10)  # type: ignore[arg-type]
-    for number in range(1, 26):
-        spool.add_turn(turn("c1", number))
+
+    def a_call_writes() -> None:
+        for number in range(1, 26):
+            spool.add_turn(turn("c1", number))
+
+    writer = threading.Thread(target=a_call_writes)
+    writer.start()
+    writer.join(10)
+    waited = writer.is_alive()
+    gate.set()
+    writer.join()
+    assert not waited, "a write waited on the stuck store"
     backlog = [r for r in caplog.records if "wait in memory" in r.getMessage()]
     assert len(backlog) == 2
-    gate.set()
     assert spool.flush(timeout=10)
     detail = store.call("c1")
     assert detail is None  # turns of a call never started are kept, but no call row

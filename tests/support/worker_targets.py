@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 
 class Toy:
@@ -28,6 +29,16 @@ class Toy:
     def sleep(self, seconds: float) -> float:
         time.sleep(seconds)
         return seconds
+
+    def hold(self, gate: str) -> int:
+        """Serve until the file `gate` exists, having created `gate.<pid>` to say this worker
+        holds the request: a test orders events by files rather than by how long a sleep
+        lasts on a loaded machine. Returns this worker's pid."""
+        pid = os.getpid()
+        Path(f"{gate}.{pid}").touch()
+        while not os.path.exists(gate):
+            time.sleep(0.005)
+        return pid
 
 
 class Broken:
