@@ -74,7 +74,18 @@ class TurnSettings:
     min_speech_ms: int = 160
     """Voiced audio needed before a turn starts (clicks and pops are shorter)."""
     silence_ms: int = 700
-    """Silence that ends the caller's turn (see docs/benchmarks.md for how it was chosen)."""
+    """Silence that ends the caller's turn while its words are not known yet (the speculative
+    transcript, started after `early_asr_ms`, is not in)."""
+    complete_silence_ms: int = 300
+    """Silence that ends the turn once its speculative transcript reads as a complete question
+    or request (docs/protocol.md, "Turn-taking")."""
+    unfinished_silence_ms: int = 1100
+    """Silence that ends the turn when its speculative transcript reads as unfinished (it ends
+    in "and", "the", a comma, a number being read out): the caller is still thinking."""
+    continuation_ms: int = 1000
+    """A caller who speaks again within this long of their turn's end, while its reply has
+    only begun, is going on with the same question: the reply stops and the two parts are
+    answered as one."""
     max_utterance_ms: int = 30_000
     """A turn longer than this is ended and answered."""
     preroll_ms: int = 300

@@ -28,28 +28,53 @@ from voice.config import Settings
 from voice.ops.services import Services
 
 PCM16 = AudioFormat("pcm16", 16000)
-QUESTION = "how long is the warranty"
+QUESTION = "How long is the warranty?"
 WORD_MS = 300
-ANSWER = "The warranty lasts two years from the day of purchase. Keep the receipt to claim it."
+ANSWER = (
+    "The warranty lasts two years from the day of purchase. Keep the receipt to claim it, "
+    "and bring the product with all its parts to any shop, or send it to us by post."
+)
 
 
 QUESTION_HZ, STOP_HZ, ACKNOWLEDGEMENT_HZ = 220.0, 330.0, 150.0
+FIRST_HALF_HZ, SECOND_HALF_HZ = 260.0, 300.0
+UNFINISHED_HZ, ITS_END_HZ = 180.0, 200.0
+SAID = {
+    QUESTION_HZ: QUESTION,
+    STOP_HZ: "Wait, stop that.",
+    ACKNOWLEDGEMENT_HZ: "Uh-huh.",
+    FIRST_HALF_HZ: "I need a new card.",
+    SECOND_HALF_HZ: "How long will it take to arrive?",
+    UNFINISHED_HZ: "I want to change my",
+}
+
+
+def tones(audio: np.ndarray) -> set[float]:
+    """Which of the stand-in voices' pitches sound in `audio`."""
+    if not np.any(audio):
+        return set()
+    spectrum = np.abs(np.fft.rfft(audio))
+    level = {hz: spectrum[round(hz * len(audio) / 16_000)] for hz in [*SAID, ITS_END_HZ]}
+    return {hz for hz, value in level.items() if value > 0.2 * max(level.values())}
 
 
 def heard(audio: np.ndarray) -> str:
-    """What the callers here say, told apart by the pitch of their stand-in speech."""
+    """What the callers here say, told apart by the pitches of their stand-in speech."""
+    sounding = tones(audio)
+    if sounding == {UNFINISHED_HZ, ITS_END_HZ}:
+        return "I want to change my address."
+    if len(sounding) != 1:
+        return ""
     hz = pitch(audio)
-    if abs(hz - STOP_HZ) < 20:
-        return "wait stop that"
-    if abs(hz - ACKNOWLEDGEMENT_HZ) < 20:
-        return "uh huh"
-    return QUESTION if abs(hz - QUESTION_HZ) < 20 else ""
+    return next((words for tone, words in SAID.items() if abs(tone - hz) < 15), "")
 
 
 class Call:
-    def __init__(self, realtime: bool, clock: FastClock | None = None) -> None:
+    def __init__(
+        self, realtime: bool, clock: FastClock | None = None, recognition_s: float = 0.0
+    ) -> None:
         self.agent = ScriptedAgent(reply=ANSWER)
-        self.recognizer = ScriptedRecognizer(heard)
+        self.recognizer = ScriptedRecognizer(heard, recognition_s)
         self.voice = BeepVoice(WORD_MS)
         self.transport = RecordingTransport()
         services = Services(
@@ -73,6 +98,10 @@ class Call:
             await self.session.on_audio(PCM16.encode(float_to_int16(audio[offset : offset + 320])))
             if self.clock is not None:
                 await self.clock.sleep(0.02)
+
+    async def pause(self, seconds: float) -> None:
+        """Silence on the line for `seconds` (a line carries it between words)."""
+        await self.say(np.zeros(0, np.float32), then_silence_s=seconds)
 
 
 @pytest.fixture
@@ -116,7 +145,7 @@ async def test_words_over_a_playing_reply_stop_it_where_the_caller_stopped_heari
     call = call_in(realtime=True, clock=clock)
     await call.say(speech(1.6))
     await call.transport.wait_for(protocol.ReplyText)
-    await clock.sleep(2.0)  # the reply plays for a while
+    await call.pause(2.0)  # the reply plays for a while
     await call.say(speech(1.2, STOP_HZ), then_silence_s=1.0)
     clear = await call.transport.wait_for(protocol.Clear)
     first = await call.transport.wait_for(protocol.ReplyEnd, lambda e: e.turn == clear.turn)
@@ -124,7 +153,7 @@ async def test_words_over_a_playing_reply_stop_it_where_the_caller_stopped_heari
     assert first.text.startswith(first.heard)
     # The stop became the next question, answered in full.
     second = await call.transport.wait_for(protocol.ReplyEnd, lambda e: e.turn > first.turn)
-    assert call.agent.asked[1][0] == "wait stop that" and not second.interrupted
+    assert call.agent.asked[1][0] == "Wait, stop that." and not second.interrupted
     _, memory = call.agent.asked[1]
     assert memory[0].answer == first.heard  # the agent remembers only what was heard
 
@@ -134,7 +163,7 @@ async def test_an_acknowledgement_over_a_reply_is_no_question_and_stops_nothing(
     call = call_in(realtime=True, clock=clock)
     await call.say(speech(1.6))
     await call.transport.wait_for(protocol.ReplyText)
-    await clock.sleep(1.0)
+    await call.pause(1.5)
     await call.say(speech(0.4, ACKNOWLEDGEMENT_HZ), then_silence_s=1.0)
     ignored = await call.transport.wait_for(protocol.FinalTranscript, lambda e: e.ignored)
     end = await call.transport.wait_for(protocol.ReplyEnd)
@@ -158,3 +187,58 @@ async def test_a_typed_question_takes_the_place_of_a_playing_reply(call_in):
         "and returns?",
     ]
     assert call.recognizer.requests == []  # typed: nothing to recognize
+
+
+async def test_a_pause_after_unfinished_words_does_not_end_the_turn(call_in):
+    call = call_in(realtime=True, clock=FastClock(5.0))  # the words are in as the pause goes on
+    await call.say(speech(1.0, UNFINISHED_HZ), then_silence_s=0.8)  # "… change my" — a pause
+    await call.say(speech(0.6, ITS_END_HZ))  # "address."
+    end = await call.transport.wait_for(protocol.ReplyEnd)
+    assert [q for q, _ in call.agent.asked] == ["I want to change my address."]
+    assert len(call.transport.of(protocol.SpeechStopped)) == 1 and not end.interrupted
+
+
+async def test_going_on_just_after_the_turn_ended_is_one_question_answered_once(call_in):
+    clock = FastClock(5.0)
+    call = call_in(realtime=True, clock=clock)
+    await call.say(speech(1.2, FIRST_HALF_HZ), then_silence_s=0.6)  # the turn ends in the pause
+    await call.say(speech(1.4, SECOND_HALF_HZ))
+    whole = "I need a new card. How long will it take to arrive?"
+    answered = await call.transport.wait_for(protocol.ReplyEnd, lambda e: not e.interrupted)
+    cut = call.transport.of(protocol.ReplyEnd)[0]
+    assert cut.continued and cut.interrupted and cut.turn < answered.turn
+    assert [clear.turn for clear in call.transport.of(protocol.Clear)] == [cut.turn]
+    asked = [question for question, _ in call.agent.asked]
+    assert asked == ["I need a new card.", whole]
+    assert call.agent.asked[1][1] == []  # the cut reply is no part of what was said before
+    assert not answered.continued and answered.heard == answered.text
+
+
+async def test_pressing_to_talk_again_later_is_a_new_question_not_a_continuation(call_in):
+    clock = FastClock(5.0)
+    call = call_in(realtime=True, clock=clock)
+    await call.say(speech(1.2, FIRST_HALF_HZ), then_silence_s=0.4)
+    await call.transport.wait_for(protocol.ReplyText)
+    await clock.sleep(1.5)  # push-to-talk: nothing on the line between presses
+    await call.say(speech(1.4, SECOND_HALF_HZ))
+    second = await call.transport.wait_for(protocol.ReplyEnd, lambda e: e.turn > 1)
+    first = call.transport.of(protocol.ReplyEnd)[0]
+    assert first.interrupted and not first.continued  # a barge-in
+    assert [q for q, _ in call.agent.asked] == [
+        "I need a new card.",
+        "How long will it take to arrive?",
+    ]
+    assert not second.interrupted
+
+
+async def test_going_on_before_the_answer_began_is_one_question_too(call_in):
+    clock = FastClock(5.0)
+    call = call_in(realtime=True, clock=clock, recognition_s=0.5)  # slow: no reply yet
+    await call.say(speech(1.2, FIRST_HALF_HZ), then_silence_s=0.8)  # the turn ends in the pause
+    await call.say(speech(1.4, SECOND_HALF_HZ))
+    end = await call.transport.wait_for(protocol.ReplyEnd)
+    whole = "I need a new card. How long will it take to arrive?"
+    assert [q for q, _ in call.agent.asked] == [whole]
+    assert not end.interrupted and len(call.transport.of(protocol.ReplyEnd)) == 1
+    finals = [final.text for final in call.transport.of(protocol.FinalTranscript)]
+    assert finals == ["I need a new card.", whole]

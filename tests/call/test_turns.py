@@ -11,6 +11,7 @@ from voice.call.turns import (
     TurnResumed,
     TurnStarted,
     interrupts,
+    sounds_complete,
 )
 from voice.config import TurnSettings
 
@@ -102,3 +103,100 @@ def test_interrupting_words_interrupt_even_short_speech(text):
 def test_other_words_interrupt_only_past_the_words_threshold():
     assert not interrupts("and then, mom", 700, min_words_ms=1000)  # a misheard "mm-hmm"
     assert interrupts("the camera is broken too", 1200, min_words_ms=1000)
+
+
+# ---------------------------------------------------------------- the end that reads the words
+
+READING = TurnSettings(
+    min_speech_ms=96,
+    silence_ms=640,
+    complete_silence_ms=288,
+    unfinished_silence_ms=1024,
+    early_asr_ms=160,
+    preroll_ms=64,
+)
+
+
+def paused(detector: TurnDetector) -> None:
+    """Speech, then silence up to the pause (where the speculative transcript starts)."""
+    events = feed(detector, [0.9] * 10 + [0.0] * (READING.early_asr_ms // WINDOW_MS))
+    assert [type(e) for e in events] == [TurnStarted, TurnPaused]
+
+
+def silence_until_the_end(detector: TurnDetector) -> int:
+    """Feed silence until the turn ends; the silence it took, in ms."""
+    for windows in range(1, 100):
+        if any(isinstance(e, TurnEnded) for e in feed(detector, [0.0])):
+            return READING.early_asr_ms + windows * WINDOW_MS
+    raise AssertionError("the turn never ended")
+
+
+def test_a_complete_question_ends_the_turn_after_a_short_silence():
+    detector = TurnDetector(READING)
+    paused(detector)
+    assert detector.judge(complete=True) is None  # 160 ms of silence so far
+    assert silence_until_the_end(detector) == READING.complete_silence_ms
+
+
+def test_words_heard_late_end_a_turn_already_silent_long_enough_at_once():
+    detector = TurnDetector(READING)
+    paused(detector)
+    feed(detector, [0.0] * 5)  # 320 ms of silence in all: the transcript took its time
+    ended = detector.judge(complete=True)
+    assert isinstance(ended, TurnEnded) and ended.reason == "silence"
+    assert not detector.in_speech
+
+
+def test_an_unfinished_question_waits_longer_than_the_default():
+    detector = TurnDetector(READING)
+    paused(detector)
+    assert detector.judge(complete=False) is None
+    assert silence_until_the_end(detector) == READING.unfinished_silence_ms
+
+
+def test_without_words_the_default_window_ends_the_turn():
+    detector = TurnDetector(READING)
+    paused(detector)
+    assert silence_until_the_end(detector) == READING.silence_ms
+
+
+def test_speaking_again_forgets_what_the_pause_was_judged():
+    detector = TurnDetector(READING)
+    paused(detector)
+    detector.judge(complete=True)
+    events = feed(detector, [0.9] * 3 + [0.0] * (READING.early_asr_ms // WINDOW_MS))
+    assert [type(e) for e in events] == [TurnResumed, TurnPaused]
+    assert silence_until_the_end(detector) == READING.silence_ms
+
+
+def test_judging_between_turns_does_nothing():
+    detector = TurnDetector(READING)
+    assert detector.judge(complete=True) is None
+    assert feed(detector, [0.0] * 5) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        ("How long will it take to arrive?", True),
+        ("I need a new card.", True),
+        ("Can you fix it?", True),
+        ("What is it for?", True),
+        ("The light stays on.", True),
+        ("I was charged 40 dollars.", True),
+        ("What does plan 2 cost?", True),
+        ("Stop that!", True),
+        ("I need a new card and", False),
+        ("I need a new card and?", False),
+        ("I want to change my.", False),
+        ("I would like to talk to.", False),
+        ("My account number is 4 5 6 7.", False),
+        ("So, um.", False),
+        ("Hello,", False),
+        ("Well...", False),
+        ("the", False),
+        ("", False),
+    ],
+)
+def test_what_reads_as_a_complete_question(text, complete):
+    assert sounds_complete(text) is complete

@@ -42,6 +42,8 @@ class Reply:
     timings: Timings = field(default_factory=Timings)
     apology: bool = False
     """The reply says sorry for a failure of the call (`Script.apology`)."""
+    continued: bool = False
+    """Stopped because the caller went on with the question (see `protocol.ReplyEnd`)."""
     text: list[str] = field(default_factory=list)
     clauses: list[tuple[str, int, int]] = field(default_factory=list)
     """(clause, start ms, end ms) in the reply audio."""

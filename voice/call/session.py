@@ -36,6 +36,7 @@ from voice.call.turns import (
     TurnResumed,
     TurnStarted,
     interrupts,
+    sounds_complete,
 )
 from voice.channels import protocol
 from voice.channels.codecs import AudioFormat, StreamResampler, int16_to_float
@@ -66,6 +67,12 @@ class _Utterance:
     """It began during a reply and has not interrupted it (yet)."""
     early: asyncio.Task[Transcript] | None = None
     """Transcription started speculatively at a pause."""
+    continues: str = ""
+    """The question this utterance goes on with (said just before it, its reply stopped)."""
+    began_ms: int = 0
+    """Where it began in the caller's audio stream."""
+    began_at: float = 0.0
+    """When it began, on the call's clock."""
 
     def drop_early(self) -> None:
         if self.early is not None:
@@ -108,6 +115,11 @@ class CallSession:
             clock=services.clock,
         )
         self._last_turn = 0
+        self._newest: _Utterance | None = None
+        """The utterance that began last (said, or still being said)."""
+        self._last_end: tuple[int, int, float] | None = None
+        """(turn, stream position in ms, time on the call's clock) where the last utterance
+        ended, for continuations."""
         self._utterance: _Utterance | None = None
         self._memory: list[Exchange] = []
         self._last_answer = ""
@@ -305,8 +317,15 @@ class CallSession:
         if isinstance(event, TurnStarted):
             if self._draining:
                 return
-            started = _Utterance(turn=self._next_turn(), overlapped=self._reply is not None)
-            self._utterance = started
+            continues = await self._continuation(event.at_ms)
+            started = _Utterance(
+                turn=self._next_turn(),
+                overlapped=self._reply is not None,
+                continues=continues,
+                began_ms=event.at_ms,
+                began_at=self._speaker.clock.now(),
+            )
+            self._utterance = self._newest = started
             self._partial_at = self._settings.turns.partial_interval_ms
             self._barge_check_at = self._settings.turns.barge_in_min_ms
             await self._send(protocol.SpeechStarted(turn=started.turn, at_ms=event.at_ms))
@@ -317,11 +336,13 @@ class CallSession:
         if isinstance(event, TurnPaused):
             utterance.drop_early()
             utterance.early = asyncio.create_task(self._transcribe(event.audio))
+            self._spawn(self._judge(utterance, utterance.early))
         elif isinstance(event, TurnResumed):
             utterance.drop_early()
         elif isinstance(event, TurnEnded):
             ended_at = time.monotonic()
             self._utterance = None
+            self._last_end = (utterance.turn, event.at_ms, self._speaker.clock.now())
             self._unanswered += 1
             if event.reason != "silence":
                 utterance.drop_early()
@@ -329,6 +350,43 @@ class CallSession:
                 protocol.SpeechStopped(turn=utterance.turn, at_ms=event.at_ms, reason=event.reason)
             )
             await self._ended.put((utterance, event, ended_at))
+
+    async def _judge(self, utterance: _Utterance, early: asyncio.Task[Transcript]) -> None:
+        """Read the speculative transcript of a pause: a complete question ends the turn soon,
+        an unfinished one late (`TurnDetector.judge`). Nothing if the caller went on."""
+        await asyncio.wait({early})
+        if early.cancelled() or early.exception() is not None:
+            return
+        if utterance is not self._utterance or utterance.early is not early:
+            return
+        ended = self._turns.judge(sounds_complete(early.result().text))
+        if ended is not None:
+            await self._on_turn_event(ended)
+
+    async def _continuation(self, at_ms: int) -> str:
+        """Speech starting at `at_ms` within `turns.continuation_ms` of the last turn's end,
+        while that turn's reply has only begun, goes on with the same question: the reply
+        stops (not a barge-in) and its question is returned, to be joined with what comes.
+
+        Both in the caller's audio and on the clock: push-to-talk sends no audio between
+        presses, and a tester sends a recording's silences faster than they last."""
+        reply = self._reply
+        if reply is None or not reply.question or not self._goes_on(reply.turn, at_ms):
+            return ""
+        log.info("turn %d goes on: its reply stops and the question is joined", reply.turn)
+        reply.continued = True
+        await self._interrupt()
+        return reply.question
+
+    def _goes_on(self, turn: int, at_ms: int, at: float | None = None) -> bool:
+        """Whether speech that began at `at_ms` in the caller's audio (and at `at` on the call's
+        clock; now if None) began within `turns.continuation_ms` of the end of `turn`."""
+        last = self._last_end
+        if last is None or last[0] != turn:
+            return False
+        grace_s = self._settings.turns.continuation_ms / 1000
+        since_s = (self._speaker.clock.now() if at is None else at) - last[2]
+        return (at_ms - last[1]) / 1000 <= grace_s and since_s <= grace_s
 
     async def _answer_utterances(self) -> None:
         """Recognize and answer ended utterances one at a time, in the order they were said."""
@@ -363,13 +421,23 @@ class CallSession:
             return
         early, utterance.early = utterance.early, None
         heard = await early if early is not None else await self._transcribe(ended.audio)
-        text = heard.text
+        text = f"{utterance.continues} {heard.text}".strip()
         asr_ms = round((time.monotonic() - ended_at) * 1000)
         async with self._turn_lock:
             ignored = not text.strip()
             await self._send(protocol.FinalTranscript(turn=turn, text=text, ignored=ignored))
             if ignored:
                 log.info("turn %d ignored: no words", turn)
+                return
+            follower = self._newest
+            if (
+                follower is not utterance
+                and follower is not None
+                and self._goes_on(turn, follower.began_ms, follower.began_at)
+            ):
+                # The caller went on before the answer began: one question, answered once.
+                log.info("turn %d goes on in turn %d", turn, follower.turn)
+                follower.continues = text
                 return
             await self._interrupt()
             self._begin_reply(turn, text, ended_at, asr_ms, heard_clearly=heard.reliable)
@@ -582,9 +650,9 @@ class CallSession:
             heard = reply.heard(reply.sent_ms)
         else:
             heard = text
-        if reply.question:
+        if reply.question and not reply.continued:  # a continued question is asked again
             self._memory.append(Exchange(reply.question, heard, reply.end.rules, reply.end.sources))
-        if text and not reply.apology:  # what `*` repeats: the last real answer
+        if text and not reply.apology and not reply.continued:  # what `*` repeats
             self._last_answer = text
         return protocol.ReplyEnd(
             turn=reply.turn,
@@ -597,6 +665,7 @@ class CallSession:
             timings_ms=reply.timings,
             backend=reply.end.backend,
             audio_ms=reply.sent_ms,
+            continued=reply.continued,
         )
 
     # ------------------------------------------------------------ plumbing

@@ -72,6 +72,8 @@ class TurnDetector:
         self._start_sample: int | None = None
         self._last_voice_ms = 0
         self._paused = False
+        self._end_silence_ms = settings.silence_ms
+        """The silence that ends the current pause: `silence_ms` until `judge` says more."""
 
     @property
     def in_speech(self) -> bool:
@@ -132,16 +134,32 @@ class TurnDetector:
             self._silent_ms = 0
             if self._paused:
                 self._paused = False
+                self._end_silence_ms = self._settings.silence_ms
                 return TurnResumed(at_ms=self.position_ms)
         elif silent or self._silent_ms:
             self._silent_ms += WINDOW_MS
-        if self._silent_ms >= self._settings.silence_ms:
+        if self._silent_ms >= self._end_silence_ms:
             return self._end("silence")
         if self.speech_ms >= self._settings.max_utterance_ms:
             return self._end("max_length")
         if not self._paused and self._silent_ms >= self._settings.early_asr_ms:
             self._paused = True
             return TurnPaused(at_ms=self.position_ms, audio=self.utterance())
+        return None
+
+    def judge(self, complete: bool) -> TurnEnded | None:
+        """What the words of the current pause say (see `sounds_complete`): a complete question
+        ends the turn after `complete_silence_ms` of silence — now, if the caller has been
+        silent that long already — and an unfinished one after `unfinished_silence_ms`. Only
+        the pause the words were heard in: once the caller speaks again, it is `silence_ms`."""
+        if self._start_sample is None or not self._paused:
+            return None
+        settings = self._settings
+        self._end_silence_ms = (
+            settings.complete_silence_ms if complete else settings.unfinished_silence_ms
+        )
+        if self._silent_ms >= self._end_silence_ms:
+            return self._end("silence")
         return None
 
     def _end(self, reason: str) -> TurnEnded:
@@ -156,6 +174,7 @@ class TurnDetector:
         self._voiced_run = 0
         self._silent_ms = 0
         self._paused = False
+        self._end_silence_ms = self._settings.silence_ms
         return event
 
     def _preroll_samples(self) -> int:
@@ -210,3 +229,41 @@ def interrupts(text: str, speech_ms: int, min_words_ms: int) -> bool:
     if speech_ms >= min_words_ms:
         return bool(content)
     return any(word in INTERRUPTIONS for word in content)
+
+
+LEADING_ON = frozenset(
+    """
+    and or but so because cause if than whether nor
+    the a an my your our their his her its
+    um uh er erm hmm mm
+    """.split()
+)
+"""Last words that no question ends on ("… and?", "I want to change my …"): conjunctions,
+articles, possessives and hesitations, compared as `text.words.plain_words` writes them."""
+
+UNFINISHED_STATEMENT_ENDINGS = LEADING_ON | frozenset(
+    """
+    to of for with without from at into onto under after before like as which whose while
+    """.split()
+)
+"""Last words after which a statement is not over, though a question may be ("What is it
+for?"): those above, and prepositions and clause openers that seldom end one (not "on",
+"in", "over", "about" or "that": "The light stays on.", "Stop that.")."""
+
+
+def sounds_complete(text: str) -> bool:
+    """Whether a transcript reads as a whole question or request: it ends in a sentence's end
+    ("?", ".", "!") after a word that can end one. A comma, no end mark, a number being read
+    out or a last word that leads on ("and", "the", "my", "um") reads as unfinished."""
+    text = text.strip()
+    if not text or text[-1] not in "?.!" or text.endswith("..."):
+        return False
+    words = plain_words(text)
+    if not words:
+        return False
+    last = words[-1]
+    if text[-1] == "?":
+        return last not in LEADING_ON
+    if last in UNFINISHED_STATEMENT_ENDINGS:
+        return False
+    return not last.isdigit()  # digits read out, a group at a time

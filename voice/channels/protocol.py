@@ -329,6 +329,10 @@ class ReplyEnd(Event):
     or "apology"."""
     audio_ms: int = 0
     """Reply audio sent for this turn, in ms (what a caller that lost none received)."""
+    continued: bool = False
+    """The caller went on with their question just after the turn ended: this reply stopped
+    (`interrupted` too) and the question, joined with what came next, is answered in the next
+    turn. Not a barge-in."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 RECORDING_RATE = 16_000
 _REDACTED_FIELDS = ("text", "heard")
+CONTINUED = "continued"
+"""Recorded among a turn's rules when the caller went on with the question (`reply.end`
+`continued`): its reply stopped, and the whole question is the next turn."""
 
 
 class CallMonitor:
@@ -123,8 +126,8 @@ class CallMonitor:
                 reply=fields["heard"],
                 sources=tuple(event.sources),
                 handoff=event.handoff,
-                rules=tuple(event.rules),
-                barge_in=event.interrupted,
+                rules=(*event.rules, CONTINUED) if event.continued else tuple(event.rules),
+                barge_in=event.interrupted and not event.continued,
                 timings_ms=fields["timings_ms"],
                 backend=event.backend,
             )

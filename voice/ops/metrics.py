@@ -135,7 +135,7 @@ class MetricsObserver(Unobserved):
         m = self._metrics
         if isinstance(event, protocol.ReplyEnd):
             m.turns.labels(self._channel, event.backend or "none").inc()
-            if event.interrupted:
+            if event.interrupted and not event.continued:
                 m.barge_ins.inc()
             for rule in event.rules:
                 (m.guardrail_hits if rule in GUARDRAIL_RULES else m.fallbacks).labels(rule).inc()
