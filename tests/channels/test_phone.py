@@ -10,9 +10,8 @@ import dataclasses
 import functools
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -22,12 +21,12 @@ import pytest
 from agent.types import AgentSettings, Exchange
 from tests.support.carrier import SimulatedCarrier
 from tests.support.fakes import FastClock, ScriptedAgent
+from tests.support.feed import Feed
 from tests.support.servers import make_services
 from voice.channels import twilio
 from voice.channels.closes import CloseCode
 from voice.channels.codecs import int16_to_float, resample
 from voice.office.backoffice import Office
-from voice.office.live import LiveHub
 from voice.ops.server import start_server
 
 CLOCK = FastClock(3.0)
@@ -40,44 +39,6 @@ pytestmark = pytest.mark.models
 BULB = "My smart bulb keeps flashing red. What should I do?"
 RETURNS = "How many days do I have to return a product?"
 PERSON = "Can I talk to a real person, please?"
-
-
-@dataclass
-class Feed:
-    """Every event the server's live hub publishes, as the supervisors' console gets them."""
-
-    hub: LiveHub
-    events: list[dict[str, Any]] = field(default_factory=list)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def collect(self) -> None:
-        async for event in self.hub.subscribe():
-            self.events.append({**event, "seen_at": time.monotonic()})
-            self._changed.set()
-
-    def call_id(self, caller_id: str) -> str | None:
-        for event in self.events:
-            if event["type"] == "call.started" and event["caller_id"] == caller_id:
-                return str(event["call_id"])
-        return None
-
-    def of(self, call_id: str | None, kind: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events
-            if e.get("call_id") == call_id and (kind is None or e["type"] == kind)
-        ]
-
-    async def wait_for(
-        self, caller_id: str, match: Callable[[dict[str, Any]], bool], timeout: float = 60
-    ) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.of(self.call_id(caller_id)):
-                    if match(event):
-                        return event
-                self._changed.clear()
-                await self._changed.wait()
 
 
 @dataclass
