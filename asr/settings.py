@@ -16,6 +16,13 @@ class AsrSettings:
     language: str | None = "en"
     """None lets a multilingual model detect the language."""
     beam_size: int = 1
+    fitted_window: bool = True
+    """Read the utterance, plus `window_margin_s`, instead of Whisper's whole 30 s window: the
+    encoder's work shrinks with the audio (a 3 s question: about 150 ms instead of 400 ms on
+    two cores, the same words; docs/benchmarks.md). A transcript that runs on or repeats
+    itself is made again the full way."""
+    window_margin_s: float = 2.0
+    """Silence the fitted window reads after the audio."""
     threads: int = 2
     """CPU threads per transcription."""
     workers: int = 1

@@ -6,19 +6,35 @@ import asyncio
 import contextlib
 import logging
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
 from tqdm import tqdm
 
 from asr.settings import AsrSettings
+from text.words import plain_words
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "tiny.en"
+SAMPLE_RATE = 16_000
+FRAMES_PER_S = 100
+"""Whisper's mel frames: one per 10 ms of audio."""
+WINDOW_FRAMES = 3000
+"""Whisper's window: 30 s."""
+TOKENS_PER_S = 8
+TOKENS_SLACK = 12
+"""The most text tokens a fitted window's transcript may hold: `TOKENS_PER_S` per second of
+audio (fast speech is about 4) and `TOKENS_SLACK`. One that holds more ran on (a loop); its
+decoding is stopped at about twice as many."""
+FALLBACK_LOGPROB = -1.0
+"""faster-whisper's own limit: a fitted transcript less likely than this is made again the
+full way, which retries at higher temperatures."""
 
 
 def resolve_model(name: str) -> tuple[str, str]:
@@ -55,6 +71,8 @@ class Transcript:
     """Whether the recognizer trusts its transcript (`is_reliable` with the settings'
     limits). An unreliable transcript that finds nothing in the KB makes the agent ask the
     caller to say it again, rather than hand off at once."""
+    fitted: bool = False
+    """Read in a window fitted to the audio (`AsrSettings.fitted_window`), not 30 s windows."""
 
 
 def is_reliable(
@@ -66,6 +84,31 @@ def is_reliable(
         and no_speech_prob <= settings.max_no_speech_prob
         and compression_ratio <= settings.max_compression_ratio
     )
+
+
+def without_repeated_tail(text: str, min_words: int = 3) -> str:
+    """`text` without a tail that says its last words again ("… sent out next day? How much is
+    it to get a new one sent out next day?" keeps the first time): a window fitted to the audio
+    ends in silence that the small model, on noisy audio, fills by reading the last sentence
+    again. Words are compared as `plain_words` writes them; a repeat of fewer than `min_words`
+    words ("very, very") is kept."""
+    spoken = text.split()
+    words = [" ".join(plain_words(word)) for word in spoken]
+    for start in range(min_words, len(words) - min_words + 1):
+        tail = words[start:]
+        for length in range(min_words, start + 1):
+            block = words[start - length : start]
+            if len(tail) >= length and all(
+                word == block[i % length] for i, word in enumerate(tail)
+            ):
+                return " ".join(spoken[:start])
+    return text
+
+
+def compression_ratio(text: str) -> float:
+    """How much gzip shrinks the text: high for words that repeat (a recognition loop)."""
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 1.0
 
 
 class Transcriber:
@@ -92,6 +135,7 @@ class Transcriber:
         )
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="asr")
         self._busy = 0
+        self._tokenizers: dict[str, Tokenizer] = {}
 
     def describe(self) -> dict[str, object]:
         """What a worker process tells the server about its model at start."""
@@ -139,9 +183,25 @@ class Transcriber:
     def transcribe_blocking(
         self, audio: np.ndarray, hotwords: str | None = None, language: str | None = None
     ) -> Transcript:
+        language = language or self.settings.language
+        seconds = len(audio) / SAMPLE_RATE
+        if (
+            self.settings.fitted_window
+            and language is not None
+            and seconds + self.settings.window_margin_s <= WINDOW_FRAMES / FRAMES_PER_S
+        ):
+            fitted = self._transcribe_fitted(audio, hotwords, language)
+            if fitted is not None:
+                return fitted
+        return self._transcribe_windows(audio, hotwords, language)
+
+    def _transcribe_windows(
+        self, audio: np.ndarray, hotwords: str | None, language: str | None
+    ) -> Transcript:
+        """faster-whisper's own way: 30 s windows, with its retries at higher temperatures."""
         segments, info = self._model.transcribe(
             audio,
-            language=language or self.settings.language,
+            language=language,
             beam_size=self.settings.beam_size,
             without_timestamps=True,
             condition_on_previous_text=False,
@@ -158,14 +218,82 @@ class Transcriber:
         )
         no_speech = max((s.no_speech_prob for s in found), default=0.0)
         compression = max((s.compression_ratio for s in found), default=1.0)
+        return self._transcript(
+            text, info.language, audio, logprob, no_speech, compression, fitted=False
+        )
+
+    def _transcribe_fitted(
+        self, audio: np.ndarray, hotwords: str | None, language: str
+    ) -> Transcript | None:
+        """One window fitted to the audio (`AsrSettings.fitted_window`), decoded once; None
+        when the transcript ran on, repeats itself or is unlikely (`FALLBACK_LOGPROB`)."""
+        model = self._model
+        features = model.feature_extractor(audio)
+        frames = round((len(audio) / SAMPLE_RATE + self.settings.window_margin_s) * FRAMES_PER_S)
+        frames += frames % 2  # the encoder halves the frames
+        features = features[:, :frames]
+        features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
+        tokenizer = self._tokenizer(language)
+        prompt = model.get_prompt(
+            tokenizer,
+            tokenizer.encode(" " + hotwords.strip()) if hotwords else [],
+            without_timestamps=True,
+        )
+        limit = round(len(audio) / SAMPLE_RATE * TOKENS_PER_S) + TOKENS_SLACK
+        result = model.model.generate(
+            model.encode(features),
+            [prompt],
+            beam_size=self.settings.beam_size,
+            max_length=min(model.max_length, len(prompt) + 2 * limit),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
+        tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
+        text = without_repeated_tail(tokenizer.decode(tokens).strip())
+        logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        compression = compression_ratio(text)
+        if (
+            len(tokens) > limit
+            or compression > self.settings.max_compression_ratio
+            or logprob < FALLBACK_LOGPROB
+        ):
+            log.debug("fitted window doubted (%r); transcribing the full way", text)
+            return None
+        return self._transcript(
+            text, language, audio, logprob, result.no_speech_prob, compression, fitted=True
+        )
+
+    def _tokenizer(self, language: str) -> Tokenizer:
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(
+                self._model.hf_tokenizer,
+                self._model.model.is_multilingual,
+                task="transcribe",
+                language=language,
+            )
+        return self._tokenizers[language]
+
+    def _transcript(
+        self,
+        text: str,
+        language: str,
+        audio: np.ndarray,
+        logprob: float,
+        no_speech: float,
+        compression: float,
+        fitted: bool,
+    ) -> Transcript:
         return Transcript(
             text=text,
-            language=info.language,
-            duration_s=len(audio) / 16_000,
+            language=language,
+            duration_s=len(audio) / SAMPLE_RATE,
             avg_logprob=logprob,
             no_speech_prob=no_speech,
             compression_ratio=compression,
             reliable=is_reliable(logprob, no_speech, compression, self.settings),
+            fitted=fitted,
         )
 
     def close(self) -> None:

@@ -15,8 +15,9 @@ voices). The server's live feed (the supervisors' console's) says what it heard 
 - **Latency**: ordinary caller questions of the utility, card line, transit, waste and airline
   suites (eval/*/clean.yaml), each served from its suite's KB. *Perceived*: the caller's last
   voiced sample sent → the first reply audio received; *first audio*: end of speech detected →
-  first reply audio sent (`reply.end` `timings_ms.first_audio`). The caller hangs up once the
-  reply is heard to begin.
+  first reply audio sent (`reply.end` `timings_ms.first_audio`); *answered ahead*: the reply
+  had been begun in the pause before the turn ended (`reply.end` `ahead`). The caller hangs up
+  once the reply is heard to begin.
 - **Split questions**: two-sentence requests (`SPLIT_REQUESTS`) with a pause of 0.4–0.9 s
   between the sentences' speech (spread over that range), each spoken by the next voice in
   turn. *One turn*: exactly one reply that was not stopped as a continuation, to a question
@@ -353,6 +354,7 @@ def row_of(spoken: Spoken, path: str, heard: Heard) -> dict[str, Any]:
         "perceived_ms": None if begun is None else round((begun - heard.last_voiced_at) * 1000),
         "first_audio_ms": last["timings_ms"].get("first_audio") if last else None,
         "asr_ms": last["timings_ms"].get("asr") if last else None,
+        "ahead": bool(last and last.get("ahead")),
     }
     if spoken.halves is not None:
         first, second = spoken.halves
@@ -436,6 +438,7 @@ def summarize_latency(rows: Rows, voices: list[str], paths: list[str]) -> Rows:
             "perceived_ms": stats(group, "perceived_ms"),
             "first_audio_ms": stats(group, "first_audio_ms"),
             "asr_ms": stats(group, "asr_ms"),
+            "ahead": sum(r["ahead"] for r in group),
             "split": sum(r["replies"] > 1 for r in group),
             "no_reply": sum(r["perceived_ms"] is None for r in group),
         }
@@ -467,14 +470,14 @@ def tables(result: dict[str, Any]) -> str:
     if any(s["questions"] for s in result["latency"]):
         lines += [
             "| path | voice | questions | perceived p50 / p95 | first audio p50 / p95 "
-            "| ASR after end p50 / p95 | split | no reply |",
-            "|---|---|---|---|---|---|---|---|",
+            "| ASR after end p50 / p95 | answered ahead | split | no reply |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for s in result["latency"]:
             lines.append(
                 f"| {s['path']} | {s['voice']} | {s['questions']} | {cell(s['perceived_ms'])} "
-                f"| {cell(s['first_audio_ms'])} | {cell(s['asr_ms'])} | {s['split']} "
-                f"| {s['no_reply']} |"
+                f"| {cell(s['first_audio_ms'])} | {cell(s['asr_ms'])} | {s['ahead']} "
+                f"| {s['split']} | {s['no_reply']} |"
             )
         lines.append("")
     if any(s["requests"] for s in result["split"]):

@@ -58,6 +58,14 @@ class ClauseSplitter:
         self._buffer += delta
         return self._take(final=False)
 
+    def feed_written(self, text: str) -> list[str]:
+        """The clauses a piece of the answer, as its writer gave it, completes: a piece that
+        ends in a sentence's end ends its clause now (the writer ended the sentence)."""
+        ready = self.feed(text)
+        if text.rstrip().endswith((".", "!", "?")):
+            ready += self.flush()
+        return ready
+
     def flush(self) -> list[str]:
         """The answer's remaining clauses; the splitter is then ready for a new answer."""
         clauses = self._take(final=True)

@@ -82,6 +82,9 @@ class TurnSettings:
     unfinished_silence_ms: int = 1100
     """Silence that ends the turn when its speculative transcript reads as unfinished (it ends
     in "and", "the", a comma, a number being read out): the caller is still thinking."""
+    answer_ahead: bool = True
+    """Begin the answer (and the first clause's speech) on the speculative transcript of a
+    pause, held until the turn ends with the same words; thrown away when the caller goes on."""
     continuation_ms: int = 1000
     """A caller who speaks again within this long of their turn's end, while its reply has
     only begun, is going on with the same question: the reply stops and the two parts are
@@ -93,7 +96,7 @@ class TurnSettings:
     partial_interval_ms: int = 1000
     """How often a partial transcript is sent while the caller speaks; 0 turns partials off.
     Partials are best effort: skipped while the recognizer is busy."""
-    early_asr_ms: int = 200
+    early_asr_ms: int = 100
     """Silence after which the final transcription starts speculatively, before the turn is
     known to be over; it is discarded if the caller goes on."""
     barge_in_min_ms: int = 400

@@ -6,11 +6,14 @@ the same paths run against the real models in tests/call/test_call.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import pytest
 
+from agent.selection import breaker_state, build_agent_async
+from agent.types import Agent, AgentSettings
 from tests.support.fakes import (
     BeepVoice,
     FastClock,
@@ -21,6 +24,8 @@ from tests.support.fakes import (
     pitch,
     speech,
 )
+from tests.support.ollama_standin import OllamaStandIn
+from tests.support.ollama_standin import Script as ModelScript
 from voice.call.session import CallSession
 from voice.channels import protocol
 from voice.channels.codecs import AudioFormat, float_to_int16
@@ -63,6 +68,8 @@ def heard(audio: np.ndarray) -> str:
     sounding = tones(audio)
     if sounding == {UNFINISHED_HZ, ITS_END_HZ}:
         return "I want to change my address."
+    if sounding == {FIRST_HALF_HZ, SECOND_HALF_HZ}:
+        return f"{SAID[FIRST_HALF_HZ]} {SAID[SECOND_HALF_HZ]}"
     if len(sounding) != 1:
         return ""
     hz = pitch(audio)
@@ -71,18 +78,24 @@ def heard(audio: np.ndarray) -> str:
 
 class Call:
     def __init__(
-        self, realtime: bool, clock: FastClock | None = None, recognition_s: float = 0.0
+        self,
+        realtime: bool,
+        clock: FastClock | None = None,
+        recognition_s: float = 0.0,
+        agent: Agent | None = None,
+        settings: Settings | None = None,
+        hears: Callable[[np.ndarray], str] = heard,
     ) -> None:
         self.agent = ScriptedAgent(reply=ANSWER)
-        self.recognizer = ScriptedRecognizer(heard, recognition_s)
+        self.recognizer = ScriptedRecognizer(hears, recognition_s)
         self.voice = BeepVoice(WORD_MS)
         self.transport = RecordingTransport()
         services = Services(
-            settings=Settings(),
+            settings=settings or Settings(),
             transcriber=self.recognizer,
             synthesizer=self.voice,
             vad=LoudnessVad(),
-            agent=self.agent,
+            agent=agent or self.agent,
         )
         self.clock = clock
         if clock is not None:
@@ -194,8 +207,11 @@ async def test_a_pause_after_unfinished_words_does_not_end_the_turn(call_in):
     await call.say(speech(1.0, UNFINISHED_HZ), then_silence_s=0.8)  # "… change my" — a pause
     await call.say(speech(0.6, ITS_END_HZ))  # "address."
     end = await call.transport.wait_for(protocol.ReplyEnd)
-    assert [q for q, _ in call.agent.asked] == ["I want to change my address."]
+    # The answer begun in the pause was thrown away when the caller went on.
+    asked = [question for question, _ in call.agent.asked]
+    assert asked == ["I want to change my", "I want to change my address."]
     assert len(call.transport.of(protocol.SpeechStopped)) == 1 and not end.interrupted
+    assert "".join(text.text for text in call.transport.of(protocol.ReplyText)) == ANSWER + " "
 
 
 async def test_going_on_just_after_the_turn_ended_is_one_question_answered_once(call_in):
@@ -242,3 +258,83 @@ async def test_going_on_before_the_answer_began_is_one_question_too(call_in):
     assert not end.interrupted and len(call.transport.of(protocol.ReplyEnd)) == 1
     finals = [final.text for final in call.transport.of(protocol.FinalTranscript)]
     assert finals == ["I need a new card.", whole]
+
+
+WHOLE = f"{SAID[FIRST_HALF_HZ]} {SAID[SECOND_HALF_HZ]}"
+PAUSE_IN_WORDS = Settings(
+    turns=dataclasses.replace(Settings().turns, early_asr_ms=100, complete_silence_ms=450)
+)
+"""The words of a pause are in after 100 ms; a complete question ends the turn at 450 ms: a
+caller who goes on after 250 ms does so after its answer was begun, before the turn ended."""
+
+
+async def test_the_answer_and_its_first_words_are_made_in_the_pause_before_the_turn_ends(call_in):
+    call = call_in(realtime=True, clock=FastClock(5.0))
+    sent_when_spoken: list[list[str]] = []
+    synthesize = call.voice.synthesize
+
+    async def noting(text: str, *, urgent: bool = True) -> np.ndarray:
+        sent_when_spoken.append([event.type for event in call.transport.events])
+        return await synthesize(text, urgent=urgent)
+
+    call.voice.synthesize = noting
+    await call.say(speech(1.6))
+    end = await call.transport.wait_for(protocol.ReplyEnd)
+    assert "speech.started" in sent_when_spoken[0]
+    assert "speech.stopped" not in sent_when_spoken[0]  # spoken ahead, in the pause
+    assert [q for q, _ in call.agent.asked] == [QUESTION]  # answered once
+    assert end.text == ANSWER and not end.interrupted
+    assert " ".join(call.voice.said).split() == ANSWER.split()  # each clause made once
+    assert end.ahead and end.timings_ms.first_audio is not None
+
+
+async def test_an_answer_begun_in_a_pause_is_thrown_away_when_the_caller_goes_on(call_in):
+    call = call_in(realtime=True, clock=FastClock(5.0), settings=PAUSE_IN_WORDS)
+    await call.say(speech(1.2, FIRST_HALF_HZ), then_silence_s=0.25)
+    await call.say(speech(1.4, SECOND_HALF_HZ))
+    end = await call.transport.wait_for(protocol.ReplyEnd)
+    assert [q for q, _ in call.agent.asked] == ["I need a new card.", WHOLE]
+    assert [final.text for final in call.transport.of(protocol.FinalTranscript)] == [WHOLE]
+    assert len(call.transport.of(protocol.SpeechStopped)) == 1
+    assert not end.interrupted and not end.continued and end.text == ANSWER
+    assert len(call.transport.of(protocol.ReplyEnd)) == 1 and end.ahead  # in the last pause
+
+
+def heard_about_the_bulb(audio: np.ndarray) -> str:
+    """The two halves are a question the demo KB answers, and its first half is one too."""
+    said = heard(audio)
+    return {
+        SAID[FIRST_HALF_HZ]: BULB,
+        WHOLE: f"{BULB} What should I do?",
+    }.get(said, said)
+
+
+BULB = "My smart bulb keeps flashing red."
+
+
+async def test_a_language_model_asked_ahead_is_stopped_cleanly_when_the_caller_goes_on(call_in):
+    reply = "A red light means the bulb lost Wi-Fi. Use a 2.4 GHz network. [troubleshooting#4.2]"
+    script = ModelScript(reply=reply, first_chunk_s=0.05, chunk_s=0.05)
+    async with OllamaStandIn(script) as ollama:
+        agent, _ = await build_agent_async(
+            AgentSettings(backend="ollama", ollama_url=ollama.url, first_token_ack_s=30.0)
+        )
+        call = call_in(
+            realtime=True,
+            clock=FastClock(5.0),
+            agent=agent,
+            settings=PAUSE_IN_WORDS,
+            hears=heard_about_the_bulb,
+        )
+        await call.say(speech(1.2, FIRST_HALF_HZ), then_silence_s=0.25)
+        await asyncio.wait_for(ollama.asked.wait(), 10)  # the line waits (push-to-talk)
+        await call.say(speech(1.4, SECOND_HALF_HZ))
+        end = await call.transport.wait_for(protocol.ReplyEnd)
+    asked = [request["messages"][-1]["content"] for request in ollama.requests]
+    assert len(asked) == 2 and BULB in asked[0] and "What should I do?" not in asked[0]
+    assert f"{BULB} What should I do?" in asked[1]
+    assert ollama.gone == 1  # the first request was closed mid-answer
+    assert end.backend == "ollama" and "llm_fallback" not in end.rules
+    assert end.text.startswith("A red light means the bulb lost Wi-Fi.")
+    state = breaker_state(agent.backend)
+    assert state is not None and state.failures_in_a_row == 0  # thrown away is no failure

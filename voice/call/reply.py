@@ -6,12 +6,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from agent.types import AnswerEnd
+from agent.types import AnswerEnd, AnswerEvent, AnswerText
+from tts.clauses import ClauseSplitter
 from tts.normalize import normalize_for_speech
 from voice.call.clock import WALL_CLOCK, Clock
 from voice.call.transport import Transport
@@ -60,6 +62,8 @@ class Reply:
     """When the reply was interrupted, on the call's `Clock`."""
     end: AnswerEnd = field(default_factory=AnswerEnd)
     task: asyncio.Task[None] | None = None
+    ahead: AnswerAhead | None = None
+    """The answer, made ahead of the turn's end (its first clause's audio with it)."""
 
     def wrote(self) -> None:
         """The answer's first words were written: noted in `timings` the first time."""
@@ -96,6 +100,81 @@ class Reply:
                 share = (played_ms - start) / max(1, end - start)
                 parts.append(" ".join(clause_words[: round(share * len(clause_words))]))
         return " ".join(p for p in parts if p)
+
+
+class AnswerAhead:
+    """An answer made ahead: begun on the speculative transcript of a pause, before the turn is
+    known to be over, and held — nothing is sent — until the turn ends with the same question
+    (`events`, the first clause's audio in `first_clause`) or the caller goes on (`cancel`,
+    which also stops a language model's request). docs/protocol.md, "Turn-taking"."""
+
+    def __init__(
+        self,
+        question: str,
+        memory_size: int,
+        answer: AsyncIterator[AnswerEvent],
+        voice: Callable[[str], Coroutine[Any, Any, np.ndarray]],
+        spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]] = asyncio.create_task,
+    ) -> None:
+        """`spawn` starts its work (the writing, the first clause's speech): the call's, so that
+        closing the call stops it."""
+        self.question = question
+        self.memory_size = memory_size
+        """How many exchanges the call remembered when it was begun: once one more is
+        remembered, it answers a call that is gone."""
+        self.first_clause: tuple[str, asyncio.Future[np.ndarray]] | None = None
+        """The first clause and its audio, once the answer's words make one."""
+        self._voice = voice
+        self._spawn = spawn
+        self._events: list[AnswerEvent] = []
+        self._failure: Exception | None = None
+        self._written = False
+        self._more = asyncio.Event()
+        self._task = spawn(self._write(answer))
+
+    def answers(self, question: str, memory_size: int) -> bool:
+        """Whether it answers `question` asked with `memory_size` exchanges remembered."""
+        return question == self.question and memory_size == self.memory_size
+
+    async def events(self) -> AsyncIterator[AnswerEvent]:
+        """The answer's events, those made so far and then the rest as they come; raises what
+        the answer raised."""
+        given = 0
+        while True:
+            while given < len(self._events):
+                yield self._events[given]
+                given += 1
+            if self._written:
+                break
+            self._more.clear()
+            await self._more.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    def cancel(self) -> None:
+        self._task.cancel()
+        if self.first_clause is not None:
+            self.first_clause[1].cancel()
+
+    async def _write(self, answer: AsyncIterator[AnswerEvent]) -> None:
+        splitter = ClauseSplitter()  # as the reply's own splitter cuts it
+        try:
+            async for event in answer:
+                self._events.append(event)
+                self._more.set()
+                if self.first_clause is None and isinstance(event, AnswerText):
+                    self._speak_first(splitter.feed_written(event.text))
+            if self.first_clause is None:
+                self._speak_first(splitter.flush())
+        except Exception as err:
+            self._failure = err
+        finally:
+            self._written = True
+            self._more.set()
+
+    def _speak_first(self, clauses: list[str]) -> None:
+        if clauses:
+            self.first_clause = (clauses[0], self._spawn(self._voice(clauses[0])))
 
 
 class Speaker:
@@ -161,9 +240,6 @@ class Speaker:
         rate = self._synthesizer.sample_rate
         try:
             while (clause := await clauses.get()) is not None:
-                spoken = normalize_for_speech(clause)
-                if not spoken.strip():
-                    continue
                 # The first clause is what the caller waits for; later ones have the audio
                 # before them to play meanwhile, and let other calls' first clauses go first.
                 if not first and self.realtime:
@@ -171,7 +247,11 @@ class Speaker:
                     assert reply.play_start is not None
                     played_ms = (self.clock.now() - reply.play_start) * 1000
                     await self.clock.sleep(max(0, made_ms - played_ms - SYNTHESIZE_AHEAD_MS) / 1000)
-                audio = await self._synthesizer.synthesize(spoken, urgent=first)
+                made_ahead = reply.ahead.first_clause if reply.ahead is not None else None
+                if first and made_ahead is not None and made_ahead[0] == clause:
+                    audio = await made_ahead[1]
+                else:
+                    audio = await self.voice(clause, urgent=first)
                 if len(audio):  # else the next clause is the first that will play
                     first = False
                     made_ms += len(audio) * 1000 // rate
@@ -180,6 +260,13 @@ class Speaker:
             await ready.put(err)
             return
         await ready.put(None)
+
+    async def voice(self, clause: str, urgent: bool = True) -> np.ndarray:
+        """A clause's speech, at the voice's rate (empty for a clause with nothing to say)."""
+        spoken = normalize_for_speech(clause)
+        if not spoken.strip():
+            return np.zeros(0, np.int16)
+        return await self._synthesizer.synthesize(spoken, urgent=urgent)
 
     def played_ms(self, reply: Reply) -> int:
         """Reply audio the caller has played: as their side reports it, else as estimated."""

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from agent.types import AnswerEnd, AnswerEvent, AnswerText, Exchange
 from asr.whisper import Transcript
 from tts.clauses import ClauseSplitter
 from voice.call.observer import CallObserver, Unobserved
-from voice.call.reply import Reply, Speaker
+from voice.call.reply import AnswerAhead, Reply, Speaker
 from voice.call.transport import CallClosed, Transport
 from voice.call.turns import (
     ACKNOWLEDGEMENT_HINT,
@@ -46,6 +46,7 @@ from voice.ops.services import Services
 from voice.ops.workers import WorkerDied
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ASR_RATE = 16_000
 APOLOGY = "apology"
@@ -67,6 +68,8 @@ class _Utterance:
     """It began during a reply and has not interrupted it (yet)."""
     early: asyncio.Task[Transcript] | None = None
     """Transcription started speculatively at a pause."""
+    ahead: AnswerAhead | None = None
+    """The answer to `early`'s words, begun before the turn is known to be over."""
     continues: str = ""
     """The question this utterance goes on with (said just before it, its reply stopped)."""
     began_ms: int = 0
@@ -75,9 +78,13 @@ class _Utterance:
     """When it began, on the call's clock."""
 
     def drop_early(self) -> None:
+        """The caller went on (or the call ends): what was begun at the pause is stale."""
         if self.early is not None:
             self.early.cancel()
             self.early = None
+        if self.ahead is not None:
+            self.ahead.cancel()
+            self.ahead = None
 
 
 class CallSession:
@@ -134,7 +141,7 @@ class CallSession:
         self._barge_task: asyncio.Task[None] | None = None
         self._turn_lock = asyncio.Lock()
         """Held while a turn's reply is started or stopped, so turns go out in order."""
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._unanswered = 0
         """Utterances that ended and are not yet recognized and answered."""
         self._closed = False
@@ -353,15 +360,36 @@ class CallSession:
 
     async def _judge(self, utterance: _Utterance, early: asyncio.Task[Transcript]) -> None:
         """Read the speculative transcript of a pause: a complete question ends the turn soon,
-        an unfinished one late (`TurnDetector.judge`). Nothing if the caller went on."""
+        an unfinished one late (`TurnDetector.judge`), and its answer is begun meanwhile.
+        Nothing if the caller went on."""
         await asyncio.wait({early})
         if early.cancelled() or early.exception() is not None:
             return
         if utterance is not self._utterance or utterance.early is not early:
             return
-        ended = self._turns.judge(sounds_complete(early.result().text))
+        heard = early.result()
+        self._answer_ahead(utterance, heard)
+        ended = self._turns.judge(sounds_complete(heard.text))
         if ended is not None:
             await self._on_turn_event(ended)
+
+    def _answer_ahead(self, utterance: _Utterance, heard: Transcript) -> None:
+        """Begin the answer to what the caller said before the pause (`AnswerAhead`), unless
+        a reply plays: what is said over it may be no question."""
+        if not self._settings.turns.answer_ahead or not heard.text.strip():
+            return
+        if utterance.overlapped or self._reply is not None:
+            return
+        question = f"{utterance.continues} {heard.text}".strip()
+        utterance.ahead = AnswerAhead(
+            question,
+            len(self._memory),
+            self._services.agent.answer(
+                question, self._recent_memory(), heard_clearly=heard.reliable
+            ),
+            self._speaker.voice,
+            self._spawn,
+        )
 
     async def _continuation(self, at_ms: int) -> str:
         """Speech starting at `at_ms` within `turns.continuation_ms` of the last turn's end,
@@ -440,7 +468,13 @@ class CallSession:
                 follower.continues = text
                 return
             await self._interrupt()
-            self._begin_reply(turn, text, ended_at, asr_ms, heard_clearly=heard.reliable)
+            ahead, utterance.ahead = utterance.ahead, None
+            if ahead is not None and not ahead.answers(text, len(self._memory)):
+                ahead.cancel()
+                ahead = None
+            self._begin_reply(
+                turn, text, ended_at, asr_ms, heard_clearly=heard.reliable, ahead=ahead
+            )
 
     async def _interrupts(self, audio: np.ndarray, speech_ms: int) -> bool:
         """Whether speech over a reply interrupts it. Heard with an acknowledgement hint instead
@@ -512,20 +546,25 @@ class CallSession:
         asr_ms: int | None = None,
         script: Script | None = None,
         heard_clearly: bool = True,
+        ahead: AnswerAhead | None = None,
     ) -> None:
         """Answer `question` (or speak `script`: a supervisor's words, a keypad reply) as the
         reply of `turn`. `asr_ms`: how long recognition took (None: no listening was needed);
-        `heard_clearly` False: recognition doubted the question's words."""
+        `heard_clearly` False: recognition doubted the question's words; `ahead`: the answer,
+        begun already."""
         reply = Reply(
             turn=turn,
             question=question,
             spoken_at=spoken_at,
             timings=Timings(asr=asr_ms),
             apology=script is not None and script.apology,
+            ahead=ahead,
         )
         self._reply = reply
         reply.task = asyncio.create_task(self._run_reply(reply, script, heard_clearly))
         reply.task.add_done_callback(_log_failure)
+        if ahead is not None:
+            reply.task.add_done_callback(lambda _: ahead.cancel())
 
     async def _run_reply(self, reply: Reply, script: Script | None, heard_clearly: bool) -> None:
         clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
@@ -589,21 +628,20 @@ class CallSession:
         heard_clearly: bool,
     ) -> None:
         splitter = ClauseSplitter()
-        memory = self._memory[-self._settings.agent.memory_turns :]
-        answer = (
-            _scripted(script)
-            if script is not None
-            else self._services.agent.answer(reply.question, memory, heard_clearly=heard_clearly)
-        )
+        if script is not None:
+            answer = _scripted(script)
+        elif reply.ahead is not None:
+            answer = reply.ahead.events()
+        else:
+            answer = self._services.agent.answer(
+                reply.question, self._recent_memory(), heard_clearly=heard_clearly
+            )
         async for event in answer:
             if isinstance(event, AnswerText):
                 reply.wrote()
                 reply.text.append(event.text)
                 await self._send(protocol.ReplyText(turn=reply.turn, text=event.text))
-                ready = splitter.feed(event.text)
-                if event.text.rstrip().endswith((".", "!", "?")):
-                    ready += splitter.flush()  # the agent ended the sentence; speak it now
-                for clause in ready:
+                for clause in splitter.feed_written(event.text):
                     await clauses.put(clause)
             elif isinstance(event, AnswerEnd):
                 reply.end = event
@@ -666,15 +704,20 @@ class CallSession:
             backend=reply.end.backend,
             audio_ms=reply.sent_ms,
             continued=reply.continued,
+            ahead=reply.ahead is not None,
         )
 
     # ------------------------------------------------------------ plumbing
+
+    def _recent_memory(self) -> list[Exchange]:
+        """What the agent is told of the call so far."""
+        return self._memory[-self._settings.agent.memory_turns :]
 
     async def _send(self, event: protocol.Event) -> None:
         self._observer.event(event)
         await self._transport.send_event(event)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -706,7 +749,7 @@ async def _scripted(script: Script) -> AsyncIterator[AnswerEvent]:
     yield AnswerEnd(handoff=script.handoff, rules=script.rules, backend=script.backend)
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+def _log_failure(task: asyncio.Task[Any]) -> None:
     if task.cancelled() or isinstance(task.exception(), CallClosed):
         return
     if task.exception() is not None:

@@ -333,6 +333,9 @@ class ReplyEnd(Event):
     """The caller went on with their question just after the turn ended: this reply stopped
     (`interrupted` too) and the question, joined with what came next, is answered in the next
     turn. Not a barge-in."""
+    ahead: bool = False
+    """The answer was begun in the pause, before the turn was known to be over, on the same
+    words (`turns.answer_ahead`)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,82 @@
+"""The fitted recognition window (`asr.fitted_window`): the words of Whisper's 30 s window, read
+from a window the size of the question, and the full way whenever the fitted one is in doubt."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import asr.whisper
+from asr.whisper import Transcriber, compression_ratio, without_repeated_tail
+from text.words import plain_words
+from voice.channels.codecs import resample
+
+QUESTION = "Can I still pay my bill by check after the payment came back once?"
+
+
+@pytest.fixture(scope="module")
+def full_window(models) -> Transcriber:
+    return Transcriber(dataclasses.replace(models.transcriber.settings, fitted_window=False))
+
+
+def telephone(audio: np.ndarray) -> np.ndarray:
+    """The same speech after an 8 kHz line, back at 16 kHz."""
+    return resample(resample(audio, 16_000, 8_000), 8_000, 16_000).astype(np.float32)
+
+
+@pytest.mark.parametrize("line", ["clean", "telephone"])
+def test_a_fitted_window_hears_what_the_whole_window_hears(models, say, full_window, line):
+    audio = say(QUESTION)
+    if line == "telephone":
+        audio = telephone(audio)
+    fitted = models.transcriber.transcribe_blocking(audio)
+    whole = full_window.transcribe_blocking(audio)
+    assert fitted.fitted and not whole.fitted
+    assert plain_words(fitted.text) == plain_words(whole.text) == plain_words(QUESTION)
+    assert fitted.reliable and fitted.no_speech_prob < 0.5 and fitted.avg_logprob > -0.5
+
+
+def test_the_hint_reaches_the_fitted_window(models, say):
+    audio = say("Does the Zentrix thermostat work with Alexa?")  # heard as "Zintrix" unhinted
+    hinted = models.transcriber.transcribe_blocking(audio, hotwords="Zentrix thermostat")
+    assert hinted.fitted and "Zentrix" in hinted.text
+
+
+def test_audio_longer_than_one_window_is_read_the_full_way(models, say):
+    audio = say(QUESTION)
+    long = np.concatenate([audio, np.zeros(16_000 * 30 - len(audio), np.float32)])
+    heard = models.transcriber.transcribe_blocking(long)
+    assert not heard.fitted and plain_words(heard.text) == plain_words(QUESTION)
+
+
+def test_a_fitted_transcript_that_runs_on_is_made_again_the_full_way(models, say, monkeypatch):
+    monkeypatch.setattr(asr.whisper, "TOKENS_PER_S", 0)
+    monkeypatch.setattr(asr.whisper, "TOKENS_SLACK", 3)  # every question "runs on" past 3
+    heard = models.transcriber.transcribe_blocking(say(QUESTION))
+    assert not heard.fitted and plain_words(heard.text) == plain_words(QUESTION)
+
+
+def test_words_that_repeat_compress_well() -> None:
+    assert compression_ratio("") == 1.0
+    assert compression_ratio(QUESTION) < 1.5
+    assert compression_ratio("thank you " * 30) > 2.4  # the recognition loop's limit
+
+
+@pytest.mark.parametrize(
+    ("heard", "kept"),
+    [
+        ("I lost my purse. I lost my purse.", "I lost my purse."),
+        ("Can you stop it? Can you stop it? Can you stop it?", "Can you stop it?"),
+        (
+            "When is it, I'm flying Tuesday. I'm flying Tuesday. I'm flying",
+            "When is it, I'm flying Tuesday.",
+        ),
+        ("I need a new card. How long does a new card take?", None),  # said twice, not a tail
+        ("It is very, very cold.", None),  # too short a repeat to be the model's
+        ("Is it on? Is it", None),
+    ],
+)
+def test_a_tail_that_says_the_last_words_again_is_dropped(heard: str, kept: str | None) -> None:
+    assert without_repeated_tail(heard) == (kept or heard)
