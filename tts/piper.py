@@ -41,7 +41,7 @@ class Synthesizer:
         model, config, self.description = resolve_voice(settings.voice)
         self._voice = PiperVoice.load(model, config)
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = settings.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self._voice.session = onnxruntime.InferenceSession(

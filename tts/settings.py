@@ -14,3 +14,7 @@ class TtsSettings:
     """Speaking pace: above 1 is slower."""
     workers: int = 1
     """Syntheses that run at once."""
+    threads: int = 1
+    """CPU threads per synthesis. Two make one clause a quarter faster (a 3 s clause: 0.17 s
+    instead of 0.23 s) but, on a 2-core server shared with recognition, slow eight callers down
+    (end of speech → first audio p95 1.17 s instead of 0.80 s; docs/benchmarks.md)."""
