@@ -10,10 +10,17 @@ import pytest
 
 import asr.whisper
 from asr.whisper import Transcriber, compression_ratio, without_repeated_tail
-from text.words import plain_words
 from voice.channels.codecs import resample
+from voice.eval.wer import align
 
 QUESTION = "Can I still pay my bill by check after the payment came back once?"
+CLOSE = 2
+"""Words a transcript may get wrong: Piper says the question a little differently each run, and
+the small model mishears a word of it now and then, either way."""
+
+
+def errors(transcript: str) -> int:
+    return align(QUESTION, transcript).errors
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +41,7 @@ def test_a_fitted_window_hears_what_the_whole_window_hears(models, say, full_win
     fitted = models.transcriber.transcribe_blocking(audio)
     whole = full_window.transcribe_blocking(audio)
     assert fitted.fitted and not whole.fitted
-    assert plain_words(fitted.text) == plain_words(whole.text) == plain_words(QUESTION)
+    assert errors(fitted.text) <= min(CLOSE, errors(whole.text) + 1), (fitted.text, whole.text)
     assert fitted.reliable and fitted.no_speech_prob < 0.5 and fitted.avg_logprob > -0.5
 
 
@@ -48,14 +55,14 @@ def test_audio_longer_than_one_window_is_read_the_full_way(models, say):
     audio = say(QUESTION)
     long = np.concatenate([audio, np.zeros(16_000 * 30 - len(audio), np.float32)])
     heard = models.transcriber.transcribe_blocking(long)
-    assert not heard.fitted and plain_words(heard.text) == plain_words(QUESTION)
+    assert not heard.fitted and errors(heard.text) <= CLOSE, heard.text
 
 
 def test_a_fitted_transcript_that_runs_on_is_made_again_the_full_way(models, say, monkeypatch):
     monkeypatch.setattr(asr.whisper, "TOKENS_PER_S", 0)
     monkeypatch.setattr(asr.whisper, "TOKENS_SLACK", 3)  # every question "runs on" past 3
     heard = models.transcriber.transcribe_blocking(say(QUESTION))
-    assert not heard.fitted and plain_words(heard.text) == plain_words(QUESTION)
+    assert not heard.fitted and errors(heard.text) <= CLOSE, heard.text
 
 
 def test_words_that_repeat_compress_well() -> None:
