@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser, Page, ViewportSize
 
 QUESTION = "My smart bulb keeps flashing red. What should I do?"
+HEARD = re.compile(r"bulb|flash|red", re.IGNORECASE)
 LONG_QUESTION = "How do I reset the hub to factory settings?"
 SHORT_QUESTION = "How long is the warranty?"
 PORTRAIT: ViewportSize = {"width": 768, "height": 1024}
@@ -181,7 +182,8 @@ async def test_a_spoken_question_is_heard_answered_and_played(server, browser_fo
         await screenshot(page, "kiosk-idle.png")
         await start(page, None)
         first = turn(page, 1)
-        await expect(first.locator(".question")).to_contain_text("bulb", timeout=WAIT_MS)
+        # Its words as heard: Piper says "smart bulb" as "smart, old" one time in twenty.
+        await expect(first.locator(".question")).to_contain_text(HEARD, timeout=WAIT_MS)
         await expect(first.locator(".reply")).to_contain_text("2.4 GHz", timeout=WAIT_MS)
         await until(page, "playedMs > 1000")
         await expect(page.locator("#kiosk")).to_have_attribute("data-state", "speaking")
@@ -214,7 +216,9 @@ async def test_a_spoken_question_is_heard_answered_and_played(server, browser_fo
     assert frames and {len(f) for f in frames} == {640}  # 20 ms of 16 kHz PCM16 each
     assert server.office.store.flush(10)
     stored = server.office.store.call(call_id)
-    assert stored.call.channel == "kiosk" and "bulb" in stored.turns[0].question
+    final = next(m for m in wire.received_json() if m["type"] == "transcript.final")
+    assert stored.call.channel == "kiosk" and stored.turns[0].question == final["text"]
+    assert HEARD.search(final["text"])
 
 
 @pytest.fixture
@@ -370,7 +374,7 @@ async def test_push_to_talk_sends_audio_only_while_held_and_a_press_stops_the_re
         assert sent_held - 800 < spoken_ms
 
         first = turn(page, 1)
-        await expect(first.locator(".question")).to_contain_text("bulb", timeout=WAIT_MS)
+        await expect(first.locator(".question")).to_contain_text(HEARD, timeout=WAIT_MS)
         await until(page, "playedMs > 1000")
         await expect(page.locator("#kiosk")).to_have_attribute("data-state", "speaking")
         await screenshot(page, "kiosk-push-to-talk.png")
