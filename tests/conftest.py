@@ -38,14 +38,11 @@ def models() -> Models:
 
 @pytest.fixture(scope="session")
 def say(models: Models) -> Callable[..., np.ndarray]:
-    """`say(text, rate=16000, lead_ms=300)`: the bundled voice speaking `text`, float32 mono —
-    the same audio on every run (`TtsSettings.steady`), so that what a test hears does not
-    depend on how Piper happened to say it this time. (On `models`: a test that speaks is
-    marked `models`.)"""
-    voice = Synthesizer(TtsSettings(steady=True))
+    """`say(text, rate=16000, lead_ms=300)`: the bundled voice speaking `text`, float32 mono."""
 
     @cache
     def speak(text: str, rate: int = 16_000, lead_ms: int = 300) -> np.ndarray:
+        voice = models.synthesizer
         audio = int16_to_float(voice.synthesize_blocking(text))
         audio = resample(audio, voice.sample_rate, rate).astype(np.float32)
         lead = np.zeros(rate * lead_ms // 1000, dtype=np.float32)

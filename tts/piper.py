@@ -47,10 +47,7 @@ class Synthesizer:
         self._voice.session = onnxruntime.InferenceSession(
             str(model), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        steady = 0.0 if settings.steady else None
-        self._config = SynthesisConfig(
-            length_scale=settings.length_scale, noise_scale=steady, noise_w_scale=steady
-        )
+        self._config = SynthesisConfig(length_scale=settings.length_scale)
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="tts")
         self.sample_rate: int = self._voice.config.sample_rate
 

@@ -14,9 +14,6 @@ class TtsSettings:
     """Speaking pace: above 1 is slower."""
     workers: int = 1
     """Syntheses that run at once."""
-    steady: bool = False
-    """Say a sentence the same way every time (Piper's noise scales at 0): a little flatter,
-    but reproducible — the tests speak their callers' questions this way."""
     threads: int = 1
     """CPU threads per synthesis. Two make one clause a quarter faster (a 3 s clause: 0.17 s
     instead of 0.23 s) but, on a 2-core server shared with recognition, slow eight callers down
