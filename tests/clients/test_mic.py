@@ -275,6 +275,11 @@ class FakeMicrophone:
             delay = began + offset / self.sample_rate - time.monotonic()
             if delay > 0:
                 self._closed.wait(delay)
+            elif delay < -0.5:
+                # Held up (a loaded machine): go on in real time from now, as a sound card
+                # does after an overrun, rather than deliver the backlog at once — no device
+                # does that, and a burst of seconds is more than the server's message rate.
+                began -= delay
 
     def close(self) -> None:
         self._closed.set()
