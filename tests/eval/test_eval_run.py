@@ -86,7 +86,8 @@ async def test_a_small_suite_through_the_real_server(tmp_path, say, serve, loggi
     bulb, pair, human = results["cases"]
     assert bulb["id"] == "bulb-red" and bulb["passed"] and bulb["why"] == []
     assert "troubleshooting#4.2" in bulb["sources"] and "2.4" in bulb["reply"]
-    assert "bulb" in bulb["transcript"].lower() and bulb["handoff"] is False
+    # The words as heard ("smart bulb" is heard "smart, old" now and then; the answer holds).
+    assert re.search(r"\bred\b", bulb["transcript"].lower()) and bulb["handoff"] is False
     assert set(bulb["timings_ms"]) >= {"asr", "first_text", "first_audio"}
     assert [turn["handoff"] for turn in pair["turns"]] == [False, True]
     assert "faq#warranty-length" in pair["turns"][0]["sources"]
