@@ -2,15 +2,17 @@
 two sentences with a pause between them is answered once.
 
     python bench/turn_taking.py [--rounds 1] [--voices piper,espeak,flite]
-        [--paths twilio,call] [--questions 10] [--requests 24] [--set turns.silence_ms=500]
+        [--paths twilio,call,sip] [--questions 10] [--requests 24] [--set turns.silence_ms=500]
         [--json out.json]
 
 The server runs in-process on a loopback socket with the embedded defaults (the extractive
 backend, no Ollama; `--set section.name=value` overrides a setting as `VOICEDESK_...` would).
 Every question is its own call, spoken in real time through `/twilio` (a simulated carrier:
-band-passed 8 kHz μ-law, Twilio Media Streams, tests/support/carrier.py) or `/call` (16 kHz
-PCM, `CallClient`), by the bundled Piper voice, espeak-ng and flite (eval/make_audio.py's
-voices). The server's live feed (the supervisors' console's) says what it heard and answered.
+band-passed 8 kHz μ-law, Twilio Media Streams, tests/support/carrier.py), `/call` (16 kHz
+PCM, `CallClient`) or SIP (the same 8 kHz audio as G.711 μ-law RTP from a bare SIP phone,
+tests/support/sip_caller.py, to the server's SIP user agent), by the bundled Piper voice,
+espeak-ng and flite (eval/make_audio.py's voices). The server's live feed (the supervisors'
+console's) says what it heard and answered.
 
 - **Latency**: ordinary caller questions of the utility, card line, transit, waste and airline
   suites (eval/*/clean.yaml), each served from its suite's KB. *Perceived*: the caller's last
@@ -56,8 +58,10 @@ from bench.latency import machine, percentile  # noqa: E402
 from eval.make_audio import PEAK, PIPER, RATE, Speaker, check_voices, telephone  # noqa: E402
 from tests.support.carrier import SimulatedCarrier  # noqa: E402
 from tests.support.feed import Feed  # noqa: E402
+from tests.support.sip_caller import SipCaller  # noqa: E402
 from text.words import plain_words  # noqa: E402
 from voice.channels.codecs import AudioFormat  # noqa: E402
+from voice.channels.pbx import sip_port  # noqa: E402
 from voice.clients.client import CallClient  # noqa: E402
 from voice.config import ENV_PREFIX, Settings, load_settings  # noqa: E402
 from voice.eval.suite import load_suite  # noqa: E402
@@ -67,7 +71,7 @@ from voice.ops.services import Services, load_services  # noqa: E402
 
 VOICES = {"piper": PIPER, "espeak": "espeak-ng:en-us+m3", "flite": "flite:slt"}
 """`--voices` names → eval/make_audio.py's voices (a full `engine:NAME` is taken as it is)."""
-PATHS = ("twilio", "call")
+PATHS = ("twilio", "call", "sip")
 TRADES = ("utility", "cardline", "transit", "waste", "airline")
 """The eval suites the latency questions come from, taken in turn."""
 NOT_ORDINARY = ("out-", "price-", "inject-", "human-", "followup-")
@@ -253,6 +257,7 @@ def prepare(
 class Server:
     url: str
     feed: Feed
+    sip_port: int | None
 
 
 @contextlib.asynccontextmanager
@@ -265,8 +270,9 @@ async def serving(services: Services, settings: Settings, kb: str) -> AsyncItera
     collecting = asyncio.create_task(feed.collect())
     kb_services = dataclasses.replace(services, agent=agent, hotwords=agent.vocabulary())
     runner, port = await start_server(kb_services, "127.0.0.1", 0, office)
+    sip = sip_port(runner.app) if settings.sip.listen else None
     try:
-        yield Server(f"ws://127.0.0.1:{port}", feed)
+        yield Server(f"ws://127.0.0.1:{port}", feed, sip)
     finally:
         await runner.cleanup()
         office.close()
@@ -276,15 +282,20 @@ async def serving(services: Services, settings: Settings, kb: str) -> AsyncItera
 async def place_call(server: Server, path: str, spoken: Spoken, number: int) -> Heard:
     """Say `spoken` in a call of its own; hang up once the reply to its last words has begun
     (and, for a split request, `SETTLE_S` later)."""
+    caller_id = f"+1555{number:07d}"
+    caller: PhoneCaller | AppCaller | SipCaller
     if path == "twilio":
-        caller_id = f"+1555{number:07d}"
-        caller: PhoneCaller | AppCaller = PhoneCaller(f"{server.url}/twilio", caller_id)
+        caller = PhoneCaller(f"{server.url}/twilio", caller_id)
+        audio = telephone(spoken.audio, RATE)[0]
+    elif path == "sip":
+        assert server.sip_port is not None
+        caller = SipCaller("127.0.0.1", server.sip_port, caller_id)
         audio = telephone(spoken.audio, RATE)[0]
     else:
         caller, audio = AppCaller(f"{server.url}/call"), spoken.audio
     feed = server.feed
     async with caller:
-        if isinstance(caller, PhoneCaller):
+        if isinstance(caller, PhoneCaller | SipCaller):
             last_voiced_at = await caller.say(audio)
             call_id = feed.call_id(caller_id)
         else:
@@ -293,14 +304,20 @@ async def place_call(server: Server, path: str, spoken: Spoken, number: int) -> 
         deadline = last_voiced_at + REPLY_TIMEOUT_S
         # Polled: the reply's audio reaches the caller, not the feed; its arrival is stamped.
         while time.monotonic() < deadline:
-            if reply_begun_at(feed.of(call_id), last_voiced_at, caller.arrivals) is not None:
+            if reply_begun_at(feed.of(call_id), last_voiced_at, arrivals(caller)) is not None:
                 if spoken.kind == "split":
                     await asyncio.sleep(SETTLE_S)
                 break
             await asyncio.sleep(0.02)
     with contextlib.suppress(TimeoutError):
         await feed.wait_until(lambda: bool(feed.of(call_id, "call.ended")), ENDED_TIMEOUT_S)
-    return Heard(feed.of(call_id), last_voiced_at, list(caller.arrivals))
+    return Heard(feed.of(call_id), last_voiced_at, list(arrivals(caller)))
+
+
+def arrivals(caller: PhoneCaller | AppCaller | SipCaller) -> list[float]:
+    """When each piece of reply audio reached `caller` (on SIP: each packet holding sound; the
+    line carries silence in between)."""
+    return caller.received.arrivals if isinstance(caller, SipCaller) else caller.arrivals
 
 
 def reply_begun_at(events: Rows, last_voiced_at: float, arrivals: list[float]) -> float | None:
@@ -511,7 +528,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=1, help="say everything this many times")
     parser.add_argument("--voices", default="piper,espeak,flite", help="piper, espeak, flite")
-    parser.add_argument("--paths", default="twilio,call", help="twilio, call")
+    parser.add_argument("--paths", default="twilio,call", help="twilio, call, sip")
     parser.add_argument("--questions", type=int, default=10, help="latency questions per voice")
     parser.add_argument("--requests", type=int, default=len(SPLIT_REQUESTS), help="split requests")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE")
@@ -525,6 +542,10 @@ def main() -> None:
     settings = load_settings(
         environ={**os.environ, **overrides(args.set)}, flags={"llm": "extractive"}
     )
+    if "sip" in paths:
+        settings = dataclasses.replace(
+            settings, sip=dataclasses.replace(settings.sip, listen="udp:127.0.0.1:0")
+        )
     logging.basicConfig(level=logging.WARNING)
     asked, split = prepare(voices, args.questions, args.requests, args.rounds)
     result = asyncio.run(run(settings, voices, paths, asked, split))

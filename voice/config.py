@@ -244,6 +244,36 @@ class TwilioSettings:
 
 
 @dataclass(frozen=True)
+class SipSettings:
+    listen: str | None = None
+    """Where the SIP user agent listens for the PBX's calls, "udp:HOST:PORT" or "tcp:HOST:PORT"
+    (e.g. "udp:0.0.0.0:5060"). Not set: no SIP (docs/sip.md)."""
+    allowed_peers: str | None = None
+    """The addresses or networks calls may come from (the PBX, the SBC), separated by commas.
+    Not set: this machine only. A call from elsewhere is refused with 403."""
+    public_address: str | None = None
+    """The address the PBX reaches this server at, written into SIP headers and SDP, when it is
+    not the listening address (behind NAT, or listening on 0.0.0.0)."""
+    transfer_to: str | None = None
+    """Where a handoff sends the caller: a SIP URI for a blind transfer (REFER) once the handoff
+    sentence has played, e.g. "sip:600@pbx.example" (the agents' queue). Not set: the call stays
+    with the assistant, as on `/call`."""
+    codecs: str = "PCMU,PCMA,G722"
+    """The codecs offered, in order of preference (PCMU and PCMA are G.711 μ-law and A-law;
+    G722 is wideband)."""
+    rtp_port: int = 40000
+    """The first UDP port for RTP; each call takes the next free pair."""
+    rtp_port_range: int = 1000
+    """How many ports from `rtp_port` RTP may use."""
+    rtp_timeout_s: float = 30.0
+    """A call whose peer sends no RTP for this long is ended (the peer vanished without BYE)."""
+    answer_timeout_s: float = 5.0
+    """How long an answered call may take to bring its audio up before it is ended."""
+    transfer_timeout_s: float = 10.0
+    """How long a transfer may take to be confirmed before the call is ended anyway."""
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
@@ -256,6 +286,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
+    sip: SipSettings = field(default_factory=SipSettings)
 
     def answering(self) -> AgentSettings:
         """The agent's settings, its embedding cache under `server.data_dir` unless set."""

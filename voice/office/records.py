@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Channel = Literal["call", "phone", "kiosk", "text"]
+Channel = Literal["call", "phone", "sip", "kiosk", "text"]
 """How the caller came: the caller protocol (`/call`), a phone line (`/twilio`), the kiosk page,
 or the text API."""
 

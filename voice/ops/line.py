@@ -46,12 +46,35 @@ METRICS = web.AppKey("metrics", Metrics)
 TOKENS = web.AppKey("tokens", CallerTokens)
 
 
-class WebSocketLine:
-    """Sends on one websocket; a caller that takes nothing for `send_timeout_s` is closed (4409).
+class CallLine:
+    """One caller's connection to the server, whatever carries it (a websocket, a SIP dialog).
 
     `ended` is set when the call is to be closed from the server's side: the caller stopped
-    reading (`closed_code` is then set), or `finish` (a phone handoff, the server shutting down).
+    reading (`closed_code` is then set), or `finish` (a handoff, the server shutting down).
     """
+
+    def __init__(self, address: str = "", vouched: bool = False) -> None:
+        self.address = address
+        """The remote address the connection came from."""
+        self.vouched = vouched
+        """True when the connection itself carried valid credentials (a caller token in its
+        header, a valid carrier signature, an allowed SIP peer): such a caller waits in a room
+        strangers cannot fill."""
+        self.started = False
+        """True once the caller's start message was taken."""
+        self.closed_code: CloseCode | None = None
+        self.ended = asyncio.Event()
+        self.end_reason: str | None = None
+        self.end_code = CloseCode.NORMAL
+
+    def finish(self, reason: str, code: CloseCode = CloseCode.NORMAL) -> None:
+        """End the call from the server's side: `reason` is kept in its record."""
+        self.end_reason, self.end_code = reason, code
+        self.ended.set()
+
+
+class WebSocketLine(CallLine):
+    """Sends on one websocket; a caller that takes nothing for `send_timeout_s` is closed (4409)."""
 
     def __init__(
         self,
@@ -61,29 +84,13 @@ class WebSocketLine:
         vouched: bool = False,
         connection: asyncio.Transport | None = None,
     ) -> None:
+        super().__init__(address, vouched)
         self.ws = ws
         self._connection = connection
         """The connection under the websocket (`web.Request.transport`), dropped when a caller
         who stopped reading does not take the close frame either."""
-        self.address = address
-        """The remote address the connection came from."""
-        self.vouched = vouched
-        """True when the upgrade itself carried valid credentials (a caller token in its
-        header, a valid carrier signature): such a caller waits in a room strangers cannot
-        fill."""
         self._timeout = send_timeout_s
-        self.started = False
-        """True once the caller's start message was taken."""
-        self.closed_code: CloseCode | None = None
-        self.ended = asyncio.Event()
-        self.end_reason: str | None = None
-        self.end_code = CloseCode.NORMAL
         self._pending: set[asyncio.Future[None]] = set()
-
-    def finish(self, reason: str, code: CloseCode = CloseCode.NORMAL) -> None:
-        """End the call from the server's side: `reason` is kept in its record."""
-        self.end_reason, self.end_code = reason, code
-        self.ended.set()
 
     async def send_str(self, text: str) -> None:
         self._check_open()
@@ -146,20 +153,20 @@ class Lines:
     """Every caller connection open on the server, started or not. Used from one event loop."""
 
     def __init__(self) -> None:
-        self._lines: set[WebSocketLine] = set()
+        self._lines: set[CallLine] = set()
         self._none = asyncio.Event()
         self._none.set()
 
-    def add(self, line: WebSocketLine) -> None:
+    def add(self, line: CallLine) -> None:
         self._lines.add(line)
         self._none.clear()
 
-    def discard(self, line: WebSocketLine) -> None:
+    def discard(self, line: CallLine) -> None:
         self._lines.discard(line)
         if not self._lines:
             self._none.set()
 
-    def __iter__(self) -> Iterator[WebSocketLine]:
+    def __iter__(self) -> Iterator[CallLine]:
         return iter(self._lines)
 
     def __len__(self) -> int:
@@ -364,7 +371,7 @@ class StartedCall:
 async def serve_call(
     app: web.Application,
     call: StartedCall,
-    line: WebSocketLine,
+    line: CallLine,
     transport: Transport,
     receive: Receiver,
     greet: Callable[[], Coroutine[Any, Any, None]] | None = None,
@@ -401,7 +408,7 @@ async def serve_call(
 async def _watched(
     app: web.Application,
     call: StartedCall,
-    line: WebSocketLine,
+    line: CallLine,
     transport: Transport,
     receive: Receiver,
     greet: Callable[[], Coroutine[Any, Any, None]] | None,
@@ -430,7 +437,7 @@ async def _watched(
 
 async def _run(
     session: CallSession,
-    line: WebSocketLine,
+    line: CallLine,
     receive: Receiver,
     greet: Callable[[], Coroutine[Any, Any, None]] | None,
     max_call_s: float,
@@ -509,7 +516,7 @@ async def drain(app: web.Application, grace_s: float) -> None:
         await asyncio.gather(*finishing, return_exceptions=True)
     lines = app[LINES]
     for line in list(lines):
-        if line.started:
+        if line.started or not isinstance(line, WebSocketLine):
             line.finish("server_shutdown", CloseCode.GOING_AWAY)
         else:
             with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):

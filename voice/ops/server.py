@@ -10,7 +10,7 @@ import logging
 from aiohttp import web
 
 from tts.normalize import normalize_for_speech
-from voice.channels import caller, kiosk, phone
+from voice.channels import caller, kiosk, pbx, phone
 from voice.office import console
 from voice.office.backoffice import OFFICE, Office
 from voice.office.spool import SpooledStore
@@ -72,6 +72,7 @@ def create_app(services: Services, office: Office | None = None) -> web.Applicat
     caller.add_routes(app)
     phone.add_routes(app)
     kiosk.add_routes(app)
+    pbx.add_sip(app)
     app.router.add_get("/healthz", health_handler)
     app.router.add_get("/readyz", ready_handler)
     app.router.add_get("/metrics", metrics_handler)

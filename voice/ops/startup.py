@@ -18,7 +18,7 @@ import socket
 import sqlite3
 from typing import TYPE_CHECKING
 
-from voice.config import ConfigError, Settings
+from voice.config import ConfigError, Settings, SipSettings
 
 if TYPE_CHECKING:  # loading them loads the models' libraries: not for a command that fails
     from voice.office.backoffice import Office
@@ -69,6 +69,36 @@ def check_settings(settings: Settings) -> None:
             model_file(settings.agent.embedding_model)
     except (FileNotFoundError, EmbedderError) as err:
         raise StartupError(str(err), 2) from None
+    if settings.sip.listen is not None:
+        check_sip(settings.sip)
+
+
+def check_sip(settings: SipSettings) -> None:
+    """`sip.*` parse, and PJSIP is installed.
+
+    Raises:
+        ConfigError: a `sip.*` setting is wrong.
+        StartupError: PJSIP is missing.
+    """
+    import importlib.util
+
+    from voice.channels.sip import ListenAddress, Peers
+
+    assert settings.listen is not None
+    for key, parse in (("listen", ListenAddress.parse), ("allowed_peers", Peers.parse)):
+        try:
+            parse(getattr(settings, key))
+        except ValueError as err:
+            raise ConfigError(f"sip.{key}: {err}") from None
+    target = settings.transfer_to
+    if target is not None and target.partition(":")[0].lower() not in ("sip", "sips", "tel"):
+        raise ConfigError(f"sip.transfer_to: {target!r} is not a sip:, sips: or tel: URI")
+    if importlib.util.find_spec("pjsua2") is None:
+        raise StartupError(
+            "sip.listen is set, but PJSIP is not installed here "
+            "(pip install pjsua2-python; its wheels are for x86-64 Linux, Python 3.10-3.12)",
+            2,
+        )
 
 
 async def check_port(host: str, port: int) -> None:
@@ -151,6 +181,8 @@ async def serve(settings: Settings) -> None:
         log.info("phone carriers on ws://%s:%d/twilio", host, port)
         log.info("kiosk page on http://%s:%d/", host, port)
         log.info("supervisor console on http://%s:%d/console", host, port)
+        if settings.sip.listen is not None:
+            log.info("SIP calls from the PBX on %s", settings.sip.listen)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

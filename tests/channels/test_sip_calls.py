@@ -1,0 +1,251 @@
+"""SIP calls for real: Debian's baresip phone calls `voicedesk serve`'s SIP user agent on
+loopback, plays a question spoken by the bundled voice, and records what comes back, which real
+faster-whisper transcribes. Raw SIP over UDP checks what a phone would never send. These run in
+real time: RTP is paced by the line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from agent.selection import build_agent
+from agent.types import AgentSettings
+from tests.support.feed import Feed
+from tests.support.servers import make_services
+from tests.support.sip_caller import SipCaller, sdp_offer, sip_request
+from tests.support.sip_peer import Baresip, free_udp_port, need_baresip
+from voice.channels.codecs import int16_to_float, resample
+from voice.channels.pbx import sip_port
+from voice.config import ServerSettings, Settings
+from voice.office.backoffice import Office, open_office
+from voice.ops.line import ADMISSION, METRICS
+from voice.ops.server import start_server
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture(autouse=True)
+def _baresip_here() -> None:
+    need_baresip()
+
+
+RETURNS = "How many days do I have to return a product?"
+
+
+@dataclass
+class SipServer:
+    uri: str
+    port: int
+    feed: Feed
+    app: web.Application
+    office: Office
+
+
+@contextlib.asynccontextmanager
+async def sip_server(models, data_dir: Path | None = None, **sip) -> AsyncIterator[SipServer]:
+    """The server with SIP on a free port of loopback, its records in `data_dir` (or none)."""
+    agent, _ = build_agent(AgentSettings(backend="extractive"))
+    office = Office()
+    if data_dir is not None:
+        office = open_office(replace(Settings(), server=ServerSettings(data_dir=data_dir)))
+    feed = Feed(office.hub)
+    collecting = asyncio.create_task(feed.collect())
+    services = make_services(models, agent, sip={"listen": "udp:127.0.0.1:0", **sip})
+    runner, _ = await start_server(services, "127.0.0.1", 0, office)
+    port = sip_port(runner.app)
+    try:
+        yield SipServer(f"sip:voicedesk@127.0.0.1:{port}", port, feed, runner.app, office)
+    finally:
+        await runner.cleanup()
+        office.close()
+        await asyncio.gather(collecting, return_exceptions=True)
+
+
+def transcribe(models, audio: np.ndarray, rate: int) -> str:
+    samples = resample(int16_to_float(audio), rate, 16000).astype(np.float32)
+    return models.transcriber.transcribe_blocking(samples).text
+
+
+def words(text: str) -> set[str]:
+    return {w.strip(".,!?").lower() for w in text.split() if w.strip(".,!?")}
+
+
+async def test_a_spoken_question_is_answered_over_sip(models, say, tmp_path):
+    question = (say(RETURNS, rate=8000) * 32767).astype(np.int16)
+    async with (
+        sip_server(models, tmp_path / "data") as server,
+        Baresip(tmp_path / "phone", question, user="sipcaller1") as phone,
+    ):
+        await phone.dial(server.uri)
+        end = await server.feed.wait_for("sipcaller1", lambda e: e["type"] == "reply.end")
+        await asyncio.sleep(0.5)
+        await phone.hang_up()
+        await server.feed.wait_for("sipcaller1", lambda e: e["type"] == "call.ended")
+        call_id = server.feed.call_id("sipcaller1")
+        store, recordings = server.office.store, server.office.recordings_dir
+        assert store is not None and recordings is not None and call_id is not None
+        assert store.flush(10)
+        record = store.call(call_id)
+    started = server.feed.of(call_id, "call.started")[0]
+    assert started["channel"] == "sip"
+    final = server.feed.of(call_id, "transcript.final")[0]
+    assert {"return", "product"} <= words(final["text"])
+    assert not end["interrupted"] and end["heard"] == end["text"]
+    # The phone received the answer: what it recorded says what the server said.
+    received, rate = phone.received()
+    heard = words(transcribe(models, received, rate))
+    said = words(end["text"])
+    assert len(heard & said) >= len(said) // 2, heard
+    ended = server.feed.of(call_id, "call.ended")[0]
+    assert ended["reason"] == "hangup"
+    # The records hold the call, its turn and its stereo recording.
+    assert record is not None and record.call.channel == "sip"
+    assert record.call.caller_id == "sipcaller1" and record.call.end_reason == "hangup"
+    assert record.call.metadata["codec"] == "PCMU"
+    [turn] = record.turns
+    assert turn.question == final["text"] and turn.reply == end["text"]
+    assert record.call.recording is not None
+    with wave.open(str(recordings / record.call.recording)) as recording:
+        assert recording.getnchannels() == 2 and recording.getnframes() > 16000 * 5
+
+
+async def test_keypad_zero_hands_off_with_a_transfer_to_the_queue(models, say, tmp_path):
+    """DTMF 0 asks for a person: the handoff sentence plays, then a REFER sends the phone to
+    `sip.transfer_to`, where the phone's INVITE arrives (a UDP socket stands in for the queue)."""
+    queue = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    queue.bind(("127.0.0.1", free_udp_port()))
+    queue.setblocking(False)
+    target = f"sip:600@127.0.0.1:{queue.getsockname()[1]}"
+    silence = np.zeros(8000, dtype=np.int16)
+    try:
+        async with (
+            sip_server(models, transfer_to=target) as server,
+            Baresip(tmp_path / "phone", silence, user="sipcaller2") as phone,
+        ):
+            await phone.dial(server.uri)
+            await server.feed.wait_for("sipcaller2", lambda e: e["type"] == "call.started")
+            await asyncio.sleep(1.0)
+            await phone.key("0")
+            end = await server.feed.wait_for("sipcaller2", lambda e: e["type"] == "reply.end")
+            invite = await _receive(queue, timeout=20)
+            ended = await server.feed.wait_for(
+                "sipcaller2", lambda e: e["type"] == "call.ended", timeout=20
+            )
+    finally:
+        queue.close()
+    assert end["handoff"]
+    assert invite.startswith("INVITE sip:600@127.0.0.1")
+    assert ended["reason"] == "handoff"
+
+
+async def test_keypad_by_sip_info_reaches_the_call_too(models):
+    """Some PBXs send keypad digits as SIP INFO rather than in the RTP stream."""
+    async with (
+        sip_server(models) as server,
+        SipCaller("127.0.0.1", server.port, "sipcaller4") as phone,
+    ):
+        await server.feed.wait_for("sipcaller4", lambda e: e["type"] == "call.started")
+        assert (await phone.press("0")).startswith("SIP/2.0 200")
+        end = await server.feed.wait_for("sipcaller4", lambda e: e["type"] == "reply.end")
+    assert end["handoff"]
+    call_id = server.feed.call_id("sipcaller4")
+    [final] = server.feed.of(call_id, "transcript.final")
+    assert final["text"] == "[keypad 0]"
+
+
+async def test_a_peer_not_allowed_is_refused(models, tmp_path):
+    async with (
+        sip_server(models, allowed_peers="10.0.0.0/8") as server,
+        Baresip(tmp_path / "phone", np.zeros(8000, dtype=np.int16), user="stranger") as phone,
+    ):
+        await phone.dial(server.uri)
+        line = await phone.wait_for_log("403", timeout=10)
+        assert "Forbidden" in line
+        assert server.feed.call_id("stranger") is None
+        metrics = server.app[METRICS].render().decode()
+        assert re.search(r'refused_total\{reason="unauthorized"\} 1\.0', metrics)
+
+
+async def test_bad_sip_never_reaches_a_call_and_the_server_goes_on(models):
+    async with sip_server(models) as server:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.bind(("127.0.0.1", 0))
+            raw.setblocking(False)
+            here, peer = raw.getsockname()[1], ("127.0.0.1", server.port)
+            raw.sendto(b"\x00\xffnot SIP at all\r\n\r\n", peer)
+            raw.sendto(b"INVITE nowhere SIP/9.9\r\nVia: ???\r\n\r\n", peer)
+            # An INVITE offering only a codec the server does not take: 488.
+            invite = sip_request("INVITE", peer, here, body=sdp_offer(49170, {18: "G729/8000"}))
+            raw.sendto(invite, peer)
+            response = await _final_response(raw)
+            assert response.startswith("SIP/2.0 488"), response
+            # The server still answers.
+            raw.sendto(sip_request("OPTIONS", peer, here), peer)
+            assert (await _final_response(raw)).startswith("SIP/2.0 200")
+        assert not server.feed.events or all(
+            e["type"] != "call.started" for e in server.feed.events
+        )
+
+
+async def test_a_phone_that_vanishes_without_bye_is_ended_after_the_rtp_timeout(
+    models, say, tmp_path
+):
+    question = (say(RETURNS, rate=8000) * 32767).astype(np.int16)
+    async with sip_server(models, rtp_timeout_s=2.0) as server:
+        async with Baresip(tmp_path / "phone", question, user="sipcaller3") as phone:
+            await phone.dial(server.uri)
+            await server.feed.wait_for("sipcaller3", lambda e: e["type"] == "transcript.final")
+            assert phone.pid is not None
+            os.kill(phone.pid, signal.SIGKILL)  # no BYE, no more RTP
+        ended = await server.feed.wait_for(
+            "sipcaller3", lambda e: e["type"] == "call.ended", timeout=15
+        )
+    assert ended["reason"] == "rtp_timeout"
+    call_id = server.feed.call_id("sipcaller3")
+    assert server.feed.of(call_id, "transcript.final")
+
+
+# ------------------------------------------------------------------------------ raw SIP
+
+
+async def _final_response(raw: socket.socket, timeout: float = 5) -> str:
+    """The first response over 199 (provisional ones are skipped)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            text = await _receive(raw, timeout)
+            status = text.split(" ", 2)[1] if text.startswith("SIP/2.0 ") else ""
+            if status.isdigit() and int(status) >= 200:
+                return text
+
+
+async def _receive(sock: socket.socket, timeout: float) -> str:
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        data = await loop.sock_recv(sock, 65536)
+    return data.decode(errors="replace")
+
+
+async def test_a_call_over_the_line_limit_gets_busy(models):
+    async with sip_server(models) as server:
+        server.app[ADMISSION].max_calls = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.bind(("127.0.0.1", 0))
+            raw.setblocking(False)
+            here, peer = raw.getsockname()[1], ("127.0.0.1", server.port)
+            invite = sip_request("INVITE", peer, here, body=sdp_offer(49170, {0: "PCMU/8000"}))
+            raw.sendto(invite, peer)
+            response = await _final_response(raw)
+    assert response.startswith("SIP/2.0 486"), response
+    assert re.search(r'refused_total\{reason="busy"\} 1\.0', server.app[METRICS].render().decode())
