@@ -271,6 +271,16 @@ class SipSettings:
     """How long an answered call may take to bring its audio up before it is ended."""
     transfer_timeout_s: float = 10.0
     """How long a transfer may take to be confirmed before the call is ended anyway."""
+    registrar: str | None = None
+    """Register with the PBX as an extension: its registrar's SIP URI (e.g. "sip:10.0.0.5").
+    Not set: no registration (the PBX sends calls to `listen`'s address, as a trunk)."""
+    user: str = "voicedesk"
+    """The extension's user name: in our SIP address, and for digest authentication."""
+    password: str | None = None
+    """The extension's password, for digest authentication to the PBX. A secret: set it with
+    VOICEDESK_SIP_PASSWORD rather than in a file."""
+    register_expiry_s: int = 300
+    """How long a registration lasts before it is renewed."""
 
 
 @dataclass(frozen=True)
@@ -311,7 +321,7 @@ FLAG_KEYS: Mapping[str, str] = {
 
 ENV_PREFIX = "VOICEDESK_"
 
-SECRETS = frozenset({"twilio.auth_token", "auth.caller_tokens"})
+SECRETS = frozenset({"twilio.auth_token", "auth.caller_tokens", "sip.password"})
 """Settings that `settings_as_toml` never prints."""
 
 

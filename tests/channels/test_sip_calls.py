@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -249,3 +250,76 @@ async def test_a_call_over_the_line_limit_gets_busy(models):
             response = await _final_response(raw)
     assert response.startswith("SIP/2.0 486"), response
     assert re.search(r'refused_total\{reason="busy"\} 1\.0', server.app[METRICS].render().decode())
+
+
+async def test_the_server_registers_with_the_pbx_as_an_extension(models):
+    """With `sip.registrar` set, the server registers and answers the digest challenge with
+    its password; a UDP socket stands in for the PBX's registrar."""
+    registrar = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    registrar.bind(("127.0.0.1", 0))
+    registrar.setblocking(False)
+    uri = f"sip:127.0.0.1:{registrar.getsockname()[1]}"
+    loop = asyncio.get_running_loop()
+    try:
+        async with sip_server(
+            models, registrar=uri, user="201", password="s3cret", allowed_peers="127.0.0.1"
+        ) as server:
+            first, source = await loop.sock_recvfrom(registrar, 65536)
+            register = first.decode()
+            assert register.startswith(f"REGISTER {uri} SIP/2.0")
+            assert "Authorization" not in register
+            registrar.sendto(_challenge(register), source)
+            second, source = await loop.sock_recvfrom(registrar, 65536)
+            answered = second.decode()
+            assert _digest_valid(answered, "201", "s3cret", uri)
+            assert f"<sip:201@127.0.0.1:{server.port}" in _header_of(answered, "Contact")
+            registrar.sendto(_registered(answered), source)
+            metrics = server.app[METRICS]
+            async with asyncio.timeout(5):
+                # A gauge read at each scrape: polled, there is nothing to wait on.
+                while "voicedesk_sip_registered 1.0" not in metrics.render().decode():  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+    finally:
+        registrar.close()
+
+
+NONCE = "f84f1cec41e6cbe5aea9c8e88d359"
+
+
+def _header_of(message: str, name: str) -> str:
+    for line in message.split("\r\n"):
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return ""
+
+
+def _response_to(request: str, status: str, *extra: str) -> bytes:
+    kept = [f"{name}: {_header_of(request, name)}" for name in ("Via", "From", "To", "Call-ID")]
+    kept.append(f"CSeq: {_header_of(request, 'CSeq')}")
+    lines = [f"SIP/2.0 {status}", *kept, *extra, "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _challenge(register: str) -> bytes:
+    realm = f'Digest realm="pbx", nonce="{NONCE}", algorithm=MD5'
+    return _response_to(register, "401 Unauthorized", f"WWW-Authenticate: {realm}")
+
+
+def _registered(register: str) -> bytes:
+    contact = _header_of(register, "Contact")
+    return _response_to(register, "200 OK", f"Contact: {contact};expires=300")
+
+
+def _digest_valid(register: str, user: str, password: str, uri: str) -> bool:
+    """RFC 2617's check of an Authorization header without qop."""
+    header = _header_of(register, "Authorization")
+    fields = dict(re.findall(r'(\w+)="?([^",]*)"?', header))
+    ha1 = hashlib.md5(f"{user}:pbx:{password}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"REGISTER:{fields.get('uri', '')}".encode()).hexdigest()
+    expected = hashlib.md5(f"{ha1}:{NONCE}:{ha2}".encode()).hexdigest()
+    return (
+        fields.get("username") == user
+        and fields.get("uri") == uri
+        and fields.get("response") == expected
+    )

@@ -127,6 +127,12 @@ async def _start_agent(app: web.Application) -> None:
     except RuntimeError as err:
         raise StartupError(f"SIP cannot listen on {settings.sip.listen}: {err}") from None
     app[SIP_AGENT] = agent
+    if settings.sip.registrar is not None:
+        app[METRICS].watch(
+            "voicedesk_sip_registered",
+            lambda: float(agent.registered),
+            "1 while the registration with sip.registrar holds, else 0.",
+        )
     log.info("SIP: listening on %s (port %d)", settings.sip.listen, agent.port)
 
 

@@ -197,6 +197,12 @@ class SipAgent:
             self._commands.put(None)
             self._thread.join(timeout_s)
 
+    @property
+    def registered(self) -> bool:
+        """True while the registration with `sip.registrar` holds."""
+        account = getattr(self, "_account", None)
+        return bool(account is not None and account.registered)
+
     def act(self, call: SipCall, action: Callable[[_PjCall], None]) -> None:
         """Do `action` to `call`'s PJSUA2 object in the SIP thread, soon (within `POLL_MS`);
         nothing once the call is over. The event loop never holds PJSUA2 objects: one that
@@ -266,7 +272,15 @@ class SipAgent:
         if ":" in host:
             host = f"[{host}]"
         config = pj.AccountConfig()
-        config.idUri = f"sip:voicedesk@{host}:{self.port}"
+        config.idUri = f"sip:{settings.user}@{host}:{self.port}"
+        if settings.registrar is not None:
+            domain = settings.registrar.partition(":")[2].partition(";")[0]
+            config.idUri = f"sip:{settings.user}@{domain}"
+            config.regConfig.registrarUri = settings.registrar
+            config.regConfig.timeoutSec = settings.register_expiry_s
+            if settings.password is not None:
+                credentials = pj.AuthCredInfo("digest", "*", settings.user, 0, settings.password)
+                config.sipConfig.authCreds.append(credentials)
         media = config.mediaConfig.transportConfig
         media.port = settings.rtp_port
         media.portRange = settings.rtp_port_range
@@ -358,11 +372,20 @@ class _Account(pj.Account):  # type: ignore[misc]
         super().__init__()
         self.agent = agent
         self.calls: dict[int, _PjCall] = {}
+        self.registered = False
+        """True while the registration with `sip.registrar` holds."""
 
     def onIncomingCall(self, param: Any) -> None:  # noqa: N802 (PJSUA2's name)
         pj_call = _PjCall(self, param.callId)
         self.calls[param.callId] = pj_call
         pj_call.handle = self.agent._offer(pj_call, param.rdata.srcAddress)
+
+    def onRegState(self, param: Any) -> None:  # noqa: N802
+        registered = param.code // 100 == 2 and param.expiration > 0
+        if registered != self.registered:
+            self.registered = registered
+            level = logging.INFO if registered else logging.WARNING
+            log.log(level, "SIP registration: %d %s", param.code, param.reason)
 
     def check_calls(self, now: float) -> None:
         """Forget calls that ended; end those whose peer stopped sending RTP."""

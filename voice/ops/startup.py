@@ -90,9 +90,10 @@ def check_sip(settings: SipSettings) -> None:
             parse(getattr(settings, key))
         except ValueError as err:
             raise ConfigError(f"sip.{key}: {err}") from None
-    target = settings.transfer_to
-    if target is not None and target.partition(":")[0].lower() not in ("sip", "sips", "tel"):
-        raise ConfigError(f"sip.transfer_to: {target!r} is not a sip:, sips: or tel: URI")
+    for key in ("transfer_to", "registrar"):
+        uri = getattr(settings, key)
+        if uri is not None and uri.partition(":")[0].lower() not in ("sip", "sips", "tel"):
+            raise ConfigError(f"sip.{key}: {uri!r} is not a sip:, sips: or tel: URI")
     if importlib.util.find_spec("pjsua2") is None:
         raise StartupError(
             "sip.listen is set, but PJSIP is not installed here "
