@@ -271,6 +271,11 @@ class SipSettings:
     """How long an answered call may take to bring its audio up before it is ended."""
     transfer_timeout_s: float = 10.0
     """How long a transfer may take to be confirmed before the call is ended anyway."""
+    transfer_failed_message: str = (
+        "Sorry, I couldn't put you through to a person right now. I can keep helping, or you "
+        "can call again later."
+    )
+    """Said when the PBX refuses the transfer; the call stays with the assistant."""
     registrar: str | None = None
     """Register with the PBX as an extension: its registrar's SIP URI (e.g. "sip:10.0.0.5").
     Not set: no registration (the PBX sends calls to `listen`'s address, as a trunk)."""

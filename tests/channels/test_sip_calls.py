@@ -151,6 +151,41 @@ async def test_keypad_zero_hands_off_with_a_transfer_to_the_queue(models, say, t
     assert ended["reason"] == "handoff"
 
 
+async def test_a_transfer_the_pbx_refuses_keeps_the_caller_with_the_assistant(models, tmp_path):
+    """The transfer target answers baresip's INVITE with 486: baresip reports it in its NOTIFY,
+    and the caller is told and stays in the call."""
+    queue = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    queue.bind(("127.0.0.1", 0))
+    queue.setblocking(False)
+    target = f"sip:600@127.0.0.1:{queue.getsockname()[1]}"
+    loop = asyncio.get_running_loop()
+    failed = Settings().sip.transfer_failed_message
+    try:
+        async with (
+            sip_server(models, transfer_to=target) as server,
+            Baresip(tmp_path / "phone", np.zeros(8000, np.int16), user="sipcaller5") as phone,
+        ):
+            await phone.dial(server.uri)
+            await server.feed.wait_for("sipcaller5", lambda e: e["type"] == "call.started")
+            await phone.key("0")
+            data, source = await asyncio.wait_for(loop.sock_recvfrom(queue, 65536), 20)
+            invite = data.decode()
+            assert invite.startswith("INVITE sip:600@127.0.0.1")
+            queue.sendto(_response_to(invite, "486 Busy Here"), source)
+            told = await server.feed.wait_for(
+                "sipcaller5", lambda e: e["type"] == "reply.end" and e["text"] == failed
+            )
+            await asyncio.sleep(1.0)
+            call_id = server.feed.call_id("sipcaller5")
+            assert not server.feed.of(call_id, "call.ended")
+            await phone.hang_up()
+            ended = await server.feed.wait_for("sipcaller5", lambda e: e["type"] == "call.ended")
+    finally:
+        queue.close()
+    assert not told["handoff"]
+    assert ended["reason"] == "hangup"
+
+
 async def test_keypad_by_sip_info_reaches_the_call_too(models):
     """Some PBXs send keypad digits as SIP INFO rather than in the RTP stream."""
     async with (

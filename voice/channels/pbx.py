@@ -46,8 +46,9 @@ class SipTransport:
     clock; a mark is reported when the audio before it has gone out on the line, which is what
     the caller heard. Barge-in drops what waits. A handoff transfers the call to
     `sip.transfer_to` (REFER) once its words have played, and the call ends when the transfer
-    is confirmed (or after `sip.transfer_timeout_s`); without a target the call stays with the
-    assistant. Text events stay on the server: the console and the records."""
+    is confirmed (or after `sip.transfer_timeout_s`); a refused transfer is told to the caller,
+    who stays with the assistant, as does a call without a target. Text events stay on the
+    server: the console and the records."""
 
     def __init__(self, call: SipCall, line: CallLine, settings: SipSettings) -> None:
         self._call = call
@@ -73,6 +74,20 @@ class SipTransport:
             )
         elif isinstance(event, protocol.Error):
             log.warning("SIP caller not told: %s", event.code)
+
+    async def transferred(self, status: int, session: CallSession) -> None:
+        """The transfer's outcome, as the PBX reports it: done, the call ends as a handoff;
+        refused, the caller is told and stays with the assistant."""
+        if self.transferring is None:
+            return
+        if status < 300:
+            log.info("SIP transfer made (%d)", status)
+            self._line.finish("handoff")
+            return
+        log.warning("SIP transfer refused (%d); the call stays with the assistant", status)
+        self.transferring.cancel()
+        self.transferring = None
+        await session.say(self._settings.transfer_failed_message)
 
     async def send_audio(self, data: bytes) -> None:
         if self._call.over:
@@ -189,7 +204,7 @@ async def _serve(app: web.Application, call: SipCall) -> None:
                 StartedCall(call_id, start, "sip"),
                 line,
                 transport,
-                lambda session, ending: _receive(call, line, session, ending),
+                lambda session, ending: _receive(call, transport, session, ending),
             )
         finally:
             app[LINES].discard(line)
@@ -201,7 +216,9 @@ async def _serve(app: web.Application, call: SipCall) -> None:
         log.info("SIP call ended: %s", ending.reason)
 
 
-async def _receive(call: SipCall, line: CallLine, session: CallSession, ending: Ending) -> None:
+async def _receive(
+    call: SipCall, transport: SipTransport, session: CallSession, ending: Ending
+) -> None:
     """Read what the SIP side says of `call` into the session until the call is over."""
     while True:
         news = await call.news.get()
@@ -210,11 +227,9 @@ async def _receive(call: SipCall, line: CallLine, session: CallSession, ending: 
         elif isinstance(news, Keyed):
             if news.digit in protocol.DIGITS:
                 await session.on_key(news.digit)
-        elif isinstance(news, Transferred):
-            if news.final:
-                outcome = "made" if news.status < 300 else "refused"
-                log.info("SIP transfer %s (%d)", outcome, news.status)
-                line.finish("handoff")
+        elif isinstance(news, Transferred) and news.final:
+            await transport.transferred(news.status, session)
         elif isinstance(news, Gone):
-            ending.reason = news.reason
+            # The PBX hangs up on us once it has taken the caller on.
+            ending.reason = "handoff" if transport.transferring is not None else news.reason
             return
