@@ -18,6 +18,11 @@ playback ran dry after the first frame, `Turn.stall_ms`). With --flood N one mor
 N questions a second on `/call` all the while (it is not measured). With --soak also: the
 server's memory (its process and its model workers) every 10 s, growth between minute 2 and the
 end, and asyncio tasks and open files before the calls and after they all ended.
+
+With --sip the callers call the server's SIP user agent instead (tests/support/sip_caller.py:
+the same questions as 8 kHz G.711 μ-law RTP), and what is measured is what a SIP phone can
+tell: perceived (last voiced packet sent → first packet of reply sound received), and questions
+left without a reply. A reply is over once no sound came for `SIP_QUIET_S`.
 """
 
 from __future__ import annotations
@@ -45,11 +50,15 @@ sys.path.insert(0, str(BENCH))
 
 from latency import QUESTIONS, machine, percentile  # noqa: E402
 
+from tests.support.sip_caller import SipCaller  # noqa: E402
 from voice.channels.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
 from voice.clients.client import CallClient  # noqa: E402
 
 PCM16 = AudioFormat("pcm16", 16000)
 TURNS_PER_CALL = 3
+SIP_QUIET_S = 1.5
+"""A SIP caller takes the reply as over once no sound came for this long."""
+SIP_REPLY_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -70,17 +79,20 @@ class Server:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.port: int | None = None
+        self.sip_port: int | None = None
         self.log: list[str] = []
         self.reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, data_dir: str, max_calls: int) -> Server:
+    async def start(cls, data_dir: str, max_calls: int, sip: bool = False) -> Server:
         env = {
             **os.environ,
             "VOICEDESK_LLM": "extractive",
             "VOICEDESK_DATA_DIR": data_dir,
             "VOICEDESK_LIMITS_MAX_CALLS": str(max_calls),
         }
+        if sip:
+            env["VOICEDESK_SIP_LISTEN"] = "udp:127.0.0.1:0"
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "voice.cli", "serve", "--port", "0",
             env=env, cwd=data_dir, stdin=asyncio.subprocess.DEVNULL,
@@ -88,7 +100,7 @@ class Server:
         )  # fmt: skip
         server = cls(process)
         deadline = time.monotonic() + 180
-        while server.port is None:
+        while server.port is None or (sip and server.sip_port is None):
             if process.returncode is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start:\n" + "\n".join(server.log))
             await asyncio.sleep(0.2)
@@ -102,6 +114,9 @@ class Server:
             found = re.search(r"serving callers on ws://[\d.]+:(\d+)/call", line)
             if found:
                 self.port = int(found.group(1))
+            found = re.search(r"SIP: listening on \S+ \(port (\d+)\)", line)
+            if found:
+                self.sip_port = int(found.group(1))
 
     @property
     def url(self) -> str:
@@ -203,6 +218,52 @@ async def caller(
             tally.errors.append(f"caller {number}: {err!r}")
 
 
+async def sip_caller(
+    number: int, port: int, clips: dict[str, np.ndarray], until: float, tally: Tally
+) -> None:
+    """`caller`, over SIP: the questions at 8 kHz as RTP; a reply's start and end are told by
+    sound in the packets."""
+    rng = random.Random(number)
+    await asyncio.sleep(number * 1.0)
+    while time.monotonic() < until:
+        try:
+            async with SipCaller("127.0.0.1", port, f"+1555{number:07d}") as call:
+                tally.calls += 1
+                for _ in range(TURNS_PER_CALL):
+                    if time.monotonic() >= until:
+                        break
+                    question = rng.choice(QUESTIONS)
+                    last_voiced = await call.say(resample(clips[question], 16000, 8000))
+                    begun = await _sound_after(call, last_voiced, SIP_REPLY_TIMEOUT_S)
+                    if begun is None:
+                        tally.errors.append(f"caller {number}: no reply to {question!r}")
+                        continue
+                    await _quiet_for(call, SIP_QUIET_S)
+                    perceived = round((begun - last_voiced) * 1000)
+                    tally.turns.append({"question": question, "perceived": perceived})
+                    await asyncio.sleep(rng.uniform(1, 3))
+        except (TimeoutError, ConnectionError, OSError) as err:
+            tally.errors.append(f"caller {number}: {err!r}")
+
+
+async def _sound_after(call: SipCaller, since: float, timeout: float) -> float | None:
+    """When the first packet of sound after `since` arrived (None after `timeout` s)."""
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        arrivals = call.received.arrivals
+        if arrivals and arrivals[-1] > since:
+            return next(at for at in arrivals if at > since)
+        await asyncio.sleep(0.01)
+    return None
+
+
+async def _quiet_for(call: SipCaller, quiet_s: float) -> None:
+    """Return once no sound has come for `quiet_s`."""
+    # Packets arrive 50 a second whether they hold sound or not: polled, nothing to wait on.
+    while time.monotonic() - call.received.arrivals[-1] < quiet_s:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
 def _check(turn: Any, question: str, tally: Tally) -> None:
     received_ms = len(turn.audio) // PCM16.bytes_per_sample * 1000 // PCM16.sample_rate
     if turn.ignored or not turn.reply:
@@ -231,10 +292,12 @@ async def flooder(url: str, per_s: float, until: float, tally: Tally) -> None:
         tally.errors.append(f"flooder: {err!r}")
 
 
-async def run(callers: int, minutes: float, soak: bool, flood: float = 0.0) -> dict[str, Any]:
+async def run(
+    callers: int, minutes: float, soak: bool, flood: float = 0.0, sip: bool = False
+) -> dict[str, Any]:
     clips = make_clips()
     with tempfile.TemporaryDirectory() as data_dir:
-        server = await Server.start(data_dir, max_calls=callers + (1 if flood else 0))
+        server = await Server.start(data_dir, max_calls=callers + (1 if flood else 0), sip=sip)
         try:
             await asyncio.sleep(2)
             before, files_before = await server.gauges(), server.open_files()
@@ -253,9 +316,14 @@ async def run(callers: int, minutes: float, soak: bool, flood: float = 0.0) -> d
 
             sampler = asyncio.create_task(sample())
             flooding = [flooder(server.url, flood, until, tally)] if flood else []
-            await asyncio.gather(
-                *(caller(n, server.url, clips, until, tally) for n in range(callers)), *flooding
-            )
+            if sip:
+                assert server.sip_port is not None
+                calling = [
+                    sip_caller(n, server.sip_port, clips, until, tally) for n in range(callers)
+                ]
+            else:
+                calling = [caller(n, server.url, clips, until, tally) for n in range(callers)]
+            await asyncio.gather(*calling, *flooding)
             sampler.cancel()
             memory.append((round(time.monotonic() - began), server.memory_mb()))
             for _ in range(30):  # closing sockets settle within seconds
@@ -284,6 +352,7 @@ async def run(callers: int, minutes: float, soak: bool, flood: float = 0.0) -> d
     result: dict[str, Any] = {
         "machine": machine(),
         "callers": callers,
+        "path": "sip" if sip else "call",
         "minutes": minutes,
         "calls": tally.calls,
         "turns": len(tally.turns),
@@ -293,7 +362,7 @@ async def run(callers: int, minutes: float, soak: bool, flood: float = 0.0) -> d
         "answer_first_text_ms": stats("answer"),
         "tts_first_audio_ms": stats("speech"),
         "stall_in_reply_ms": stats("stall"),
-        "replies_with_a_stall_over_200_ms": sum(1 for t in tally.turns if t["stall"] > 200),
+        "replies_with_a_stall_over_200_ms": sum(1 for t in tally.turns if t.get("stall", 0) > 200),
         "flood_per_s": flood,
         "flood_questions_sent": tally.flood_sent,
         "errors": tally.errors,
@@ -330,9 +399,10 @@ def main() -> None:
         default=0.0,
         help="one more caller typing this many questions a second",
     )
+    parser.add_argument("--sip", action="store_true", help="the callers call over SIP")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = asyncio.run(run(args.callers, args.minutes, args.soak, args.flood))
+    result = asyncio.run(run(args.callers, args.minutes, args.soak, args.flood, args.sip))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     summary = {
