@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from types import SimpleNamespace
 
 import pytest
 
-from voice.channels.sip import ListenAddress, Peers, Playout, Reached, caller_of, host_of
+from voice.channels.sip import (
+    Gone,
+    Heard,
+    Keyed,
+    ListenAddress,
+    Peers,
+    Playout,
+    Reached,
+    caller_of,
+    host_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,3 +126,29 @@ def test_playout_takes_from_another_thread_while_audio_is_added():
     clock.join(10)
     # Where the audio ran dry the frame was padded with silence; the rest came out whole.
     assert b"".join(taken).replace(b"\0", b"") == b"".join(chunks)
+
+
+def _sip_call(loop, max_frames: int = 3):
+    from voice.channels.sip_agent import SipCall
+
+    info = SimpleNamespace(
+        remoteUri="<sip:201@pbx>", localUri="<sip:voicedesk@x>", callIdString="c"
+    )
+    return SipCall(SimpleNamespace(loop=loop), 0, "10.0.0.5:5060", info, max_frames)  # type: ignore[arg-type]
+
+
+async def test_a_caller_who_gives_up_before_the_audio_is_up_ends_the_wait():
+    call = _sip_call(asyncio.get_running_loop())
+    call._deliver(Gone("hangup"))
+    with pytest.raises(ConnectionError, match="hangup"):
+        await call.media
+    assert call.over
+
+
+async def test_caller_frames_beyond_the_bound_are_dropped_and_counted_but_news_is_not():
+    call = _sip_call(asyncio.get_running_loop(), max_frames=2)
+    for _ in range(4):
+        call._deliver(Heard(b"\0\0"))
+    call._deliver(Keyed("0"))
+    assert call.dropped_frames == 2
+    assert [type(call.news.get_nowait()).__name__ for _ in range(3)] == ["Heard", "Heard", "Keyed"]

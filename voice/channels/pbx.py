@@ -183,6 +183,9 @@ async def _serve(app: web.Application, call: SipCall) -> None:
             log.warning("SIP call's audio did not come up; ending it")
             call.hang_up()
             return
+        except ConnectionError as err:
+            log.info("SIP caller gone before the call started (%s)", err)
+            return
         line = CallLine(address=host_of(call.peer), vouched=True)
         transport = SipTransport(call, line, settings.sip)
         start = protocol.Start(
