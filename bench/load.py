@@ -244,6 +244,7 @@ async def sip_caller(
                     await asyncio.sleep(rng.uniform(1, 3))
         except (TimeoutError, ConnectionError, OSError) as err:
             tally.errors.append(f"caller {number}: {err!r}")
+            await asyncio.sleep(1.0)
 
 
 async def _sound_after(call: SipCaller, since: float, timeout: float) -> float | None:

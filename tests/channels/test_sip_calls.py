@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -31,7 +32,7 @@ from voice.channels.codecs import int16_to_float, resample
 from voice.channels.pbx import sip_port
 from voice.config import ServerSettings, Settings
 from voice.office.backoffice import Office, open_office
-from voice.ops.line import ADMISSION, METRICS
+from voice.ops.line import ADMISSION, METRICS, drain
 from voice.ops.server import start_server
 
 pytestmark = pytest.mark.models
@@ -358,3 +359,60 @@ def _digest_valid(register: str, user: str, password: str, uri: str) -> bool:
         and fields.get("uri") == uri
         and fields.get("response") == expected
     )
+
+
+@pytest.mark.parametrize(
+    ("offer", "answered"),
+    [({8: "PCMA/8000"}, "8 PCMA/8000"), ({9: "G722/8000"}, "9 G722/8000")],
+)
+async def test_a_law_and_g722_are_answered(models, offer, answered):
+    payload, rtpmap = answered.split(" ")
+    async with (
+        sip_server(models) as server,
+        SipCaller("127.0.0.1", server.port, f"codec{payload}", offer=offer) as phone,
+    ):
+        started = await server.feed.wait_for(
+            f"codec{payload}", lambda e: e["type"] == "call.started"
+        )
+    assert started["channel"] == "sip"
+    assert re.search(rf"m=audio \d+ RTP/AVP {payload}\b", phone.answer)
+    assert f"a=rtpmap:{payload} {rtpmap}" in phone.answer
+
+
+async def test_the_server_shutting_down_ends_a_sip_call_with_bye(models):
+    async with (
+        sip_server(models) as server,
+        SipCaller("127.0.0.1", server.port, "sipcaller6") as phone,
+    ):
+        await server.feed.wait_for("sipcaller6", lambda e: e["type"] == "call.started")
+        await drain(server.app, grace_s=1.0)
+        ended = await server.feed.wait_for("sipcaller6", lambda e: e["type"] == "call.ended")
+        async with asyncio.timeout(5):
+            while not phone.bye_received:  # noqa: ASYNC110 (set by the SIP reader)
+                await asyncio.sleep(0.05)
+    assert ended["reason"] == "server_shutdown"
+
+
+async def test_rtp_from_a_stranger_does_not_take_the_call(models, say):
+    """Loud RTP sprayed at a call's port from another address: the caller's own question is
+    still heard and answered, and the answer comes back to the caller."""
+    question = say(RETURNS, rate=8000)
+    async with (
+        sip_server(models) as server,
+        SipCaller("127.0.0.1", server.port, "sipcaller7") as phone,
+    ):
+        await server.feed.wait_for("sipcaller7", lambda e: e["type"] == "call.started")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            noise = bytes(np.random.default_rng(7).integers(0, 256, 160, dtype=np.uint8))
+            for sequence in range(100):
+                header = struct.pack("!BBHII", 0x80, 0, sequence, sequence * 160, 0xBAD)
+                stranger.sendto(header + noise, phone.remote_rtp)
+                await asyncio.sleep(0.01)
+        await phone.say(question)
+        end = await server.feed.wait_for("sipcaller7", lambda e: e["type"] == "reply.end")
+        heard_from = len(phone.received.arrivals)
+    call_id = server.feed.call_id("sipcaller7")
+    [final] = server.feed.of(call_id, "transcript.final")
+    assert {"return", "product"} <= words(final["text"])
+    assert end["sources"] and not end["handoff"]
+    assert heard_from > 50  # the reply's sound came back to the caller, not the stranger

@@ -39,7 +39,9 @@ class SipCaller:
     """One call to `host:port` from a fresh UDP port of 127.0.0.1. Use as an async context
     manager; `say` speaks 8 kHz float32 audio into the call."""
 
-    def __init__(self, host: str, port: int, caller_id: str) -> None:
+    def __init__(
+        self, host: str, port: int, caller_id: str, offer: dict[int, str] | None = None
+    ) -> None:
         self.server = (host, port)
         self.caller_id = caller_id
         self.received = Received()
@@ -58,13 +60,18 @@ class SipCaller:
         self._tasks: list[asyncio.Task[None]] = []
         self._responses: asyncio.Queue[str] = asyncio.Queue()
         self._cseq = itertools.count(2)
+        self._offer = offer or {PCMU: "PCMU/8000", 101: "telephone-event/8000"}
+        """What the INVITE offers (RTP payload type → rtpmap); only PCMU is sent and heard."""
+        self.answer = ""
+        """The server's 200 OK to the INVITE, SDP and all."""
 
     async def __aenter__(self) -> SipCaller:
         self._tasks.append(asyncio.create_task(self._read_sip()))
-        sdp = sdp_offer(self._rtp_port, {0: "PCMU/8000", 101: "telephone-event/8000"})
-        self._send_sip(self._request("INVITE", 1, sdp))
-        answer = await self._final_response()
+        self._send_sip(self._request("INVITE", 1, sdp_offer(self._rtp_port, self._offer)))
+        answer = self.answer = await self._final_response()
         if not answer.startswith("SIP/2.0 200"):
+            self.bye_received = True  # nothing to end
+            await self.__aexit__()
             raise ConnectionError(f"the call was refused: {answer.splitlines()[0]}")
         self._to = _header(answer, "To")
         self._remote_rtp = _rtp_address(answer)
@@ -87,6 +94,12 @@ class SipCaller:
     async def say(self, samples: np.ndarray) -> float:
         """Speak float32 8 kHz audio; returns when its last voiced sample went out."""
         return await self._line.say(samples)
+
+    @property
+    def remote_rtp(self) -> tuple[str, int]:
+        """Where the server takes this call's RTP."""
+        assert self._remote_rtp is not None
+        return self._remote_rtp
 
     async def press(self, digit: str) -> str:
         """Press a keypad digit, sent as SIP INFO (application/dtmf-relay); returns the

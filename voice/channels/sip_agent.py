@@ -56,8 +56,11 @@ def bridge_rate(codecs: str) -> int:
 
 
 MAX_CALLS = 32
-"""Calls PJSIP tracks at once, refused ones included (its compiled-in limit); INVITEs beyond
-it get 486 from PJSIP itself. `limits.max_calls` is what decides who is served."""
+"""Calls PJSIP may track at once, refused ones included; INVITEs beyond get 486 from PJSIP
+itself. PJSIP caps this at its compiled-in PJSUA_MAX_CALLS, which is 4 in the pjsua2-python
+wheel (measured: a fifth call is refused whatever is asked for): so at most 4 SIP calls are up
+at once (docs/sip.md, "How many calls"). Below that, `limits.max_calls` decides, as for every
+channel."""
 
 POLL_MS = 10
 """How long the SIP thread waits for SIP events before it runs the event loop's commands."""
@@ -138,8 +141,12 @@ class SipCall:
         self.news.put_nowait(news)
 
     def _media_up(self, rate: int, codec: str) -> None:
+        """The call's audio is up (from the SIP thread, before the port is made)."""
         if self.playout is None:
             self.playout = Playout(rate * FRAME_MS // 1000 * 2)
+        self._threadsafe(self._media_ready, rate, codec)
+
+    def _media_ready(self, rate: int, codec: str) -> None:
         if not self.media.done():
             self.media.set_result((rate, codec))
 
@@ -252,8 +259,9 @@ class SipAgent:
         config.uaConfig.userAgent = "voicedesk"
         self._writer = _LogWriter()
         config.logConfig.writer = self._writer
-        config.logConfig.consoleLevel = 0
-        config.logConfig.level = 4 if log.isEnabledFor(logging.DEBUG) else 2
+        # The writer takes what the console would print: its level is the console's.
+        level = 4 if log.isEnabledFor(logging.DEBUG) else 2
+        config.logConfig.level = config.logConfig.consoleLevel = level
         config.medConfig.clockRate = config.medConfig.sndClockRate = bridge_rate(settings.codecs)
         config.medConfig.noVad = True  # RTP keeps flowing in silence, as PBXs expect
         config.medConfig.ecTailLen = 0
@@ -398,12 +406,16 @@ class _Account(pj.Account):  # type: ignore[misc]
             log.log(level, "SIP registration: %d %s", param.code, param.reason)
 
     def check_calls(self, now: float) -> None:
-        """Forget calls that ended; end those whose peer stopped sending RTP."""
-        for call_id, pj_call in list(self.calls.items()):
-            if pj_call.ended:
-                del self.calls[call_id]
-            else:
-                pj_call.check_rtp(now, self.agent.settings.rtp_timeout_s)
+        """End the calls whose peer stopped sending RTP."""
+        for pj_call in list(self.calls.values()):
+            pj_call.check_rtp(now, self.agent.settings.rtp_timeout_s)
+
+    def ended(self, pj_call: _PjCall, index: int) -> None:
+        """`pj_call` is disconnected: let it go now, within its last callback, as PJSUA2 asks.
+        PJSUA reuses the call's number for the next INVITE, and a call object of that number
+        still alive would be taken for the new call's (and end it when collected)."""
+        if self.calls.get(index) is pj_call:
+            del self.calls[index]
 
     def forget_all(self) -> None:
         for pj_call in self.calls.values():
@@ -416,6 +428,8 @@ class _PjCall(pj.Call):  # type: ignore[misc]
 
     def __init__(self, account: _Account, call_id: int) -> None:
         super().__init__(account, call_id)
+        self.account = account
+        self.index = call_id
         self.handle: SipCall | None = None
         self.port: _Port | None = None
         self.ended = False
@@ -448,6 +462,7 @@ class _PjCall(pj.Call):  # type: ignore[misc]
         if self.handle is not None:
             self.handle._post(Gone("hangup"))
         self.forget()
+        self.account.ended(self, self.index)
 
     def onCallMediaState(self, param: Any) -> None:  # noqa: N802
         info = self.getInfo()
