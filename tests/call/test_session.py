@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -38,7 +39,10 @@ async def test_the_agent_remembers_only_what_the_caller_heard(serve):
     async with serve(agent, clock=clock) as url, CallClient(url, PCM16) as call:
         await call.send_text("tell me everything")
         await call.wait_for(lambda e: e["type"] == "reply.text", timeout=30)
-        await clock.sleep(3.0)  # the first clause is made, then plays (about 2 s)
+        async with asyncio.timeout(30):  # the first clause is made (slower on a loaded box)
+            while 1 not in call.turns or call.turns[1].first_audio_at is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await clock.sleep(2.5)  # and plays (about 2 s)
         await call.send_text("stop, what about returns")
         first = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
         await call.wait_for(lambda e: e["type"] == "reply.text" and e["turn"] == 2, timeout=30)
