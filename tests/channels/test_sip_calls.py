@@ -416,3 +416,17 @@ async def test_rtp_from_a_stranger_does_not_take_the_call(models, say):
     assert {"return", "product"} <= words(final["text"])
     assert end["sources"] and not end["handoff"]
     assert heard_from > 50  # the reply's sound came back to the caller, not the stranger
+
+
+async def test_a_fifth_sip_call_gets_busy_from_pjsip_and_is_counted(models):
+    """The PJSIP build holds 4 calls (docs/sip.md, "How many calls"): the fifth is refused
+    with 486 before it reaches the server, which still counts it."""
+    async with sip_server(models) as server, contextlib.AsyncExitStack() as calls:
+        for number in range(4):
+            await calls.enter_async_context(SipCaller("127.0.0.1", server.port, f"four{number}"))
+        with pytest.raises(ConnectionError, match="486"):
+            async with SipCaller("127.0.0.1", server.port, "fifth"):
+                pass
+        metrics = server.app[METRICS].render().decode()
+    assert re.search(r'refused_total\{reason="busy"\} 1\.0', metrics)
+    assert server.feed.call_id("fifth") is None

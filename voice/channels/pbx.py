@@ -131,8 +131,8 @@ async def _start_agent(app: web.Application) -> None:
         app[SIP_CALLS].add(task)
         task.add_done_callback(app[SIP_CALLS].discard)
 
-    def refused(source: str) -> None:
-        app[METRICS].refused.labels("unauthorized").inc()
+    def refused(reason: str) -> None:
+        app[METRICS].refused.labels(reason).inc()
 
     agent = SipAgent(
         settings.sip, loop, incoming, refused, max_frames=settings.call.inbound_queue_frames

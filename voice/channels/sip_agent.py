@@ -169,8 +169,9 @@ class SipAgent:
         settings: `sip.*`; `listen` must be set.
         loop: the server's event loop.
         incoming: called on the loop for each new call from an allowed peer.
-        refused: called on the loop with the peer's address when a call is refused because of
-            where it came from.
+        refused: called on the loop with the reason ("unauthorized": where it came from,
+            "busy": PJSIP holds all the calls it can) when a call is refused before the loop
+            sees it.
         max_frames: see `SipCall`.
     """
 
@@ -236,10 +237,13 @@ class SipAgent:
     # ---------------------------------------------------------------------- the SIP thread
 
     def _run(self) -> None:
+        endpoint = _Endpoint(self)
         try:
-            endpoint = self._create_endpoint()
+            self._create_endpoint(endpoint)
         except pj.Error as err:
             self._failure = RuntimeError(err.reason or err.info())
+            with contextlib.suppress(pj.Error):
+                endpoint.libDestroy()  # what was made of it, so another may start
             self._started.set()
             return
         self._started.set()
@@ -248,9 +252,8 @@ class SipAgent:
         finally:
             self._destroy(endpoint)
 
-    def _create_endpoint(self) -> Any:
+    def _create_endpoint(self, endpoint: Any) -> None:
         settings, listen = self.settings, self.listen
-        endpoint = pj.Endpoint()
         endpoint.libCreate()
         config = pj.EpConfig()
         config.uaConfig.threadCnt = 0  # polled by this thread
@@ -282,7 +285,6 @@ class SipAgent:
         _prefer_codecs(endpoint, settings.codecs)
         self._account = _Account(self)
         self._account.create(self._account_config(listen), True)
-        return endpoint
 
     def _account_config(self, listen: ListenAddress) -> Any:
         settings = self.settings
@@ -348,12 +350,15 @@ class SipAgent:
         if not self.peers.allows(source):
             log.warning("SIP call refused: %s is not an allowed peer", host_of(source))
             pj_call.respond(403)
-            self._threadsafe(self._refused, source)
+            self._threadsafe(self._refused, "unauthorized")
             return None
         call = SipCall(self, pj_call.getId(), source, pj_call.getInfo(), self._max_frames)
         pj_call.respond(180)
         self._threadsafe(self._incoming, call)
         return call
+
+    def _busy(self) -> None:
+        self._refused("busy")
 
     def _threadsafe(self, callback: Callable[..., None], *args: Any) -> None:
         tell(self.loop, callback, *args)
@@ -373,6 +378,21 @@ def _prefer_codecs(endpoint: Any, preference: str) -> None:
         name = codec.codecId.split("/")[0].upper()
         priority = 255 - wanted.index(name) if name in wanted else 0
         endpoint.codecSetPriority(codec.codecId, priority)
+
+
+class _Endpoint(pj.Endpoint):  # type: ignore[misc]
+    """PJSIP's endpoint, telling the agent of the calls PJSIP refuses by itself."""
+
+    def __init__(self, agent: SipAgent) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def onRejectedIncomingCall(self, param: Any) -> None:  # noqa: N802 (PJSUA2's name)
+        """PJSIP refused an INVITE before it became a call: with 486 when it holds as many
+        calls as it can (`MAX_CALLS`)."""
+        log.warning("SIP call refused by PJSIP: %d %s", param.statusCode, param.reason)
+        if param.statusCode == 486:
+            self.agent._threadsafe(self.agent._busy)
 
 
 class _LogWriter(pj.LogWriter):  # type: ignore[misc]
