@@ -455,6 +455,9 @@ class _PjCall(pj.Call):  # type: ignore[misc]
         self.ended = False
         self._rx_packets = -1
         self._rx_at = 0.0
+        self.jitter: tuple[int, int, int] | None = None
+        """The jitter buffer's frames discarded and lost and its mean delay (ms), as last read
+        (each second)."""
 
     def respond(self, status: int) -> None:
         """Answer (200), ring (180) or refuse (4xx-6xx) the incoming call."""
@@ -479,6 +482,15 @@ class _PjCall(pj.Call):  # type: ignore[misc]
             return
         self.ended = True
         log.debug("SIP call disconnected: %d %s", info.lastStatusCode, info.lastReason)
+        if self.jitter is not None:
+            discarded, lost, delay_ms = self.jitter
+            log.info(
+                "SIP call audio: %d frames discarded and %d lost by the jitter buffer, "
+                "mean delay %d ms",
+                discarded,
+                lost,
+                delay_ms,
+            )
         if self.handle is not None:
             self.handle._post(Gone("hangup"))
         self.forget()
@@ -517,9 +529,12 @@ class _PjCall(pj.Call):  # type: ignore[misc]
         if self.port is None or self.ended:
             return
         try:
-            packets = self.getStreamStat(0).rtcp.rxStat.pkt
+            stat = self.getStreamStat(0)
         except pj.Error:
             return
+        packets = stat.rtcp.rxStat.pkt
+        jitter = stat.jbuf
+        self.jitter = (jitter.discard, jitter.lost, jitter.avgDelayMsec)
         if packets != self._rx_packets:
             self._rx_packets, self._rx_at = packets, now
         elif now - self._rx_at > timeout_s:
