@@ -338,6 +338,7 @@ class SipAgent:
                 endpoint.libHandleEvents(POLL_MS)
                 self._account.check_calls(time.monotonic())
         finally:
+            endpoint.audDevManager().setNoDev()  # the bridge's clock stops: no port is called
             self._account.forget_all()  # PJSUA2 objects must go before the library does
             self._account.shutdown()
             del self._account
@@ -410,6 +411,10 @@ class _Account(pj.Account):  # type: ignore[misc]
         super().__init__()
         self.agent = agent
         self.calls: dict[int, _PjCall] = {}
+        self.idle_ports: dict[int, list[_Port]] = {}
+        """Media ports of calls that ended, by sample rate, for the next calls: a port is never
+        destroyed while the conference bridge runs (it takes a port out at its next tick, and
+        would call one already freed)."""
         self.registered = False
         """True while the registration with `sip.registrar` holds."""
 
@@ -437,10 +442,23 @@ class _Account(pj.Account):  # type: ignore[misc]
         if self.calls.get(index) is pj_call:
             del self.calls[index]
 
+    def port_for(self, handle: SipCall, rate: int) -> _Port:
+        """A media port at `rate` for `handle`'s call: an idle one, or a new one."""
+        idle = self.idle_ports.get(rate)
+        port = idle.pop() if idle else _Port(rate)
+        port.attach(handle)
+        return port
+
+    def release_port(self, port: _Port) -> None:
+        port.detach()
+        self.idle_ports.setdefault(port.rate, []).append(port)
+
     def forget_all(self) -> None:
+        """Let go of every call and port; only once the bridge's clock is stopped."""
         for pj_call in self.calls.values():
             pj_call.forget()
         self.calls.clear()
+        self.idle_ports.clear()
 
 
 class _PjCall(pj.Call):  # type: ignore[misc]
@@ -493,6 +511,8 @@ class _PjCall(pj.Call):  # type: ignore[misc]
             )
         if self.handle is not None:
             self.handle._post(Gone("hangup"))
+        if self.port is not None:
+            self.account.release_port(self.port)
         self.forget()
         self.account.ended(self, self.index)
 
@@ -509,7 +529,7 @@ class _PjCall(pj.Call):  # type: ignore[misc]
             handle._media_up(rate, stream.codecName)
             assert handle.playout is not None
             if self.port is None:
-                self.port = _Port(handle, handle.playout, rate)
+                self.port = self.account.port_for(handle, rate)
             audio = self.getAudioMedia(index)
             audio.startTransmit(self.port)
             self.port.startTransmit(audio)
@@ -549,32 +569,46 @@ class _PjCall(pj.Call):  # type: ignore[misc]
 
 
 class _Port(pj.AudioMediaPort):  # type: ignore[misc]
-    """The call's end of the conference bridge: the caller's frames in, reply frames out.
-    Called from the media clock's thread."""
+    """A call's end of the conference bridge: the caller's frames in, reply frames out. Called
+    from the media clock's thread; serves one call at a time (`attach`), and the next one
+    after (`detach`): see `_Account.idle_ports`."""
 
-    def __init__(self, handle: SipCall, playout: Playout, rate: int) -> None:
+    def __init__(self, rate: int) -> None:
         super().__init__()
-        self._handle = handle
-        self._playout = playout
+        self.rate = rate
+        self._handle: SipCall | None = None
         audio = pj.MediaFormatAudio()
         audio.type = pj.PJMEDIA_TYPE_AUDIO
         audio.clockRate = rate
         audio.channelCount = 1
         audio.bitsPerSample = 16
         audio.frameTimeUsec = FRAME_MS * 1000
+        self._silence = pj.ByteVector(bytes(rate * FRAME_MS // 1000 * 2))
         self.createPort(f"call{id(self):x}", audio)
 
+    def attach(self, handle: SipCall) -> None:
+        self._handle = handle
+
+    def detach(self) -> None:
+        self._handle = None
+
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
-        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
-            self._handle._post(Heard(read_bytes(frame.buf)))
+        handle = self._handle
+        if handle is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
+            handle._post(Heard(read_bytes(frame.buf)))
 
     def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
-        data, reached = self._playout.take()
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+        handle = self._handle
+        if handle is None or handle.playout is None:
+            frame.buf = self._silence
+            frame.size = len(self._silence)
+            return
+        data, reached = handle.playout.take()
         frame.buf = pj.ByteVector(data)
         frame.size = len(data)
         if reached:
-            self._handle._reached(reached)
+            handle._reached(reached)
 
 
 def _vector_reader() -> Callable[[Any], bytes]:
