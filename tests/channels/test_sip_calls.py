@@ -211,8 +211,7 @@ async def test_a_peer_not_allowed_is_refused(models, tmp_path):
         line = await phone.wait_for_log("403", timeout=10)
         assert "Forbidden" in line
         assert server.feed.call_id("stranger") is None
-        metrics = server.app[METRICS].render().decode()
-        assert re.search(r'refused_total\{reason="unauthorized"\} 1\.0', metrics)
+        await _refused(server, "unauthorized")
 
 
 async def test_bad_sip_never_reaches_a_call_and_the_server_goes_on(models):
@@ -252,6 +251,16 @@ async def test_a_phone_that_vanishes_without_bye_is_ended_after_the_rtp_timeout(
     assert ended["reason"] == "rtp_timeout"
     call_id = server.feed.call_id("sipcaller3")
     assert server.feed.of(call_id, "transcript.final")
+
+
+async def _refused(server: SipServer, reason: str) -> None:
+    """Return once one call refused for `reason` is counted (the count crosses from PJSIP's
+    thread to the event loop); TimeoutError after 5 s."""
+    counted = re.compile(rf'refused_total\{{reason="{reason}"\}} 1\.0')
+    async with asyncio.timeout(5):
+        # A counter read at each scrape: polled, there is nothing to wait on.
+        while not counted.search(server.app[METRICS].render().decode()):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
 
 # ------------------------------------------------------------------------------ raw SIP
@@ -438,6 +447,5 @@ async def test_a_fifth_sip_call_gets_busy_from_pjsip_and_is_counted(models):
         with pytest.raises(ConnectionError, match="486"):
             async with SipCaller("127.0.0.1", server.port, "fifth"):
                 pass
-        metrics = server.app[METRICS].render().decode()
-    assert re.search(r'refused_total\{reason="busy"\} 1\.0', metrics)
+        await _refused(server, "busy")
     assert server.feed.call_id("fifth") is None
