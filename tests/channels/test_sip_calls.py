@@ -26,7 +26,7 @@ from agent.selection import build_agent
 from agent.types import AgentSettings
 from tests.support.feed import Feed
 from tests.support.servers import make_services
-from tests.support.sip_caller import SipCaller, sdp_offer, sip_request
+from tests.support.sip_caller import SipCaller, header, sdp_offer, sip_request, sip_response
 from tests.support.sip_peer import Baresip, free_udp_port, need_baresip
 from voice.channels.codecs import int16_to_float, resample
 from voice.channels.pbx import sip_port
@@ -172,7 +172,7 @@ async def test_a_transfer_the_pbx_refuses_keeps_the_caller_with_the_assistant(mo
             data, source = await asyncio.wait_for(loop.sock_recvfrom(queue, 65536), 20)
             invite = data.decode()
             assert invite.startswith("INVITE sip:600@127.0.0.1")
-            queue.sendto(_response_to(invite, "486 Busy Here"), source)
+            queue.sendto(sip_response(invite, "486 Busy Here"), source)
             told = await server.feed.wait_for(
                 "sipcaller5", lambda e: e["type"] == "reply.end" and e["text"] == failed
             )
@@ -324,7 +324,7 @@ async def test_the_server_registers_with_the_pbx_as_an_extension(models):
                     if "Authorization" not in _header_names(answered):
                         registrar.sendto(_challenge(answered), source)
             assert _digest_valid(answered, "201", "s3cret", uri)
-            assert f"<sip:201@127.0.0.1:{server.port}" in _header_of(answered, "Contact")
+            assert f"<sip:201@127.0.0.1:{server.port}" in header(answered, "Contact")
             registrar.sendto(_registered(answered), source)
             metrics = server.app[METRICS]
             async with asyncio.timeout(5):
@@ -338,39 +338,24 @@ async def test_the_server_registers_with_the_pbx_as_an_extension(models):
 NONCE = "f84f1cec41e6cbe5aea9c8e88d359"
 
 
-def _header_of(message: str, name: str) -> str:
-    for line in message.split("\r\n"):
-        key, _, value = line.partition(":")
-        if key.strip().lower() == name.lower():
-            return value.strip()
-    return ""
-
-
 def _header_names(message: str) -> set[str]:
     return {line.partition(":")[0].strip() for line in message.split("\r\n")[1:] if ":" in line}
 
 
-def _response_to(request: str, status: str, *extra: str) -> bytes:
-    kept = [f"{name}: {_header_of(request, name)}" for name in ("Via", "From", "To", "Call-ID")]
-    kept.append(f"CSeq: {_header_of(request, 'CSeq')}")
-    lines = [f"SIP/2.0 {status}", *kept, *extra, "Content-Length: 0"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
 def _challenge(register: str) -> bytes:
     realm = f'Digest realm="pbx", nonce="{NONCE}", algorithm=MD5'
-    return _response_to(register, "401 Unauthorized", f"WWW-Authenticate: {realm}")
+    return sip_response(register, "401 Unauthorized", f"WWW-Authenticate: {realm}")
 
 
 def _registered(register: str) -> bytes:
-    contact = _header_of(register, "Contact")
-    return _response_to(register, "200 OK", f"Contact: {contact};expires=300")
+    contact = header(register, "Contact")
+    return sip_response(register, "200 OK", f"Contact: {contact};expires=300")
 
 
 def _digest_valid(register: str, user: str, password: str, uri: str) -> bool:
     """RFC 2617's check of an Authorization header without qop."""
-    header = _header_of(register, "Authorization")
-    fields = dict(re.findall(r'(\w+)="?([^",]*)"?', header))
+    authorization = header(register, "Authorization")
+    fields = dict(re.findall(r'(\w+)="?([^",]*)"?', authorization))
     ha1 = hashlib.md5(f"{user}:pbx:{password}".encode()).hexdigest()
     ha2 = hashlib.md5(f"REGISTER:{fields.get('uri', '')}".encode()).hexdigest()
     expected = hashlib.md5(f"{ha1}:{NONCE}:{ha2}".encode()).hexdigest()

@@ -73,7 +73,7 @@ class SipCaller:
             self.bye_received = True  # nothing to end
             await self.__aexit__()
             raise ConnectionError(f"the call was refused: {answer.splitlines()[0]}")
-        self._to = _header(answer, "To")
+        self._to = header(answer, "To")
         self._remote_rtp = _rtp_address(answer)
         self._send_sip(self._request("ACK", 1, ""))
         self._tasks.append(asyncio.create_task(self._read_rtp()))
@@ -145,9 +145,9 @@ class SipCaller:
                 self._responses.put_nowait(text)
             elif text.startswith("BYE "):
                 self.bye_received = True
-                self._sip.sendto(_ok(text), source)
+                self._sip.sendto(sip_response(text, "200 OK"), source)
             elif not text.startswith("ACK "):
-                self._sip.sendto(_ok(text), source)
+                self._sip.sendto(sip_response(text, "200 OK"), source)
 
     # ------------------------------------------------------------------------------ RTP
 
@@ -218,12 +218,21 @@ def _socket() -> socket.socket:
     return sock
 
 
-def _header(message: str, name: str) -> str:
+def header(message: str, name: str) -> str:
+    """The value of header `name` in a SIP message ("" when it has none)."""
     for line in message.split("\r\n"):
         key, _, value = line.partition(":")
         if key.strip().lower() == name.lower():
             return value.strip()
-    raise ValueError(f"no {name} header")
+    return ""
+
+
+def sip_response(request: str, status: str, *extra: str) -> bytes:
+    """A response to `request` ("200 OK", "486 Busy Here"...), echoing the headers a response
+    must carry, with `extra` header lines."""
+    kept = [f"{name}: {header(request, name)}" for name in ("Via", "From", "To", "Call-ID", "CSeq")]
+    lines = [f"SIP/2.0 {status}", *kept, *extra, "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def _rtp_address(answer: str) -> tuple[str, int]:
@@ -231,13 +240,3 @@ def _rtp_address(answer: str) -> tuple[str, int]:
     host = next(line[9:].strip() for line in body.splitlines() if line.startswith("c=IN IP4"))
     port = next(int(line.split()[1]) for line in body.splitlines() if line.startswith("m=audio"))
     return host, port
-
-
-def _ok(request: str) -> bytes:
-    """200 OK to `request`, echoing the headers a response must carry."""
-    kept = [
-        line
-        for line in request.split("\r\n")
-        if line.partition(":")[0].strip().lower() in ("via", "from", "to", "call-id", "cseq")
-    ]
-    return ("SIP/2.0 200 OK\r\n" + "\r\n".join(kept) + "\r\nContent-Length: 0\r\n\r\n").encode()
