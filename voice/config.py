@@ -232,6 +232,39 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class HandoffSettings:
+    """A call handed off to a person, when it stays on this server (docs/console.md, "The
+    handoff queue"): it waits in the console's queue, on hold, until a supervisor takes it."""
+
+    hold_message: str = "Please stay on the line; someone will be with you shortly."
+    """Said once the handoff sentence has played, before the hold audio."""
+    reminder_message: str = "Thank you for waiting. Someone will be with you shortly."
+    """Said over the hold audio every `reminder_every_s`."""
+    reminder_every_s: float = 30.0
+    hold_volume: float = 0.06
+    """Peak level of the hold audio (a quiet, generated chime), 0 to 1 of full scale."""
+    max_wait_s: float = 180.0
+    """How long a call waits in the queue; then the caller is told (`when_missed`) and the
+    call is recorded as a missed handoff."""
+    when_missed: Literal["call_back", "message"] = "call_back"
+    """"call_back": the caller is asked to call back (`missed_message`) and the call ends;
+    "message": the caller is asked to leave a message (`message_prompt`), which is
+    transcribed into the call's record, thanked for it (`message_thanks`), and the call ends."""
+    missed_message: str = (
+        "Sorry, nobody could take your call right now. Please call again later. Goodbye."
+    )
+    message_prompt: str = (
+        "Sorry, nobody can take your call right now. Please leave a message after the tone, "
+        "and we will call you back."
+    )
+    message_thanks: str = "Thank you, your message is recorded. Goodbye."
+    message_max_s: float = 60.0
+    """How long the caller has to begin and say their message."""
+    back_message: str = "You are back with the assistant. What else can I help you with?"
+    """Said when a supervisor hands the call back."""
+
+
+@dataclass(frozen=True)
 class TwilioSettings:
     auth_token: str | None = None
     """The Twilio account's auth token. When set, `/twilio` refuses a connection whose upgrade
@@ -241,6 +274,10 @@ class TwilioSettings:
     """The wss:// URL of `/twilio` as written in the TwiML `<Stream url=...>`, which is what
     Twilio signs. Default: wss://<the request's Host header>/twilio (right unless a proxy
     rewrites the host or path)."""
+    handoff: Literal["dial", "takeover"] = "dial"
+    """What a handoff does on `/twilio`: "dial" ends the stream, so that the TwiML after
+    `<Connect><Stream>` (a `<Dial>`) passes the call to a person; "takeover" keeps the stream
+    and puts the call in the console's handoff queue, where a supervisor takes it in-stream."""
 
 
 @dataclass(frozen=True)
@@ -300,6 +337,7 @@ class Settings:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    handoff: HandoffSettings = field(default_factory=HandoffSettings)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
     sip: SipSettings = field(default_factory=SipSettings)
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from voice.channels.codecs import (
     AudioFormat,
     CodecError,
+    LiveResampler,
     StreamResampler,
     float_to_int16,
     int16_to_float,
@@ -330,3 +331,38 @@ def test_stream_resampler_starts_afresh_after_flush():
 def test_stream_resampler_rejects_nonsense_rates():
     with pytest.raises(ValueError):
         StreamResampler(0, 16000)
+
+
+def chunked(resampler: LiveResampler, samples: np.ndarray, step: int) -> list[np.ndarray]:
+    return [resampler.process(samples[i : i + step]) for i in range(0, len(samples), step)]
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(16000, 8000), (8000, 16000), (48000, 16000)])
+def test_live_resampling_gives_each_chunk_its_output_at_once_level_and_pitch_kept(
+    in_rate, out_rate
+):
+    resampler = LiveResampler(in_rate, out_rate)
+    pieces = chunked(resampler, tone(440, in_rate), in_rate // 50)
+    assert all(len(piece) == out_rate // 50 for piece in pieces)  # 20 ms in, 20 ms out
+    out = np.concatenate(pieces)[out_rate // 10 :]
+    level = np.sqrt(2 * np.mean(out**2))
+    assert abs(level - 0.5) < 0.01
+    assert abs(peak_hz(out, out_rate) - 440) < 2
+    assert resampler.delay_ms <= 3
+
+
+def test_live_resampling_down_keeps_the_voice_band_and_drops_what_would_alias():
+    resampler = LiveResampler(16000, 8000)
+    kept = np.concatenate(chunked(resampler, tone(3000, 16000), 320))[800:]
+    dropped = np.concatenate(chunked(LiveResampler(16000, 8000), tone(6000, 16000), 320))[800:]
+    assert np.sqrt(2 * np.mean(kept**2)) > 0.45
+    assert np.sqrt(2 * np.mean(dropped**2)) < 0.5 * 10 ** (-40 / 20)  # 40 dB down
+
+
+def test_an_impulse_comes_out_after_the_filter_delay_not_a_block_later():
+    resampler = LiveResampler(16000, 8000)
+    impulse = np.zeros(1600, np.float32)
+    impulse[800] = 1.0
+    out = np.concatenate(chunked(resampler, impulse, 320))
+    arrived_ms = np.argmax(np.abs(out)) / 8
+    assert 50 <= arrived_ms <= 50 + resampler.delay_ms + 0.25  # sample 800 at 16 kHz: 50 ms

@@ -9,7 +9,8 @@ the same), which the page measures through `window.kiosk`.
 
 Screenshots go to artifacts/: kiosk-idle.png, kiosk-answer.png (768x1024),
 kiosk-answer-desktop.png (1440x900), kiosk-typed.png, kiosk-mic-refused.png,
-kiosk-mic-missing.png, kiosk-offline.png, kiosk-push-to-talk.png, kiosk-barge-in.png.
+kiosk-mic-missing.png, kiosk-offline.png, kiosk-push-to-talk.png, kiosk-barge-in.png,
+kiosk-waiting.png, kiosk-person.png.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from agent.selection import build_agent
 from agent.types import AgentSettings
 from tests.support.browser import chromium, fresh_page, screenshot
 from tests.support.servers import make_services
+from tests.support.supervisor import supervisor
 from voice.config import ServerSettings, Settings
 from voice.office.backoffice import Office, open_office
 from voice.ops.server import start_server
@@ -48,6 +50,8 @@ DESKTOP: ViewportSize = {"width": 1440, "height": 900}
 WAIT_MS = 30_000
 """Longest wait for anything the page shows (a spoken turn takes a few seconds)."""
 RATE = 16_000
+ALICE, PASSWORD = "alice", "correct horse battery"
+PERSON_SAYS = "Hello, this is Alice from customer service. How can I help you today?"
 
 
 @dataclass
@@ -62,6 +66,7 @@ async def server(models, tmp_path_factory):
     data_dir: Path = tmp_path_factory.mktemp("kiosk-data")
     settings = dataclasses.replace(Settings(), server=ServerSettings(data_dir=data_dir))
     office = open_office(settings)
+    office.users.add(ALICE, PASSWORD)
     agent, _ = build_agent(AgentSettings(backend="extractive"))
     runner, port = await start_server(make_services(models, agent), "127.0.0.1", 0, office)
     yield KioskServer(f"http://127.0.0.1:{port}", office)
@@ -212,7 +217,7 @@ async def test_a_spoken_question_is_heard_answered_and_played(server, browser_fo
     start_message = wire.sent_json()[0]
     assert start_message == {
         "type": "start",
-        "version": 1,
+        "version": 2,
         "audio": {"encoding": "pcm16", "sample_rate": 16000},
         "metadata": {"channel": "kiosk"},
     }
@@ -318,7 +323,8 @@ async def test_a_lost_server_is_reported_with_a_retry_button(models, silence):
 
 async def test_error_events_and_a_handoff_are_shown(server, silence):
     """An `error` event shows its message (injected into the real call: the page sends nothing
-    the server would refuse); "Talk to a person" hands the call off for real."""
+    the server would refuse); "Talk to a person" hands the call off for real, and the banner
+    follows the `hold` events (a name shown as text, never as HTML; nobody came)."""
     async with kiosk_browser(silence) as browser, fresh_page(browser) as page:
         calls: list[Any] = []
 
@@ -338,10 +344,88 @@ async def test_error_events_and_a_handoff_are_shown(server, silence):
         first = turn(page, 1)
         await expect(first.locator(".question")).to_have_text("(asked for a person)")
         await expect(first.locator(".reply")).to_contain_text("transferring you to a colleague")
-        await expect(page.locator("#handoff")).to_contain_text(
-            "passed to a person", timeout=WAIT_MS
-        )
+        banner = page.locator("#handoff")
+        await expect(banner).to_contain_text("a person will be with you shortly", timeout=WAIT_MS)
         await expect(page.locator("#notice")).to_be_hidden()  # the next answer took it away
+
+        person = {"type": "hold", "state": "person", "name": "<b>bob</b>", "reason": "", "at": 0}
+        calls[0].send(json.dumps(person))
+        await expect(banner).to_have_text("You are talking to <b>bob</b>.")
+        assert await banner.locator("b").count() == 0
+        calls[0].send(json.dumps({**person, "state": "missed", "name": ""}))
+        await expect(banner).to_have_text("Nobody could take your call right now.")
+        await expect(page.get_by_role("button", name="Talk to a person")).to_be_hidden()
+
+
+# ---------------------------------------------------------------- a person takes the call
+
+
+async def test_a_person_takes_the_call_is_heard_and_hands_it_back(server, silence, say):
+    """ "Talk to a person" puts the call in the queue: the page says to wait and plays the hold
+    audio. Supervisor alice takes it over the API: the page says who the caller is talking to,
+    plays all of her voice and shows what she said; she hands it back and the banner goes."""
+    async with (
+        kiosk_browser(silence) as browser,
+        fresh_page(browser) as page,
+        supervisor(server.base, ALICE, PASSWORD) as alice,
+    ):
+        wire = watch(page)
+        await page.set_viewport_size(PORTRAIT)
+        await start(page, server.base)
+        call_id = await kiosk(page, "callId")
+        main, banner = page.locator("#kiosk"), page.locator("#handoff")
+        person_button = page.get_by_role("button", name="Talk to a person")
+        await person_button.click()
+
+        await expect(banner).to_contain_text(
+            "Please wait — a person will be with you shortly.", timeout=WAIT_MS
+        )
+        await expect(banner).to_contain_text(re.compile(r"Waiting \d+:\d\d"))
+        await expect(main).to_have_attribute("data-state", "waiting")
+        await expect(person_button).to_be_hidden()
+        await until(page, "playedMsOf(0) > 1000")  # the hold audio, in no reply's turn
+        await screenshot(page, "kiosk-waiting.png")
+        status, queue = await alice.get("/api/queue")
+        assert status == 200 and call_id in [e["call_id"] for e in queue["waiting"]]
+
+        status, taken = await alice.post(f"/api/calls/{call_id}/take")
+        assert (status, taken["holder"]) == (200, ALICE)
+        await expect(banner).to_have_text("You are talking to alice.")
+        await expect(main).to_have_attribute("data-state", "person")
+        await until(page, "clears.some((c) => c.turn === 0)")  # the hold audio stopped at once
+        assert await kiosk(page, "playedMsOf('person')") == 0
+
+        speech = np.concatenate([say(PERSON_SAYS), np.zeros(RATE, np.float32)])
+        async with alice.audio(call_id) as line:
+            await line.speak(speech)
+            said = page.locator("#turns .turn.person")
+            await expect(said.locator(".a .who")).to_have_text(ALICE, timeout=WAIT_MS)
+            await expect(said.locator(".reply")).to_contain_text(re.compile(r"help", re.IGNORECASE))
+        # All of her voice that came played: the frames between "person" and now.
+        events = [m if isinstance(m, bytes) else json.loads(m) for m in wire.received]
+        taken_at = next(
+            i for i, m in enumerate(events) if isinstance(m, dict) and m.get("state") == "person"
+        )
+        voice = sum(len(m) for m in events[taken_at:] if isinstance(m, bytes))
+        voice_ms = voice / (RATE * 2) * 1000
+        assert voice_ms >= len(speech) * 1000 / RATE - 100  # what she said, all of it
+        await until(page, f"playedMsOf('person') >= {voice_ms - 50}")
+        assert await kiosk(page, "playedMsOf('person')") <= voice_ms + 50
+        assert await kiosk(page, "playedMsOf(0)") == (await kiosk(page, "clears"))[0]["playedMs"]
+        await screenshot(page, "kiosk-person.png")
+
+        status, _ = await alice.post(f"/api/calls/{call_id}/handback")
+        assert status == 200
+        await expect(banner).to_have_text("You are back with the assistant.")
+        back = page.locator("#turns .turn").last
+        await expect(back.locator(".reply")).to_contain_text(
+            "back with the assistant", timeout=WAIT_MS
+        )
+        await expect(banner).to_be_hidden(timeout=WAIT_MS)
+        await expect(main).to_have_attribute("data-state", "listening", timeout=WAIT_MS)
+        await expect(person_button).to_be_visible()
+        hold = await kiosk(page, "hold")
+        assert (hold["state"], hold["name"]) == ("assistant", ALICE)
 
 
 # ---------------------------------------------------------------- push-to-talk and stopping

@@ -26,7 +26,7 @@ from tests.support.servers import make_services
 from voice.call.clock import WALL_CLOCK
 from voice.channels import twilio
 from voice.channels.closes import CloseCode
-from voice.channels.codecs import int16_to_float, resample
+from voice.channels.codecs import float_to_int16, int16_to_float, resample
 from voice.office.backoffice import Office
 from voice.ops.server import start_server
 
@@ -47,6 +47,7 @@ class PhoneServer:
     url: str
     feed: Feed
     agent: Any
+    office: Office
 
 
 @contextlib.asynccontextmanager
@@ -64,7 +65,7 @@ async def phone_server(
         services = dataclasses.replace(services, transcriber=transcriber)
     runner, port = await start_server(services, "127.0.0.1", 0, office)
     try:
-        yield PhoneServer(f"ws://127.0.0.1:{port}/twilio", feed, agent)
+        yield PhoneServer(f"ws://127.0.0.1:{port}/twilio", feed, agent, office)
     finally:
         await runner.cleanup()
         office.close()
@@ -229,6 +230,35 @@ async def test_keypad_zero_asks_for_a_person(phone):
     assert end["handoff"] and end["backend"] == "keypad"
     assert carrier.close_code == 1000 and carrier.played_ms() > 1000
     assert phone.feed.of(call_id, "call.ended")[0]["reason"] == "handoff"
+
+
+async def test_with_takeover_a_handoff_waits_in_the_stream_for_a_person_who_is_heard(models, say):
+    async with phone_server(models, ScriptedAgent(), twilio={"handoff": "takeover"}) as server:
+        async with Carrier(server.url, parameters={"From": "+15550111"}) as carrier:
+            await asyncio.sleep(0.5)
+            await carrier.press("0")
+            call_id = ""
+            async with asyncio.timeout(60):
+                while not call_id or not server.feed.of(call_id, "hold"):
+                    await asyncio.sleep(0.05)
+                    call_id = server.feed.call_id("+15550111") or ""
+            assert server.feed.of(call_id, "hold")[0]["state"] == "waiting"
+            await asyncio.sleep(1.0)  # the hold message plays; the stream stays open
+            assert carrier.closed_at is None
+            session = server.office.calls[call_id].session
+            await session.take_over("alice")
+            taken_ms = carrier.played_ms()
+            voice = float_to_int16(say("Hello, this is Alice from customer service."))
+            for offset in range(0, len(voice), 320):  # the console's 20 ms frames, in real time
+                await session.person_audio("alice", voice[offset : offset + 320].tobytes())
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(1.0)
+            assert carrier.closed_at is None
+            person = carrier.played_audio()[taken_ms * 8 :]
+        heard = transcribe(models, person).lower()
+    assert "alice" in heard and "customer" in heard, heard
+    assert [e["state"] for e in server.feed.of(call_id, "hold")] == ["waiting", "person"]
+    assert server.feed.of(call_id, "call.ended")[0]["reason"] != "handoff"
 
 
 async def test_a_carrier_that_never_echoes_marks_does_not_hold_the_call(phone, caplog):

@@ -28,8 +28,9 @@ from tests.support.feed import Feed
 from tests.support.servers import make_services
 from tests.support.sip_caller import SipCaller, header, sdp_offer, sip_request, sip_response
 from tests.support.sip_peer import Baresip, free_udp_port, need_baresip
-from voice.channels.codecs import int16_to_float, resample
+from voice.channels.codecs import float_to_int16, int16_to_float, resample
 from voice.channels.pbx import sip_port
+from voice.channels.twilio import PHONE_AUDIO
 from voice.config import ServerSettings, Settings
 from voice.office.backoffice import Office, open_office
 from voice.ops.line import ADMISSION, METRICS, drain
@@ -187,8 +188,12 @@ async def test_a_transfer_the_pbx_refuses_keeps_the_caller_with_the_assistant(mo
     assert ended["reason"] == "hangup"
 
 
-async def test_keypad_by_sip_info_reaches_the_call_too(models):
-    """Some PBXs send keypad digits as SIP INFO rather than in the RTP stream."""
+async def test_keypad_by_sip_info_reaches_the_call_and_without_a_target_a_person_takes_it(
+    models, say
+):
+    """Some PBXs send keypad digits as SIP INFO rather than in the RTP stream. Without
+    `sip.transfer_to` the handed-off call waits on voicedesk, where a supervisor takes it and is
+    heard on the line."""
     async with (
         sip_server(models) as server,
         SipCaller("127.0.0.1", server.port, "sipcaller4") as phone,
@@ -196,10 +201,24 @@ async def test_keypad_by_sip_info_reaches_the_call_too(models):
         await server.feed.wait_for("sipcaller4", lambda e: e["type"] == "call.started")
         assert (await phone.press("0")).startswith("SIP/2.0 200")
         end = await server.feed.wait_for("sipcaller4", lambda e: e["type"] == "reply.end")
+        await server.feed.wait_for("sipcaller4", lambda e: e["type"] == "hold")
+        call_id = server.feed.call_id("sipcaller4")
+        assert call_id is not None
+        session = server.office.calls[call_id].session
+        await session.take_over("alice")
+        taken = len(phone.received.audio)
+        voice = float_to_int16(say("Hello, this is Alice from customer service."))
+        for offset in range(0, len(voice), 320):  # the console's 20 ms frames, in real time
+            await session.person_audio("alice", voice[offset : offset + 320].tobytes())
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        person = PHONE_AUDIO.decode(bytes(phone.received.audio[taken:]))
     assert end["handoff"]
-    call_id = server.feed.call_id("sipcaller4")
     [final] = server.feed.of(call_id, "transcript.final")
     assert final["text"] == "[keypad 0]"
+    assert [e["state"] for e in server.feed.of(call_id, "hold")] == ["waiting", "person"]
+    heard = words(transcribe(models, person, 8000))
+    assert {"alice", "customer"} <= heard, heard
 
 
 async def test_a_peer_not_allowed_is_refused(models, tmp_path):

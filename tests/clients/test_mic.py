@@ -207,6 +207,61 @@ def test_the_view_shows_no_more_of_a_reply_the_caller_stopped():
     ]
 
 
+def test_the_view_says_who_the_caller_is_with_once_the_call_is_handed_off():
+    out = io.StringIO()
+    view = ConsoleView(out)
+    for event in [
+        {"type": "handoff", "by": "assistant"},
+        {"type": "hold", "state": "waiting", "name": "", "reason": "human_request", "at": 1.0},
+        {"type": "transcript.final", "turn": 2, "text": "Hello?", "ignored": False},
+        {"type": "hold", "state": "person", "name": "alice", "reason": "", "at": 2.0},
+        {"type": "person.said", "turn": 3, "name": "alice", "text": "Hi, this is Alice."},
+        {"type": "transcript.final", "turn": 4, "text": "My order is late.", "ignored": False},
+        {"type": "hold", "state": "assistant", "name": "alice", "reason": "", "at": 3.0},
+        {"type": "reply.text", "turn": 5, "text": "You are back with the assistant."},
+        {"type": "reply.end", "turn": 5, "text": "You are back with the assistant."},
+        {"type": "hold", "state": "waiting", "name": "", "reason": "supervisor", "at": 4.0},
+        {"type": "hold", "state": "missed", "name": "", "reason": "supervisor", "at": 5.0},
+    ]:
+        view.show(event)
+    assert out.getvalue().splitlines() == [
+        "→ handoff: a person will take over.",
+        "→ waiting for a person… (you are on hold)",
+        "[listening…]",
+        "you:       Hello?",  # on hold: heard, not answered, so not "thinking"
+        "→ you are talking to alice.",
+        "alice:     Hi, this is Alice.",
+        "you:       My order is late.",
+        "→ back with the assistant.",
+        "[speaking… (Enter to stop)]",
+        "voicedesk: You are back with the assistant.",
+        "  sources: -",
+        "[listening…]",
+        "→ waiting for a person… (you are on hold)",
+        "→ nobody could take the call.",
+    ]
+
+
+async def test_enter_does_not_stop_hold_audio_or_the_persons_voice():
+    """Audio that comes while the call waits for a person, or one holds it, is no reply: Enter
+    neither cuts it nor asks the server to stop."""
+    device = FakeDevice()
+    out = io.StringIO()
+    frame = bytes(640)
+    async with MicCall(device, out) as call:
+        for state in ("waiting", "person"):
+            call._on_event({"type": "hold", "state": state, "name": "alice", "at": 1.0})
+            call._play(frame)
+            call.press_enter()
+        call._on_event({"type": "hold", "state": "assistant", "name": "alice", "at": 2.0})
+        call._on_event({"type": "reply.text", "turn": 3, "text": "You are back."})
+        call._play(frame)
+        call.press_enter()  # a reply again: Enter stops it
+    assert out.getvalue().count("(stopping the reply)") == 1
+    assert device.speaker is not None and device.speaker.written == 3 * 320
+    assert device.speaker.clears == 1  # the reply, not the hold audio nor her voice
+
+
 # ----------------------------------------------------------------------------- fake sound cards
 
 

@@ -8,13 +8,10 @@ console-live-stopped.png, console-history.png, console-gaps.png.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,42 +20,23 @@ import pytest
 from agent.selection import build_agent
 from agent.types import AgentSettings
 from tests.support.browser import chromium, fresh_page, log_in, screenshot
-from tests.support.servers import make_services
+from tests.support.supervisor import PASSWORD, office_server
 from voice.channels.codecs import AudioFormat
 from voice.clients.client import CallClient
-from voice.config import ServerSettings, Settings
-from voice.office.backoffice import Office, open_office
-from voice.ops.server import start_server
 
 PCM16 = AudioFormat("pcm16", 16000)
-NAME, PASSWORD = "alice", "correct horse battery"
+NAME = "alice"
 QUESTION = "My smart bulb keeps flashing red. What should I do?"
 WAIT_MS = 30_000
 """Longest wait for anything the page shows (a spoken turn takes a few seconds)."""
 
 
-@dataclass
-class ConsoleServer:
-    base: str
-    """http://127.0.0.1:PORT"""
-    office: Office
-
-    @property
-    def call_url(self) -> str:
-        return self.base.replace("http", "ws", 1) + "/call"
-
-
 @pytest.fixture(scope="module")
 async def server(models, tmp_path_factory):
-    data_dir: Path = tmp_path_factory.mktemp("console-data")
-    settings = dataclasses.replace(Settings(), server=ServerSettings(data_dir=data_dir))
-    office = open_office(settings)
-    office.users.add(NAME, PASSWORD)
     agent, _ = build_agent(AgentSettings(backend="extractive"))
-    runner, port = await start_server(make_services(models, agent), "127.0.0.1", 0, office)
-    yield ConsoleServer(f"http://127.0.0.1:{port}", office)
-    await runner.cleanup()
-    office.close()
+    data_dir = tmp_path_factory.mktemp("console-data")
+    async with office_server(models, agent, data_dir, supervisors=(NAME,)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +155,8 @@ async def test_a_supervisor_speaks_into_a_call_and_hands_it_off(server, console)
         await call.wait_for(lambda e: e["type"] == "reply.end")
         await expect(card.locator('.turn[data-turn="1"] .question')).to_have_text(markup)
         assert await console.evaluate("window.injected") is None, "caller text ran as HTML"
-        await call.send_text("what will the weather be tomorrow")
-        await call.wait_for(lambda e: e["type"] == "reply.end" and e["turn"] == 2)
         await expect(card.locator(".flags")).to_contain_text("GUARDRAIL: out_of_scope")
+        # Out of scope: handed off, the call waits for a person; a supervisor may speak in it.
 
         message = "Hello, this is Sam from the support team."
         seen = len(call.events)
@@ -254,11 +231,11 @@ async def test_history_opens_a_call_with_its_transcript_and_recording(server, co
 
 
 async def test_gaps_lists_what_the_knowledge_base_misses_and_charts_the_days(server, console):
-    async with CallClient(server.call_url, PCM16, realtime_playback=False) as call:
-        await call.send_text("what will the weather be tomorrow")
-        await call.wait_for(lambda e: e["type"] == "reply.end")
-        await call.send_text("Do you sell garden furniture?")
-        await call.wait_for(lambda e: e["type"] == "reply.end" and e["turn"] == 2)
+    # Each is handed off (out of scope), after which a call waits for a person: a call each.
+    for question in ("Do you sell garden furniture?", "what will the weather be tomorrow"):
+        async with CallClient(server.call_url, PCM16, realtime_playback=False) as call:
+            await call.send_text(question)
+            await call.wait_for(lambda e: e["type"] == "reply.end")
     assert server.office.store.flush(10)
 
     await console.click("nav >> text=Gaps")

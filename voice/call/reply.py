@@ -268,6 +268,14 @@ class Speaker:
             return np.zeros(0, np.int16)
         return await self._synthesizer.synthesize(spoken, urgent=urgent)
 
+    async def spoken(self, text: str) -> np.ndarray:
+        """`text` in the voice, int16 at the caller's rate: words said outside a reply (the
+        hold message). Made when no caller waits on a first clause (not urgent)."""
+        audio = await self.voice(text, urgent=False)
+        resampler = StreamResampler(self._synthesizer.sample_rate, self._format.sample_rate)
+        samples = resampler.process(int16_to_float(audio))
+        return float_to_int16(np.concatenate([samples, resampler.flush()]))
+
     def played_ms(self, reply: Reply) -> int:
         """Reply audio the caller has played: as their side reports it, else as estimated."""
         reported = self._transport.played_ms(reply.turn)

@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,7 +24,10 @@ from agent.guardrails import HUMAN_HANDOFF_MESSAGE, HUMAN_REQUEST
 from agent.types import AnswerEnd, AnswerEvent, AnswerText, Exchange
 from asr.whisper import Transcript
 from tts.clauses import ClauseSplitter
+from voice.call import hold
+from voice.call.hold import HoldAudio
 from voice.call.observer import CallObserver, Unobserved
+from voice.call.person import Attendance, CallHeld, NotHolding, PersonEar
 from voice.call.reply import AnswerAhead, Reply, Speaker
 from voice.call.transport import CallClosed, Transport
 from voice.call.turns import (
@@ -39,7 +42,12 @@ from voice.call.turns import (
     sounds_complete,
 )
 from voice.channels import protocol
-from voice.channels.codecs import AudioFormat, StreamResampler, int16_to_float
+from voice.channels.codecs import (
+    AudioFormat,
+    LiveResampler,
+    float_to_int16,
+    int16_to_float,
+)
 from voice.channels.protocol import Timings
 from voice.ops.admission import MessageRate
 from voice.ops.services import Services
@@ -57,6 +65,18 @@ SERVER_FAILURE = "server_failure"
 TYPED_BURST_S = 3.0
 """Seconds' worth of typed questions (`call.max_typed_per_s`) a caller may ask at once."""
 FAILURE_SENTENCE = "Part of the server failed; the call is being handed to a person."
+HOLD = "hold"
+"""`reply.end.backend` of the words said while a handed-off call waits (a missed handoff)."""
+HANDBACK = "handback"
+"""`reply.end.backend` of the words said when a supervisor hands a call back."""
+MESSAGE = "message"
+"""The rule recorded on the turn of a message left after a missed handoff."""
+MISSED_HANDOFF = "missed_handoff"
+"""The end reason of a call nobody took in time."""
+HOLD_TURN = 0
+"""The turn a `clear` names when it drops hold audio (no reply has that number)."""
+TONE_HZ = 1000.0
+TONE_S = 0.4
 
 
 @dataclass
@@ -94,14 +114,23 @@ class CallSession:
         start: protocol.Start,
         transport: Transport,
         observer: CallObserver | None = None,
+        hang_up: Callable[[str], None] | None = None,
+        queue_handoffs: bool = True,
     ) -> None:
+        """`hang_up(reason)` ends the call from the server's side (a missed handoff, a
+        supervisor); `queue_handoffs` False: a handoff leaves this server for a person
+        elsewhere (a carrier's `<Dial>`, a SIP transfer), so the call does not wait here."""
         self._services = services
+        self._hang_up = hang_up or (lambda reason: log.info("the call is over: %s", reason))
+        self._queue_handoffs = queue_handoffs
         self._observer: CallObserver = observer or Unobserved()
         self._settings = services.settings
         self._start = start
         self._transport = transport
         self._format = start.audio
-        self._inbound_resampler = StreamResampler(self._format.sample_rate, ASR_RATE)
+        self._inbound_resampler = LiveResampler(self._format.sample_rate, ASR_RATE)
+        """Each frame's audio at once: soxr's stream gave a phone's 8 kHz audio in blocks of
+        about 100 ms, which came late to turn detection and to a supervisor listening in."""
         self._inbound: asyncio.Queue[np.ndarray] = asyncio.Queue(
             self._settings.call.inbound_queue_frames
         )
@@ -150,10 +179,30 @@ class CallSession:
         may be over (`finish_turn` looks again)."""
         self._draining = False
         """The server shuts down: the turn in progress finishes, no new one starts."""
+        self._attendance = Attendance()
+        self._holding: asyncio.Task[None] | None = None
+        """The hold audio and what follows it when nobody comes (`_wait_for_person`)."""
+        self._ear: PersonEar | None = None
+        self._ear_task: asyncio.Task[None] | None = None
+        self._person_resampler = LiveResampler(ASR_RATE, self._format.sample_rate)
+        self._caller_words: list[str] = []
+        """What the caller said since the person holding the call last spoke."""
+        self._message: asyncio.Future[tuple[int, str]] | None = None
+        """A message the caller is asked to leave after a missed handoff: (turn, words)."""
 
     @property
     def audio_format(self) -> AudioFormat:
         return self._format
+
+    @property
+    def attendance(self) -> Attendance:
+        """Who attends the call: the assistant, nobody yet (waiting), a person."""
+        return self._attendance
+
+    @property
+    def memory(self) -> list[Exchange]:
+        """The call's exchanges so far (the question and what the caller heard of the reply)."""
+        return list(self._memory)
 
     # ------------------------------------------------------------ input from the caller
 
@@ -168,7 +217,11 @@ class CallSession:
         of any reply. It waits while the reply before it has not begun to play, and while the
         caller is over `call.max_typed_per_s`; a newer typed question takes the place of one
         that waits (the older is dropped, with a `question_dropped` error). So a caller who
-        types faster than replies begin makes one reply's work at a time, never more."""
+        types faster than replies begin makes one reply's work at a time, never more.
+        While the assistant does not answer (a handed-off call), it is only noted."""
+        if not self._attendance.answering:
+            await self._caller_said(self._next_turn(), text)
+            return
         if self._typed_waiting is not None:
             self._typed_waiting = text
             await self._send(
@@ -214,6 +267,8 @@ class CallSession:
         """A keypad digit (docs/phone.md, "Keypad"): 0 asks for a person, * repeats the last
         answer, # stops the reply. Other digits are noted and change nothing."""
         log.debug("keypad %s", digit)  # not at INFO: callers key in account numbers and PINs
+        if not self._attendance.answering:
+            return
         if digit == "0":
             await self._immediate_turn(
                 shown=f"[keypad {digit}]",
@@ -249,10 +304,215 @@ class CallSession:
             await self._interrupt()
 
     async def hand_off(self) -> None:
-        """A supervisor takes the call over: the reply stops and the caller is told."""
+        """A supervisor hands the call off: the reply stops, the caller is told, and the call
+        waits for a person."""
         async with self._turn_lock:
             await self._interrupt()
             await self._send(protocol.Handoff(by="supervisor"))
+        await self._wait_for_person("supervisor")
+
+    # ------------------------------------------------------------ a person takes the call
+
+    async def take_over(self, name: str) -> None:
+        """Supervisor `name` takes the call: the reply or hold audio stops, the assistant is
+        silent, and what `person_audio` brings goes to the caller.
+
+        Raises:
+            CallHeld: another person holds the call.
+        """
+        async with self._turn_lock:
+            attendance = self._attendance
+            if attendance.state == "person":
+                if attendance.name == name:
+                    return
+                raise CallHeld(attendance.name)
+            held = await self._stop_holding()  # first: what it says next is not begun
+            await self._interrupt()
+            if held:
+                await self._send(protocol.Clear(turn=HOLD_TURN))
+            self._caller_words.clear()
+            attendance.change("person", name=name)
+            self._ear = PersonEar(
+                self._services, self._settings.turns, self._person_said, self._start.language
+            )
+            self._ear_task = self._spawn(self._ear.run())
+            await self._send_attendance()
+
+    async def hand_back(self, name: str) -> None:
+        """Supervisor `name` gives the call back to the assistant, which says so and answers
+        again, with the call's memory (the person's exchanges in it).
+
+        Raises:
+            NotHolding: another person holds the call, or the assistant does already.
+        """
+        async with self._turn_lock:
+            attendance = self._attendance
+            if attendance.answering or (attendance.state == "person" and attendance.name != name):
+                raise NotHolding()
+            held = await self._stop_holding()
+            await self._interrupt()
+            if held:
+                await self._send(protocol.Clear(turn=HOLD_TURN))
+            self._stop_ear()
+            attendance.change("assistant", name=name)
+            await self._send_attendance()
+        await self._immediate_turn(script=Script(self._settings.handoff.back_message, HANDBACK))
+
+    async def person_audio(self, name: str, frame: bytes) -> None:
+        """Speech of the person holding the call: PCM16 little-endian mono at 16 kHz, sent to
+        the caller in the caller's own format, recorded, and transcribed.
+
+        Raises:
+            NotHolding: `name` does not hold the call.
+        """
+        if self._attendance.state != "person" or self._attendance.name != name:
+            raise NotHolding()
+        samples = int16_to_float(np.frombuffer(frame[: len(frame) // 2 * 2], "<i2"))
+        if self._ear is not None:
+            self._ear.hear(samples)
+        out = float_to_int16(self._person_resampler.process(samples))
+        if len(out):
+            await self._send_audio(out)
+
+    def hang_up(self, reason: str) -> None:
+        """End the call from the server's side (`reason` goes in its record)."""
+        self._hang_up(reason)
+
+    async def _wait_for_person(self, reason: str) -> None:
+        """A handed-off call waits for a person in the queue, on hold (`_hold`); not when the
+        handoff leaves this server, nor when it waits or is held already."""
+        if not self._queue_handoffs or not self._attendance.answering or self._draining:
+            return
+        self._attendance.change("waiting", reason=reason)
+        await self._send_attendance()
+        self._holding = self._spawn(self._hold())
+
+    async def _hold(self) -> None:
+        """The hold audio until someone takes the call (this task is then cancelled) or
+        `handoff.max_wait_s` passes: then the caller is told (`handoff.when_missed`)."""
+        settings = self._settings.handoff
+        rate = self._format.sample_rate
+        message, reminder = await asyncio.gather(
+            self._speaker.spoken(settings.hold_message),
+            self._speaker.spoken(settings.reminder_message),
+        )
+        audio = HoldAudio(rate, message, reminder, settings.reminder_every_s, settings.hold_volume)
+        clock = self._speaker.clock
+        calls = self._settings.call
+        playing = self._spawn(
+            hold.play(
+                audio.read,
+                self._send_hold,
+                rate,
+                calls.reply_frame_ms,
+                calls.playback_lead_ms,
+                clock,
+            )
+        )
+        try:
+            await clock.sleep(settings.max_wait_s)
+        finally:
+            playing.cancel()
+        await asyncio.gather(playing, return_exceptions=True)
+        await self._missed()
+
+    async def _missed(self) -> None:
+        """Nobody took the call: the caller is asked to call back, or to leave a message."""
+        settings = self._settings.handoff
+        self._attendance.change("missed", reason=self._attendance.reason)
+        await self._send_attendance()
+        log.info("missed handoff: nobody took the call in %g s", settings.max_wait_s)
+        if settings.when_missed == "call_back":
+            await self._speak(Script(settings.missed_message, HOLD))
+            self._hang_up(MISSED_HANDOFF)
+            return
+        await self._speak(Script(settings.message_prompt, HOLD))
+        await self._tone()
+        said = self._message = asyncio.get_running_loop().create_future()
+        waited: asyncio.Future[None] = asyncio.ensure_future(
+            self._speaker.clock.sleep(settings.message_max_s)
+        )
+        try:
+            await asyncio.wait([said, waited], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waited.cancel()
+        if said.done():
+            turn, _ = said.result()
+            await self._speak(Script(settings.message_thanks, HOLD, rules=(MESSAGE,)), turn)
+        said.cancel()
+        self._hang_up(MISSED_HANDOFF)
+
+    async def _tone(self) -> None:
+        """The tone after which the caller leaves a message, waited out."""
+        rate = self._format.sample_rate
+        t = np.arange(round(TONE_S * rate)) / rate
+        tone = float_to_int16(0.3 * np.sin(2 * np.pi * TONE_HZ * t).astype(np.float32))
+        await self._send_audio(tone)
+        await self._speaker.clock.sleep(TONE_S)
+
+    async def _speak(self, script: Script, turn: int | None = None) -> None:
+        """Say `script` as a reply (of `turn`, else a turn of its own) and wait until it has
+        played."""
+        async with self._turn_lock:
+            await self._interrupt()
+            self._begin_reply(turn or self._next_turn(), "", time.monotonic(), script=script)
+            reply = self._reply
+        assert reply is not None and reply.task is not None
+        await asyncio.wait({reply.task})
+
+    async def _send_hold(self, frame: np.ndarray) -> None:
+        """Hold audio, paused while words are said over it (a supervisor's, a reply)."""
+        if self._reply is None:
+            await self._send_audio(frame)
+
+    async def _send_audio(self, frame: np.ndarray) -> None:
+        """Audio that is not a reply (hold audio, a person's speech): int16 at the caller's
+        rate, sent and recorded as the assistant's side of the call."""
+        self._observer.reply_audio(frame)
+        await self._transport.send_audio(self._format.encode(frame))
+
+    async def _stop_holding(self) -> bool:
+        """Stop the hold audio (and what follows it); True if it was playing."""
+        holding, self._holding = self._holding, None
+        if holding is None or holding.done():
+            return False
+        holding.cancel()
+        await asyncio.gather(holding, return_exceptions=True)
+        return True
+
+    def _stop_ear(self) -> None:
+        if self._ear_task is not None:
+            self._ear_task.cancel()
+        self._ear = self._ear_task = None
+
+    async def _send_attendance(self) -> None:
+        attendance = self._attendance
+        await self._send(
+            protocol.Hold(
+                state=attendance.state,
+                name=attendance.name,
+                reason=attendance.reason,
+                at=attendance.since,
+            )
+        )
+
+    async def _person_said(self, text: str) -> None:
+        """The person holding the call said `text`: a `person` turn, and an exchange in the
+        call's memory (what the caller said before it, and this)."""
+        name = self._attendance.name
+        self._memory.append(Exchange(" ".join(self._caller_words), text))
+        self._caller_words.clear()
+        await self._send(protocol.PersonSaid(turn=self._next_turn(), name=name, text=text))
+
+    async def _caller_said(self, turn: int, text: str) -> None:
+        """The caller said (or typed) `text` while the assistant does not answer: noted in
+        the transcript; a message, when one is asked for."""
+        await self._send(protocol.FinalTranscript(turn=turn, text=text, ignored=not text))
+        if not text:
+            return
+        self._caller_words.append(text)
+        if self._message is not None and not self._message.done():
+            self._message.set_result((turn, text))
 
     async def listen(self) -> None:
         """Process caller audio and answer the caller's turns, until cancelled."""
@@ -378,6 +638,8 @@ class CallSession:
         a reply plays: what is said over it may be no question."""
         if not self._settings.turns.answer_ahead or not heard.text.strip():
             return
+        if not self._attendance.answering:
+            return
         if utterance.overlapped or self._reply is not None:
             return
         question = f"{utterance.continues} {heard.text}".strip()
@@ -444,6 +706,11 @@ class CallSession:
         """Take the ended utterance as the next question, unless it overlapped a reply without
         interrupting it ("uh-huh") or holds no words."""
         turn = utterance.turn
+        if not self._attendance.answering:
+            early, utterance.early = utterance.early, None
+            heard = await early if early is not None else await self._transcribe(ended.audio)
+            await self._caller_said(turn, f"{utterance.continues} {heard.text}".strip())
+            return
         if utterance.overlapped and not await self._interrupts(ended.audio, ended.speech_ms):
             await self._send(protocol.FinalTranscript(turn=turn, text="", ignored=True))
             return
@@ -672,6 +939,7 @@ class CallSession:
         await self._send(end)
         if end.handoff and not interrupted:
             await self._send(protocol.Handoff(by="assistant"))
+            await self._wait_for_person(end.rules[0] if end.rules else "handoff")
 
     def _end_reply(
         self, reply: Reply, interrupted: bool, cut_short: bool = False

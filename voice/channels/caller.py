@@ -51,13 +51,16 @@ def add_routes(app: web.Application) -> None:
 
 class CallerTransport:
     """The caller protocol's side of a session: events as JSON text, audio as binary frames.
-    Callers report no playback; the session estimates it."""
+    Events newer than the caller's protocol `version` are not sent. Callers report no
+    playback; the session estimates it."""
 
-    def __init__(self, line: WebSocketLine) -> None:
+    def __init__(self, line: WebSocketLine, version: int = protocol.VERSION) -> None:
         self._line = line
+        self._version = version
 
     async def send_event(self, event: protocol.Event) -> None:
-        await self._line.send_str(protocol.encode(event))
+        if event.since <= self._version:
+            await self._line.send_str(protocol.encode(event))
 
     async def send_audio(self, data: bytes) -> None:
         await self._line.send_bytes(data)
@@ -96,10 +99,10 @@ async def _run_call(
         return Ending("unauthorized", CloseCode.UNAUTHORIZED, error)
     log.info("call started (%s %d Hz)", start.audio.encoding, start.audio.sample_rate)
     channel: Channel = "kiosk" if start.metadata.get("channel") == "kiosk" else "call"
-    transport = CallerTransport(line)
+    transport = CallerTransport(line, start.version)
     ready = protocol.Ready(
         call_id=call_id,
-        version=protocol.VERSION,
+        version=start.version,
         audio={"encoding": start.audio.encoding, "sample_rate": start.audio.sample_rate},
         feedback_token=app[OFFICE].feedback_keys.token(call_id),
     )

@@ -47,8 +47,8 @@ class SipTransport:
     the caller heard. Barge-in drops what waits. A handoff transfers the call to
     `sip.transfer_to` (REFER) once its words have played, and the call ends when the transfer
     is confirmed (or after `sip.transfer_timeout_s`); a refused transfer is told to the caller,
-    who stays with the assistant, as does a call without a target. Text events stay on the
-    server: the console and the records."""
+    who stays with the assistant. Without a target, the call waits in the console's handoff
+    queue. Text events stay on the server: the console and the records."""
 
     def __init__(self, call: SipCall, line: CallLine, settings: SipSettings) -> None:
         self._call = call
@@ -64,7 +64,7 @@ class SipTransport:
         elif isinstance(event, protocol.Handoff):
             target = self._settings.transfer_to
             if target is None:
-                log.info("handoff (%s): no sip.transfer_to; the call stays", event.by)
+                log.info("handoff (%s): no sip.transfer_to; the call waits for a person", event.by)
                 return
             log.info("handoff (%s): transferring to %s", event.by, target)
             self._call.transfer(target)
@@ -204,7 +204,7 @@ async def _serve(app: web.Application, call: SipCall) -> None:
         try:
             ending = await serve_call(
                 app,
-                StartedCall(call_id, start, "sip"),
+                StartedCall(call_id, start, "sip", transfers=bool(settings.sip.transfer_to)),
                 line,
                 transport,
                 lambda session, ending: _receive(call, transport, session, ending),

@@ -40,18 +40,21 @@ class TwilioTransport:
     mark once the audio before it has played, which is what the caller heard. Barge-in sends
     `clear`: the carrier then echoes every pending mark at once, and those echoes mean nothing.
     A handoff ends the stream (its words have played by then), so the carrier's call flow goes
-    on to the human queue. Text events stay on the server: the console and the records."""
+    on to the human queue, unless `takeover`: then the call stays, for a supervisor to take in
+    the stream (`twilio.handoff`). Text events stay on the server: the console and the
+    records."""
 
-    def __init__(self, line: WebSocketLine, stream_sid: str) -> None:
+    def __init__(self, line: WebSocketLine, stream_sid: str, takeover: bool = False) -> None:
         self._line = line
         self._sid = stream_sid
         self._reports = PlaybackReports()
+        self.takeover = takeover
 
     async def send_event(self, event: protocol.Event) -> None:
         if isinstance(event, protocol.Clear):
             self._reports.clear(event.turn)
             await self._line.send_str(twilio.clear(self._sid))
-        elif isinstance(event, protocol.Handoff):
+        elif isinstance(event, protocol.Handoff) and not self.takeover:
             log.info("handoff (%s): the stream ends and the call goes on to a person", event.by)
             self._line.finish("handoff")
         elif isinstance(event, protocol.Error):
@@ -128,11 +131,12 @@ async def _run_call(
         },
     )
     log.info("phone call started (stream %s)", begun.stream_sid)
-    transport = TwilioTransport(line, begun.stream_sid)
+    takeover = app[SERVICES].settings.twilio.handoff == "takeover"
+    transport = TwilioTransport(line, begun.stream_sid, takeover)
     carrier = functools.partial(_carrier, line.ws, stream, limits, transport)
     ending = await serve_call(
         app,
-        StartedCall(call_id, start, "phone"),
+        StartedCall(call_id, start, "phone", transfers=not takeover),
         line,
         transport,
         carrier,

@@ -17,7 +17,11 @@ from typing import Any, ClassVar
 from voice.channels.closes import CloseCode
 from voice.channels.codecs import AudioFormat, CodecError
 
-VERSION = 1
+VERSION = 2
+"""The newest version this server speaks. A caller names the version it speaks in its start
+message (1 when it names none) and is answered in it: events added in a later version (their
+`since`) are not sent to it. Version 2 added `hold` and `person.said` (a person takes the call)."""
+VERSIONS = (1, 2)
 
 
 class ProtocolError(Exception):
@@ -50,6 +54,8 @@ class Start:
     """False: send reply audio as fast as it is made instead of at the pace it plays (testers)."""
     token: str | None = field(default=None, repr=False)
     """The caller's token, when the server asks for one (never logged or kept)."""
+    version: int = 1
+    """The protocol version the caller speaks (`VERSIONS`)."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +115,11 @@ def parse_start(message: str | bytes) -> Start:
         raise ProtocolError(
             "bad_start", 'The first message must have "type": "start".', CloseCode.BAD_START
         )
-    if data.get("version", VERSION) != VERSION:
+    version = data.get("version", 1)
+    if type(version) is not int or version not in VERSIONS:
         raise ProtocolError(
             "unsupported_version",
-            f"This server speaks protocol version {VERSION}, not {data.get('version')!r}.",
+            f"This server speaks protocol versions {VERSIONS[0]} to {VERSION}, not {version!r}.",
             CloseCode.BAD_START,
         )
     unknown = set(data) - _START_KEYS
@@ -149,6 +156,7 @@ def parse_start(message: str | bytes) -> Start:
         metadata=metadata,
         realtime_playback=bool(options.get("realtime_playback", True)),
         token=_optional_text(data, "token"),
+        version=version,
     )
 
 
@@ -241,6 +249,8 @@ def _optional_text(data: dict[str, Any], key: str) -> str | None:
 @dataclass(frozen=True)
 class Event:
     type: ClassVar[str]
+    since: ClassVar[int] = 1
+    """The protocol version that added it: a caller speaking an older one is not sent it."""
 
 
 @dataclass(frozen=True)
@@ -343,6 +353,39 @@ class Handoff(Event):
     type: ClassVar[str] = "handoff"
     by: str
     """"assistant" (the reply handed off) or "supervisor" (a person took the call over)."""
+
+
+HOLD_STATES = ("waiting", "person", "assistant", "missed")
+
+
+@dataclass(frozen=True)
+class Hold(Event):
+    """Who the caller is with, once the call was handed off (docs/protocol.md, "A person
+    takes the call")."""
+
+    type: ClassVar[str] = "hold"
+    since: ClassVar[int] = 2
+    state: str
+    """"waiting" (in the handoff queue: hold audio plays), "person" (`name` holds the call
+    and speaks to the caller), "assistant" (handed back by `name`: the assistant answers
+    again) or "missed" (nobody took the call in time)."""
+    name: str = ""
+    """The supervisor who took the call or handed it back."""
+    reason: str = ""
+    """Why the call was handed off ("waiting"): the guardrail rule, "supervisor", "handoff"."""
+    at: float = 0.0
+    """Unix time, seconds."""
+
+
+@dataclass(frozen=True)
+class PersonSaid(Event):
+    """What the person holding the call said, as recognized from their speech."""
+
+    type: ClassVar[str] = "person.said"
+    since: ClassVar[int] = 2
+    turn: int
+    name: str
+    text: str
 
 
 @dataclass(frozen=True)

@@ -189,10 +189,12 @@ class CallClient:
         token: str | None = None,
         pacer: Pacer | None = None,
         clock: Clock = WALL_CLOCK,
+        keep_audio: bool = False,
     ) -> None:
         """`pacer` holds the fast mode's audio to a message rate (default: `Pacer()`, within the
         server's default limit); `clock` paces the real-time line (a test may run it faster,
-        with the server's replies paced on the same clock)."""
+        with the server's replies paced on the same clock); `keep_audio`: keep every audio
+        frame received, with the time it came, in `received` (a person's voice, hold audio)."""
         self.url = url
         self._token = token
         self.format = audio
@@ -203,6 +205,8 @@ class CallClient:
         self.call_id = ""
         self.feedback_token = ""
         """What `POST /api/feedback` takes for this call's turns."""
+        self.received: list[tuple[float, bytes]] | None = [] if keep_audio else None
+        """(monotonic time, frame) of every audio frame received, when `keep_audio`."""
         self._reply_turn: int | None = None
         self._changed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -227,7 +231,7 @@ class CallClient:
         self._reader = asyncio.create_task(self._read())
         start: dict[str, Any] = {
             "type": "start",
-            "version": 1,
+            "version": 2,
             "audio": {"encoding": self.format.encoding, "sample_rate": self.format.sample_rate},
             "options": {"realtime_playback": self.realtime_playback},
         }
@@ -302,6 +306,11 @@ class CallClient:
         assert self._ws is not None
         await self._ws.send_json({"type": "text", "text": text})
 
+    async def send_key(self, digit: str) -> None:
+        """A keypad digit (0 asks for a person)."""
+        assert self._ws is not None
+        await self._ws.send_json({"type": "dtmf", "digit": digit})
+
     async def ask(self, samples: np.ndarray, *, realtime: bool, timeout: float = 120) -> Turn:
         """Speak one question and wait for its reply (or for it to be ignored)."""
         seen, earlier = len(self.events), set(self.turns)
@@ -354,6 +363,8 @@ class CallClient:
             self._changed.set()
 
     def _on_audio(self, data: bytes) -> None:
+        if self.received is not None:
+            self.received.append((time.monotonic(), data))
         if self._reply_turn is None:
             return
         turn = self.turns[self._reply_turn]

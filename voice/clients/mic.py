@@ -138,6 +138,7 @@ class MicCall:
         self._stop_requests: asyncio.Queue[None] = asyncio.Queue(maxsize=4)
         self._replying = False  # reply text or audio has come and the reply has not ended
         self._discarding = False  # Enter was pressed: drop reply audio until `clear`
+        self._held = False  # waiting for a person, or one holds the call: audio is no reply
         self._play_resampler: StreamResampler | None = None
 
     async def __aenter__(self) -> MicCall:
@@ -189,7 +190,7 @@ class MicCall:
     ) -> aiohttp.ClientWebSocketResponse:
         start = {
             "type": "start",
-            "version": 1,
+            "version": 2,
             "audio": {"encoding": CALL_FORMAT.encoding, "sample_rate": CALL_FORMAT.sample_rate},
             "metadata": {"client": "voicedesk mic"},
         }
@@ -278,7 +279,8 @@ class MicCall:
     def _play(self, data: bytes) -> None:
         if self._discarding:
             return
-        self._replying = True
+        if not self._held:  # hold audio and a person's voice are no reply for Enter to stop
+            self._replying = True
         samples = CALL_FORMAT.decode(data)
         if self._play_resampler is not None:
             samples = self._play_resampler.process(samples)
@@ -290,6 +292,8 @@ class MicCall:
         kind = event.get("type")
         if kind == "reply.text":
             self._replying = True
+        elif kind == "hold":
+            self._held = event.get("state") in ("waiting", "person")
         elif kind == "clear":
             self._drop_playback()
         if kind in ("clear", "reply.end"):

@@ -21,6 +21,7 @@ from voice.office.records import CallRecord, Channel, Store
 if TYPE_CHECKING:
     from voice.call.session import CallSession
     from voice.office.monitor import CallMonitor
+    from voice.office.tap import AudioTap
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,19 @@ DATABASE = "voicedesk.db"
 RECORDINGS = "recordings"
 NO_AUDIO_RATE = 16_000
 """The caller rate a text session's watcher is given: any will do, it has no audio."""
+
+
+@dataclass(frozen=True)
+class LiveCall:
+    """A call in progress, as the supervisors reach it."""
+
+    session: CallSession
+    monitor: CallMonitor
+    """Its records: a supervisor's actions go in them."""
+    tap: AudioTap
+    """Its audio, for a supervisor listening in."""
+    channel: Channel
+    caller_id: str | None
 
 
 @dataclass
@@ -39,7 +53,7 @@ class Office:
     """`voice.office.auth.Users`, or None when nobody can log in (records off)."""
     recordings_dir: Path | None = None
     redact: Callable[[str], str] | None = None
-    calls: dict[str, CallSession] = field(default_factory=dict)
+    calls: dict[str, LiveCall] = field(default_factory=dict)
     """Live calls by id, for a supervisor to step in."""
     feedback_keys: FeedbackKeys = field(default_factory=FeedbackKeys)
     """Each call's feedback token, given to the caller in `ready` (or a chat reply)."""

@@ -14,7 +14,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
@@ -59,7 +59,9 @@ def add_routes(app: web.Application, settings: ConsoleSettings) -> None:
     app.router.add_post("/logout", logout)
     app.router.add_post("/api/login", login_api)
     app.router.add_get("/console", console_page)
+    app.router.add_get("/console-audio.js", console_audio)
     app.router.add_get("/api/live", live_feed)
+    app.router.add_get("/api/me", who_am_i)
     app.router.add_get("/api/calls", list_calls)
     app.router.add_get("/api/calls/{call_id}", get_call)
     app.router.add_get("/api/calls/{call_id}/recording", get_recording)
@@ -100,10 +102,10 @@ async def login_api(request: web.Request) -> web.Response:
         body = await request.json()
         name, password = str(body["name"]), str(body["password"])
     except (ValueError, KeyError, TypeError):
-        return _error(400, "bad_request", 'Send {"name": ..., "password": ...} as JSON.')
+        return json_error(400, "bad_request", 'Send {"name": ..., "password": ...} as JSON.')
     outcome = await _login(request, name, password)
     if outcome.token is None:
-        response = _error(*_refusal(outcome))
+        response = json_error(*_refusal(outcome))
         response.headers.update(_retry_after(outcome))
         return response
     return web.json_response({"token": outcome.token})
@@ -118,7 +120,7 @@ async def logout(request: web.Request) -> web.Response:
             await asyncio.to_thread(users.logout, token)
         except (sqlite3.Error, OSError) as err:
             log.error("supervisor logout failed: the supervisors' store: %s", err)
-            response = _error(
+            response = json_error(
                 503,
                 "store_unavailable",
                 "This browser is logged out, but the server could not end the session: it "
@@ -216,7 +218,7 @@ def _token(request: web.Request) -> str | None:
     return bearer(request) or request.cookies.get(COOKIE)
 
 
-async def _supervisor(request: web.Request) -> str | None:
+async def logged_in(request: web.Request) -> str | None:
     """Who is logged in, if anyone. Raises HTTPServiceUnavailable when the sessions cannot be
     read."""
     users = request.app[OFFICE].users
@@ -241,21 +243,39 @@ async def _supervisor(request: web.Request) -> str | None:
     return name
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
+def json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def _unauthorized() -> web.Response:
-    return _error(401, "unauthorized", "Log in as a supervisor first.")
+def unauthorized() -> web.Response:
+    return json_error(401, "unauthorized", "Log in as a supervisor first.")
 
 
 # ---------------------------------------------------------------- the page and the live feed
 
 
 async def console_page(request: web.Request) -> web.StreamResponse:
-    if await _supervisor(request) is None:
+    if await logged_in(request) is None:
         raise web.HTTPFound("/login")
     return web.Response(text=_page("console.html"), content_type="text/html")
+
+
+async def console_audio(request: web.Request) -> web.Response:
+    """The page's call-audio worklet (static/console-audio.js). An AudioWorklet module must
+    come from the page's own origin; it holds nothing secret, so no login is asked."""
+    return web.Response(
+        text=_page("console-audio.js"),
+        content_type="text/javascript",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def who_am_i(request: web.Request) -> web.Response:
+    """`{"name"}` of the supervisor logged in: the console page tells their calls by it."""
+    name = await logged_in(request)
+    if name is None:
+        return unauthorized()
+    return web.json_response({"name": name})
 
 
 async def live_feed(request: web.Request) -> web.StreamResponse:
@@ -263,27 +283,34 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
 
     A console that falls behind by `voice.office.live.QUEUE_SIZE` events is disconnected
     (`CloseCode.NOT_READING`)."""
-    if await _supervisor(request) is None:
-        return _unauthorized()
+    if await logged_in(request) is None:
+        return unauthorized()
     ws = web.WebSocketResponse(heartbeat=20.0)
     await ws.prepare(request)
     subscription = request.app[OFFICE].hub.subscribe()
-    sender = asyncio.create_task(_send(ws, subscription))
-    reader = asyncio.create_task(_drain(ws))
     try:
         # Whichever ends first ends the feed: the hub dropped this console, a send failed, or
         # the console went away. (Waiting on the sender alone kept the handler of a closed
         # console alive until the next call event, and held up the server's shutdown.)
-        await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+        await until_one_ends("live feed", _send(ws, subscription), _drain(ws))
     finally:
         subscription.close()
-        sender.cancel()
-        reader.cancel()
-        results = await asyncio.gather(sender, reader, return_exceptions=True)
+    return ws
+
+
+async def until_one_ends(what: str, *work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` until one of them ends, then cancel the others and wait for them; a failure
+    of any is logged as `what` failing."""
+    tasks = [asyncio.create_task(coroutine) for coroutine in work]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:
         if isinstance(result, Exception):
-            log.error("live feed failed", exc_info=result)
-    return ws
+            log.error("%s failed", what, exc_info=result)
 
 
 async def _send(ws: web.WebSocketResponse, subscription: Subscription) -> None:
@@ -373,8 +400,8 @@ def _query(request: web.Request) -> CallQuery:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    if await _supervisor(request) is None:
-        return _unauthorized()
+    if await logged_in(request) is None:
+        return unauthorized()
     store, query = _store(request), _query(request)
     calls = await _read(store.calls, query)
     if request.query.get("format") == "csv":
@@ -385,12 +412,12 @@ async def list_calls(request: web.Request) -> web.Response:
 
 
 async def get_call(request: web.Request) -> web.Response:
-    if await _supervisor(request) is None:
-        return _unauthorized()
+    if await logged_in(request) is None:
+        return unauthorized()
     call_id = request.match_info["call_id"]
     detail = await _read(_store(request).call, call_id)
     if detail is None:
-        return _error(404, "not_found", f"No call {call_id}.")
+        return json_error(404, "not_found", f"No call {call_id}.")
     if request.query.get("format") == "csv":
         return _csv([detail], f"call-{call_id}.csv")
     live = call_id in request.app[OFFICE].calls
@@ -399,18 +426,19 @@ async def get_call(request: web.Request) -> web.Response:
             **_call_json(detail.call, live),
             "turns": [dataclasses.asdict(t) for t in detail.turns],
             "feedback": [dataclasses.asdict(f) for f in detail.feedback],
+            "actions": [dataclasses.asdict(a) for a in detail.actions],
         }
     )
 
 
 async def get_recording(request: web.Request) -> web.StreamResponse:
-    if await _supervisor(request) is None:
-        return _unauthorized()
+    if await logged_in(request) is None:
+        return unauthorized()
     office = request.app[OFFICE]
     detail = await _read(_store(request).call, request.match_info["call_id"])
     name = detail.call.recording if detail is not None else None
     if not name or office.recordings_dir is None:
-        return _error(404, "not_found", "This call has no recording.")
+        return json_error(404, "not_found", "This call has no recording.")
     path = office.recordings_dir / name
     try:
         size = path.stat().st_size if path.is_file() else 0
@@ -418,7 +446,7 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
         size = 0
     if size <= WAV_HEADER_BYTES:
         log.warning("the recording of call %s is missing or empty: %s", detail.call.call_id, path)
-        return _error(
+        return json_error(
             404,
             "recording_missing",
             "This call's recording is missing: it could not be written, or it was removed.",
@@ -515,13 +543,14 @@ def _csv(details: list[CallDetail], filename: str) -> web.Response:
 
 async def step_in(request: web.Request) -> web.Response:
     """`say` (speak a typed message into the call), `stop` (the current answer), `handoff`."""
-    supervisor = await _supervisor(request)
+    supervisor = await logged_in(request)
     if supervisor is None:
-        return _unauthorized()
+        return unauthorized()
     call_id = request.match_info["call_id"]
-    session = request.app[OFFICE].calls.get(call_id)
-    if session is None:
-        return _error(404, "not_live", f"Call {call_id} is not live.")
+    live = request.app[OFFICE].calls.get(call_id)
+    if live is None:
+        return json_error(404, "not_live", f"Call {call_id} is not live.")
+    session = live.session
     action = request.path.rsplit("/", 1)[-1]
     if action == "say":
         try:
@@ -529,7 +558,7 @@ async def step_in(request: web.Request) -> web.Response:
         except (ValueError, KeyError, TypeError):
             text = ""
         if not text or len(text) > 1000:
-            return _error(400, "bad_request", 'Send {"text": "..."} (1 to 1000 characters).')
+            return json_error(400, "bad_request", 'Send {"text": "..."} (1 to 1000 characters).')
     try:
         if action == "say":
             await session.say(text)
@@ -538,7 +567,7 @@ async def step_in(request: web.Request) -> web.Response:
         else:
             await session.hand_off()
     except CallClosed:
-        return _error(404, "not_live", f"Call {call_id} has just ended.")
+        return json_error(404, "not_live", f"Call {call_id} has just ended.")
     log.info("supervisor %s: %s on call %s", supervisor[:40], action, call_id)
     return web.json_response({"ok": True})
 
@@ -549,7 +578,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     office = request.app[OFFICE]
     address = request.remote or ""
     if not office.feedback_rates.take(address):
-        response = _error(
+        response = json_error(
             429, "too_many_requests", "Too much feedback from your address; try again shortly."
         )
         response.headers["Retry-After"] = str(max(1, round(office.feedback_rates.wait_s(address))))
@@ -557,9 +586,9 @@ async def post_feedback(request: web.Request) -> web.Response:
     try:
         record, token = feedback.parse(await _json_body(request), now=time.time())
     except FeedbackError as err:
-        return _error(err.status, err.code, err.message)
-    if not office.feedback_keys.valid(record.call_id, token) and not await _supervisor(request):
-        return _error(
+        return json_error(err.status, err.code, err.message)
+    if not office.feedback_keys.valid(record.call_id, token) and not await logged_in(request):
+        return json_error(
             403,
             "not_your_call",
             "Feedback is taken for a call you took part in: send the feedback_token it was "
@@ -579,12 +608,12 @@ async def _json_body(request: web.Request) -> object:
 
 async def gaps_report(request: web.Request) -> web.Response:
     """What to add to the KB next: questions handed off, unanswered or marked unhelpful."""
-    if await _supervisor(request) is None:
-        return _unauthorized()
+    if await logged_in(request) is None:
+        return unauthorized()
     try:
         days = min(max(int(request.query.get("days", 30)), 1), 3650)
     except ValueError:
-        return _error(400, "bad_request", "days must be a whole number.")
+        return json_error(400, "bad_request", "days must be a whole number.")
     store = _store(request)
     since = time.time() - days * 86400
     questions = await _read(store.gaps, since)

@@ -15,12 +15,18 @@ import numpy as np
 from voice.channels import protocol
 from voice.channels.codecs import StreamResampler, int16_to_float
 from voice.office.live import LiveHub
-from voice.office.records import CallRecord, Store, TurnRecord
+from voice.office.records import CallAction, CallRecord, Store, TurnRecord
 
 log = logging.getLogger(__name__)
 
 RECORDING_RATE = 16_000
 _REDACTED_FIELDS = ("text", "heard")
+_ACTIONS = {"waiting": "waiting", "person": "taken", "assistant": "handed_back", "missed": "missed"}
+"""A `hold` event's state → the action kept in the call's record."""
+PERSON = "person"
+"""The backend of a turn said by a person holding the call, or said to them by the caller."""
+_HELD = ("waiting", "person")
+"""While the call is in these states, what the caller says is kept at once, with no reply."""
 CONTINUED = "continued"
 """Recorded among a turn's rules when the caller went on with the question (`reply.end`
 `continued`): its reply stopped, and the whole question is the next turn."""
@@ -46,6 +52,7 @@ class CallMonitor:
         self._redact = redact
         self._clock = clock
         self._questions: dict[int, tuple[str, float]] = {}
+        self._hold_state = "assistant"
         self._recorder: Any = None
         self._recording_name: str | None = None
         self._reply_resampler = StreamResampler(caller_rate, RECORDING_RATE)
@@ -93,10 +100,40 @@ class CallMonitor:
                 if isinstance(fields.get(name), str):
                     fields[name] = self._redact(fields[name])
         if isinstance(event, protocol.FinalTranscript) and not event.ignored:
-            self._questions[event.turn] = (fields["text"], self._clock())
+            if self._hold_state in _HELD:
+                self._add_turn(
+                    TurnRecord(
+                        self.call_id,
+                        event.turn,
+                        self._clock(),
+                        fields["text"],
+                        reply="",
+                        backend=PERSON,
+                    )
+                )
+            else:
+                self._questions[event.turn] = (fields["text"], self._clock())
         elif isinstance(event, protocol.ReplyEnd):
             self._record_turn(event, fields)
+        elif isinstance(event, protocol.PersonSaid):
+            self._add_turn(
+                TurnRecord(
+                    self.call_id, event.turn, self._clock(), "", fields["text"], backend=PERSON
+                )
+            )
+        elif isinstance(event, protocol.Hold):
+            self._hold_state = event.state
+            self.action(_ACTIONS[event.state], event.name, event.reason)
         self._hub.publish({"type": event.type, "call_id": self.call_id, **fields})
+
+    def redacted(self, text: str) -> str:
+        """`text` as the records keep it (redacted when redaction is on)."""
+        return text if self._redact is None else self._redact(text)
+
+    def action(self, action: str, by: str = "", detail: str = "") -> None:
+        """Keep an action on the call (`CallAction`) in its record."""
+        if self._store is not None:
+            self._store.add_action(CallAction(self.call_id, self._clock(), action, by, detail))
 
     def caller_audio(self, samples: np.ndarray) -> None:
         if self._recorder is not None:
@@ -112,6 +149,10 @@ class CallMonitor:
             self._guard_recording(self._recorder.clear_after, None)
 
     # ------------------------------------------------------------ helpers
+
+    def _add_turn(self, turn: TurnRecord) -> None:
+        if self._store is not None:
+            self._store.add_turn(turn)
 
     def _record_turn(self, event: protocol.ReplyEnd, fields: dict[str, Any]) -> None:
         question, at = self._questions.pop(event.turn, ("", self._clock()))

@@ -47,6 +47,23 @@ class TurnRecord:
 
 
 @dataclass(frozen=True)
+class CallAction:
+    """Who did what to a call besides talking: a supervisor took it, handed it back, ended it;
+    nobody came (docs/console.md, "The handoff queue")."""
+
+    call_id: str
+    at: float
+    """Unix time, seconds."""
+    action: str
+    """"waiting" (handed off, in the queue), "taken", "handed_back", "ended" (by a
+    supervisor), "missed" (nobody took it in time)."""
+    by: str = ""
+    """The supervisor's name ("" for the server's own)."""
+    detail: str = ""
+    """The reason of a handoff."""
+
+
+@dataclass(frozen=True)
 class Feedback:
     call_id: str
     turn: int
@@ -77,6 +94,7 @@ class CallDetail:
     call: CallRecord
     turns: tuple[TurnRecord, ...]
     feedback: tuple[Feedback, ...] = ()
+    actions: tuple[CallAction, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,8 @@ class Store(Protocol):
     def add_turn(self, turn: TurnRecord) -> None: ...
 
     def add_feedback(self, feedback: Feedback) -> None: ...
+
+    def add_action(self, action: CallAction) -> None: ...
 
     def calls(self, query: CallQuery) -> Sequence[CallRecord]: ...
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voice.office.records import (
+    CallAction,
     CallDetail,
     CallQuery,
     CallRecord,
@@ -127,6 +128,9 @@ class SpooledStore:
 
     def add_feedback(self, feedback: Feedback) -> None:
         self._put(Write("add_feedback", (feedback,)))
+
+    def add_action(self, action: CallAction) -> None:
+        self._put(Write("add_action", (action,)))
 
     def _put(self, write: Write) -> None:
         with self._cond:

@@ -18,6 +18,7 @@ from typing import Any
 from text.words import plain_words
 from voice.office.database import BUSY_TIMEOUT_MS, Database
 from voice.office.records import (
+    CallAction,
     CallDetail,
     CallQuery,
     CallRecord,
@@ -40,8 +41,10 @@ caller was asked to say it again or to choose (agent.guardrails)."""
 NOT_QUESTIONS = ("human_request",)
 """The rules that mean the caller asked for a person, by voice or on the keypad (0): no
 question the knowledge base could have answered, handed off as it should be."""
-NOT_QUESTION_BACKENDS = ("keypad", "supervisor")
-"""Who wrote a reply to no question: a keypad digit, a supervisor's words."""
+NOT_QUESTION_BACKENDS = ("keypad", "supervisor", "person", "hold", "handback")
+"""Who wrote a reply to no question: a keypad digit, a supervisor's words typed or spoken
+(a person holding the call), the hold and hand-back messages. A caller's words while a
+person holds the call are kept with "person" too."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -77,13 +80,22 @@ CREATE TABLE IF NOT EXISTS feedback (
     comment TEXT NOT NULL DEFAULT '',
     UNIQUE (call_id, turn, at)
 );
+CREATE TABLE IF NOT EXISTS actions (
+    call_id TEXT NOT NULL,
+    at      REAL NOT NULL,
+    action  TEXT NOT NULL,                  -- waiting, taken, handed_back, ended, missed
+    by      TEXT NOT NULL DEFAULT '',       -- the supervisor
+    detail  TEXT NOT NULL DEFAULT '',
+    UNIQUE (call_id, at, action)
+);
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
 CREATE INDEX IF NOT EXISTS calls_channel ON calls (channel, started_at);
 CREATE INDEX IF NOT EXISTS calls_ended ON calls (ended_at);
 CREATE INDEX IF NOT EXISTS turns_at ON turns (at);
 CREATE INDEX IF NOT EXISTS turns_handoff ON turns (call_id) WHERE handoff;
 CREATE INDEX IF NOT EXISTS feedback_turn ON feedback (call_id, turn);
-PRAGMA user_version = 1;
+CREATE INDEX IF NOT EXISTS actions_call ON actions (call_id, at);
+PRAGMA user_version = 2;
 """
 
 
@@ -189,6 +201,15 @@ class SqliteStore:
                 ),
             )
 
+    def add_action(self, action: CallAction) -> None:
+        """Keep a supervisor's (or the queue's) action on a call."""
+        with self._db.write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO actions (call_id, at, action, by, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (action.call_id, action.at, action.action, action.by, action.detail),
+            )
+
     def purge(self, before: float) -> int:
         """Delete calls that ended before `before` (Unix seconds) with their turns, feedback and
         recording files, and calls never ended (the server stopped mid-call) that started
@@ -204,6 +225,7 @@ class SqliteStore:
             recordings = [recording for _, recording in doomed]
             db.execute(f"DELETE FROM turns WHERE call_id IN ({doomed_ids})", args)
             db.execute(f"DELETE FROM feedback WHERE call_id IN ({doomed_ids})", args)
+            db.execute(f"DELETE FROM actions WHERE call_id IN ({doomed_ids})", args)
             db.execute(
                 "DELETE FROM feedback WHERE at < ? AND call_id NOT IN (SELECT call_id FROM calls)",
                 (before,),
@@ -263,10 +285,16 @@ class SqliteStore:
             " ORDER BY at, id",
             (call_id,),
         )
+        actions = db.execute(
+            "SELECT call_id, at, action, by, detail FROM actions WHERE call_id = ?"
+            " ORDER BY at, rowid",
+            (call_id,),
+        )
         return CallDetail(
             call=_call(found),
             turns=tuple(_turn(r) for r in turns),
             feedback=tuple(Feedback(c, t, bool(h), a, m) for c, t, h, a, m in feedback),
+            actions=tuple(CallAction(*row) for row in actions),
         )
 
     def gaps(self, since: float, limit: int = 20) -> list[GapQuestion]:

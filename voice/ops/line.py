@@ -24,8 +24,9 @@ from voice.channels import protocol
 from voice.channels.closes import CloseCode
 from voice.channels.protocol import ProtocolError
 from voice.config import CallSettings
-from voice.office.backoffice import OFFICE
+from voice.office.backoffice import OFFICE, LiveCall
 from voice.office.records import Channel
+from voice.office.tap import AudioTap
 from voice.ops.access import CallerTokens, Endpoint, bearer
 from voice.ops.admission import Admission, BusySignal, MessageRate
 from voice.ops.logs import call_scope
@@ -366,6 +367,9 @@ class StartedCall:
     call_id: str
     start: protocol.Start
     channel: Channel
+    transfers: bool = False
+    """A handoff leaves this server for a person elsewhere (a carrier's `<Dial>`, a SIP
+    transfer); else the call waits in the console's handoff queue."""
 
 
 async def serve_call(
@@ -420,9 +424,17 @@ async def _watched(
         call.call_id, call.channel, start.caller_id, start.metadata, start.audio.sample_rate
     )
     monitor.started()
-    observers = Observers(monitor, metrics.observer(call.channel))
-    session = CallSession(services, start, transport, observer=observers)
-    office.calls[call.call_id] = session
+    tap = AudioTap(start.audio.sample_rate)
+    observers = Observers(monitor, metrics.observer(call.channel), tap)
+    session = CallSession(
+        services,
+        start,
+        transport,
+        observer=observers,
+        hang_up=line.finish,
+        queue_handoffs=not call.transfers,
+    )
+    office.calls[call.call_id] = LiveCall(session, monitor, tap, call.channel, start.caller_id)
     metrics.calls_active.labels(call.channel).inc()
     ending = Ending(reason="server_shutdown")
     try:
@@ -430,6 +442,7 @@ async def _watched(
         return ending
     finally:
         office.calls.pop(call.call_id, None)
+        tap.close()
         monitor.ended(ending.reason)
         metrics.calls_active.labels(call.channel).dec()
         metrics.calls.labels(call.channel, ending.reason).inc()
@@ -506,7 +519,7 @@ async def drain(app: web.Application, grace_s: float) -> None:
     """Shut down the calls: take no new ones, let each finish its current turn for up to
     `grace_s`, then close every connection with 1001."""
     app[ADMISSION].draining = True
-    sessions = list(app[OFFICE].calls.values())
+    sessions = [live.session for live in app[OFFICE].calls.values()]
     if sessions:
         log.info("letting %d calls finish their turn (up to %g s)", len(sessions), grace_s)
         finishing = [asyncio.create_task(s.finish_turn()) for s in sessions]

@@ -82,6 +82,13 @@ class Metrics:
         self.handoffs = Counter(
             "voicedesk_handoffs", "Calls handed to a person.", ["by"], registry=registry
         )
+        self.queue_changes = Counter(
+            "voicedesk_handoff_queue_changes",
+            "Handed-off calls: waiting (joined the queue), person (taken), assistant (handed "
+            "back), missed (nobody came in time).",
+            ["state"],
+            registry=registry,
+        )
         self.guardrail_hits = Counter(
             "voicedesk_guardrail_hits", "Guardrail rules that fired.", ["rule"], registry=registry
         )
@@ -145,6 +152,8 @@ class MetricsObserver(Unobserved):
                         m.stage_seconds.labels(stage).observe(ms / 1000)
         elif isinstance(event, protocol.Handoff):
             m.handoffs.labels(event.by).inc()
+        elif isinstance(event, protocol.Hold):
+            m.queue_changes.labels(event.state).inc()
         elif isinstance(event, protocol.Error):
             m.errors.labels(event.code).inc()
 

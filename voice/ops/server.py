@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tts.normalize import normalize_for_speech
 from voice.channels import caller, kiosk, pbx, phone
-from voice.office import console
+from voice.office import console, takeover
 from voice.office.backoffice import OFFICE, Office
 from voice.office.spool import SpooledStore
 from voice.ops.access import (
@@ -69,6 +69,7 @@ def create_app(services: Services, office: Office | None = None) -> web.Applicat
     app[METRICS] = metrics = Metrics()
     app[LINES] = Lines()
     console.add_routes(app, settings.console)
+    takeover.add_routes(app)
     caller.add_routes(app)
     phone.add_routes(app)
     kiosk.add_routes(app)
@@ -83,6 +84,12 @@ def create_app(services: Services, office: Office | None = None) -> web.Applicat
     app[LISTENING] = []
     watch_services(metrics, app)
     _watch_records(metrics, app[OFFICE].store)
+    calls = app[OFFICE].calls
+    metrics.watch(
+        "voicedesk_handoff_queue",
+        lambda: float(sum(live.session.attendance.state == "waiting" for live in calls.values())),
+        "Handed-off calls waiting for a person.",
+    )
     app.on_startup.append(_prepare_busy_signal)
     app.on_startup.append(_start_background)
     app.on_shutdown.append(_stop_listening)

@@ -4,6 +4,11 @@
 //   the server → JSON events (transcripts, reply text, clear, …) → the page
 //              → binary reply audio (PCM16, 16 kHz) → KioskPlayer (kiosk-player.js) → speakers
 //
+// A call handed off to a person (protocol version 2) waits on hold: `hold` events say who the
+// caller is with (waiting, a person by name, the assistant again, or nobody came), and the
+// binary audio then is not a reply's: hold audio while waiting, the person's voice once one
+// takes the call. It plays all the same, counted apart from the replies (HOLD_TURN, PERSON).
+//
 // Hands-free sends the microphone all the time; the server decides where questions end.
 // Push-to-talk sends it only while the big button (or the space bar) is held, then 800 ms of
 // silence at once so the server's 700 ms silence window ends the turn.
@@ -18,6 +23,10 @@
   const RELEASE_SILENCE_MS = 800; // over the server's 700 ms turns.silence_ms
   const PLAY_LEAD_S = 0.05; // start a reply this far ahead, so its first frame is whole
   const MAX_BUFFERED_BYTES = 256 * 1024; // a socket this far behind drops microphone frames
+  const HOLD_TURN = 0; // hold audio plays as this turn; a `clear` of turn 0 drops it
+  const PERSON = "person"; // the voice of the person holding the call plays as this "turn"
+  const BACK_NOTE_MS = 4000; // how long "You are back with the assistant" shows
+  const NO_FEEDBACK = new Set(["supervisor", "hold", "handback"]); // words nobody rates
 
   const $ = (id) => document.getElementById(id);
   const main = $("kiosk");
@@ -53,6 +62,8 @@
     endReason: null,
     fatal: null,
     held: false,
+    hold: null, // {state, name, since}: who the caller is with, once the call was handed off
+    bannerTimer: null, // the waiting clock's interval, or the timeout hiding the banner
     hearing: false, // the server heard speech start and not yet stop
     thinkingFrom: null, // waiting for the reply of this turn (or a later one)
     replyTurn: null, // the turn whose reply is being made or played
@@ -82,12 +93,19 @@
     return app.ws !== null && app.ws.readyState === WebSocket.OPEN && app.callId !== null;
   }
 
+  /** The call waits for a person, or one holds it: the assistant does not answer. */
+  function onHold() {
+    return app.hold !== null && (app.hold.state === "waiting" || app.hold.state === "person");
+  }
+
   function refresh() {
     let state;
     if (!app.started) state = "idle";
     else if (app.ws === null) state = "offline";
     else if (!connectedNow()) state = "connecting";
-    else if (app.replyTurn !== null || (app.player && app.player.playing)) state = "speaking";
+    else if (app.replyTurn !== null) state = "speaking";
+    else if (onHold()) state = app.hold.state; // "waiting" | "person": hold audio or a voice
+    else if (app.player && app.player.playing) state = "speaking";
     else if (app.thinkingFrom !== null) state = "thinking";
     else state = "listening";
     if (state !== app.state) {
@@ -98,14 +116,14 @@
     main.dataset.mode = app.mode;
     main.dataset.mic = app.micState;
     const ptt = app.mode === "push-to-talk";
-    const live = state === "listening" || state === "thinking" || state === "speaking";
+    const live = ["listening", "thinking", "speaking", "waiting", "person"].includes(state);
     $("start").hidden = app.started;
     $("talk").hidden = !ptt || !app.started;
     $("talk").disabled = !live || app.micState !== "on";
     $("talk").setAttribute("aria-pressed", String(app.held));
     setText($("talk"), app.held ? "Listening… release when done" : "Hold to talk");
     $("stop-reply").hidden = state !== "speaking";
-    $("person").hidden = !live;
+    $("person").hidden = !live || (app.hold !== null && app.hold.state !== "assistant");
     $("end").hidden = !app.started;
     for (const button of document.querySelectorAll(".modes button")) {
       button.setAttribute("aria-checked", String(button.dataset.mode === app.mode));
@@ -135,6 +153,15 @@
         return ptt
           ? ["Speaking…", "Hold the button to interrupt."]
           : ["Speaking…", "Speak up or press Stop answer to interrupt."];
+      case "waiting":
+        return ["On hold", "Please stay here; the call goes on by itself."];
+      case "person": {
+        const who = app.hold.name || "they";
+        if (noMic) return ["Talking to a person", "Type what you want to say below."];
+        return ptt
+          ? ["Talking to a person", "Hold the button (or the space bar) while you speak."]
+          : ["Talking to a person", `Speak normally — ${who} can hear you.`];
+      }
       default:
         if (noMic) return ["Ready", "Type your question below."];
         if (ptt) {
@@ -194,6 +221,7 @@
   function connect() {
     dropSocket();
     clearNotice();
+    banner(null);
     const ws = new WebSocket(callUrl());
     ws.binaryType = "arraybuffer";
     app.ws = ws;
@@ -206,7 +234,7 @@
       const kioskId = params.get("kiosk");
       const startMessage = {
         type: "start",
-        version: 1,
+        version: 2,
         audio: {encoding: "pcm16", sample_rate: RATE},
         metadata: kioskId ? {channel: "kiosk", kiosk: kioskId} : {channel: "kiosk"},
       };
@@ -230,6 +258,7 @@
     const ws = app.ws;
     app.ws = null;
     app.callId = null;
+    app.hold = null;
     if (ws !== null && ws.readyState <= WebSocket.OPEN) ws.close(1000);
     resetTurn();
   }
@@ -254,12 +283,18 @@
       text = `The call ended: ${app.fatal}`;
     } else if (app.endReason === "server_shutdown") {
       text = "The assistant's server was restarted. Try again in a moment.";
+    } else if (app.endReason === "missed_handoff") {
+      text = "Nobody could take your call right now. Please try again later.";
+    } else if (app.endReason === "ended_by_supervisor") {
+      text = "A member of our team ended the call.";
     } else {
       text = "The connection to the assistant was lost.";
     }
     app.ws = null;
     app.callId = null;
+    app.hold = null;
     resetTurn();
+    banner(null); // who the caller was with no longer holds: the call is over
     notify(text, "error", reopen);
     refresh();
   }
@@ -276,7 +311,7 @@
     app.entries.clear();
     $("turns").replaceChildren();
     $("empty").hidden = false;
-    $("handoff").hidden = true;
+    banner(null);
     clearNotice();
     refresh();
   }
@@ -290,6 +325,7 @@
         app.feedbackToken = event.feedback_token;
         app.call += 1;
         app.lastTurn = 0;
+        app.hold = null;
         startMicrophone();
         if (app.pendingText !== null) {
           ask(app.pendingText);
@@ -305,7 +341,7 @@
         break;
       case "speech.stopped":
         app.hearing = false;
-        app.thinkingFrom = event.turn;
+        if (!onHold()) app.thinkingFrom = event.turn; // on hold, nothing answers it
         break;
       case "transcript.final":
         if (event.ignored || !event.text.trim()) {
@@ -333,7 +369,13 @@
         answered(event.turn);
         break;
       case "handoff":
-        handoff(event.by);
+        handoff();
+        break;
+      case "hold":
+        hold(event);
+        break;
+      case "person.said":
+        personSaid(event);
         break;
       case "error":
         if (event.fatal) app.fatal = event.message;
@@ -348,6 +390,12 @@
   }
 
   function onAudio(data) {
+    if (app.replyTurn === null && onHold()) {
+      // Not a reply: hold audio while waiting, the person's voice once one holds the call.
+      app.player.play(app.hold.state === "person" ? PERSON : HOLD_TURN, data);
+      refresh();
+      return;
+    }
     const turn = app.replyTurn !== null ? app.replyTurn : app.lastTurn;
     if (turn === app.mutedTurn) return; // stopped here; the server's stop is on its way
     answered(turn);
@@ -435,10 +483,10 @@
            ...event.sources.map((id, i) => [i ? ", " : "", el("code", {text: id})]).flat()),
       );
     }
-    if (event.text && event.backend !== "supervisor" && item.callId) {
+    if (event.text && !NO_FEEDBACK.has(event.backend) && item.callId) {
       answer.append(feedbackButtons(item.callId, item.feedbackToken, event.turn));
     }
-    if (event.handoff) handoff("assistant");
+    if (event.handoff) handoff();
     scrollDown();
   }
 
@@ -474,14 +522,76 @@
     return box;
   }
 
-  function handoff(by) {
+  /** What the person holding the call said (as transcribed), in the conversation under
+   * their name. */
+  function personSaid(event) {
+    const item = entry(event.turn);
+    item.classList.add("person");
+    const answer = item.querySelector(".a");
+    answer.hidden = false;
+    answer.querySelector(".who").textContent = event.name || "Staff";
+    item.querySelector(".reply").textContent = event.text;
+    scrollDown();
+  }
+
+  function handoff() {
+    if (onHold()) return; // the hold banner says more
+    banner(
+      "A member of our team will help you with this. Please stay here — you are being " +
+        "passed to a person.",
+      "handoff",
+    );
+  }
+
+  /** A `hold` event: who the caller is with now, in the banner. */
+  function hold(event) {
+    const name = event.name || "";
+    app.hold = {state: event.state, name, since: Date.now()};
+    switch (event.state) {
+      case "waiting":
+        app.thinkingFrom = null; // what the caller says now is not answered
+        banner("Please wait — a person will be with you shortly.", "waiting", app.hold.since);
+        break;
+      case "person":
+        app.thinkingFrom = null;
+        banner(`You are talking to ${name || "a member of our team"}.`, "person");
+        break;
+      case "assistant":
+        banner("You are back with the assistant.", "assistant");
+        app.bannerTimer = setTimeout(() => banner(null), BACK_NOTE_MS);
+        break;
+      case "missed":
+        banner("Nobody could take your call right now.", "missed");
+        break;
+    }
+  }
+
+  /** Show `text` in the banner (null: hide it); with `waitingSince` (a Date.now()), the time
+   * waited under it, counted each second. Text goes in through textContent only. */
+  function banner(text, kind = "", waitingSince = null) {
     const box = $("handoff");
-    box.hidden = false;
-    box.textContent =
-      by === "supervisor"
-        ? "A member of our team has joined the conversation."
-        : "A member of our team will help you with this. Please stay here — you are being " +
-          "passed to a person.";
+    clearTimeout(app.bannerTimer); // an interval's id too: they share one list of timers
+    app.bannerTimer = null;
+    box.hidden = text === null;
+    box.dataset.kind = kind;
+    if (text === null) {
+      box.replaceChildren();
+      return;
+    }
+    const said = el("span", {class: "said", text});
+    if (waitingSince === null) {
+      box.replaceChildren(said);
+      return;
+    }
+    // Hidden from screen readers, which would read the banner out again every second.
+    const waited = el("span", {class: "waited", "aria-hidden": "true"});
+    const tick = () => {
+      const s = Math.floor((Date.now() - waitingSince) / 1000);
+      waited.textContent = `Waiting ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    };
+    tick();
+    app.bannerTimer = setInterval(tick, 1000);
+    box.replaceChildren(said, waited);
   }
 
   function scrollDown() {
@@ -601,7 +711,8 @@
   // ------------------------------------------------------------ what the visitor does
 
   function stopReply() {
-    if (app.replyTurn === null && !app.player.playing) return;
+    // Hold audio and the person's voice are no reply: nothing to stop.
+    if (app.replyTurn === null && (onHold() || !app.player.playing)) return;
     app.mutedTurn = app.replyTurn;
     app.player.clear(); // silence now; the server confirms with clear and reply.end
     send({type: "stop"});
@@ -628,7 +739,7 @@
 
   function ask(text) {
     send({type: "text", text});
-    app.thinkingFrom = app.lastTurn + 1; // the server numbers it next
+    if (!onHold()) app.thinkingFrom = app.lastTurn + 1; // the server numbers it next
     refresh();
   }
 
@@ -697,6 +808,7 @@
     get mode() { return app.mode; },
     get callId() { return app.callId; },
     get mic() { return app.micState; },
+    get hold() { return app.hold === null ? null : {...app.hold}; },
     get playedMs() { return app.player ? app.player.playedMs() : 0; },
     playedMsOf(turn) { return app.player ? app.player.playedMs(turn) : 0; },
     get bufferedMs() { return app.player ? app.player.bufferedMs() : 0; },
