@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from voice.call.reply import Reply
-from voice.call.session import APOLOGY, Script
+from voice.call.reply import APOLOGY, Reply, Script
 from voice.channels import protocol
 from voice.channels.protocol import Timings
 

@@ -11,8 +11,9 @@ import pytest
 
 from tests.support.fakes import FastClock, pitch, speech
 from tests.support.inprocess import ANSWER, QUESTION, SAID, STOP_HZ
+from voice.call.handover import HOLD, HOLD_TURN, MESSAGE, MISSED_HANDOFF
 from voice.call.person import CallHeld, NotHolding
-from voice.call.session import HANDBACK, HOLD, HOLD_TURN, MESSAGE, MISSED_HANDOFF
+from voice.call.session import HANDBACK
 from voice.channels import protocol
 from voice.channels.codecs import AudioFormat, float_to_int16, int16_to_float
 from voice.config import HandoffSettings, Settings

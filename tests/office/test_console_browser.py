@@ -26,7 +26,9 @@ from voice.clients.client import CallClient
 
 PCM16 = AudioFormat("pcm16", 16000)
 NAME = "alice"
-QUESTION = "My smart bulb keeps flashing red. What should I do?"
+QUESTION = "My smart bulb keeps flashing red, what should I do?"
+"""One sentence: at the pause after a full stop a fast recognizer may end the turn (the caller
+going on joins the next), and the test follows turn 1."""
 WAIT_MS = 30_000
 """Longest wait for anything the page shows (a spoken turn takes a few seconds)."""
 

@@ -24,6 +24,9 @@ from voice.ops.services import Voice
 
 log = logging.getLogger(__name__)
 
+APOLOGY = "apology"
+"""`reply.end.backend` of the words spoken when part of the server failed the call
+(`Script.apology`)."""
 SYNTHESIZE_AHEAD_MS = 3000
 """A reply's next clause is synthesized once less than this much audio is left to play: more
 than the synthesis of a later clause takes on a busy server (it waits for other calls' first
@@ -327,3 +330,27 @@ class Speaker:
             reply.sent_samples += len(frame)
             reply.sent_ms = reply.sent_samples * 1000 // rate
             await self._transport.mark(reply.turn, reply.sent_ms)
+
+
+@dataclass(frozen=True)
+class Script:
+    """Fixed words spoken as a reply, instead of an answer from the agent."""
+
+    text: str
+    backend: str
+    """What `reply.end` names as the writer: "supervisor", "keypad" or "apology"."""
+    handoff: bool = False
+    rules: tuple[str, ...] = ()
+    apology: bool = False
+    """Said because part of the call failed: `*` does not repeat it, and no apology follows
+    it if it fails too."""
+
+    @classmethod
+    def sorry(cls, text: str, handoff: bool = False, rules: tuple[str, ...] = ()) -> Script:
+        """An apology, written by "apology"."""
+        return cls(text, APOLOGY, handoff, rules, apology=True)
+
+
+async def scripted(script: Script) -> AsyncIterator[AnswerEvent]:
+    yield AnswerText(script.text)
+    yield AnswerEnd(handoff=script.handoff, rules=script.rules, backend=script.backend)

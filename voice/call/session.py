@@ -4,6 +4,9 @@
                                                          │  → normalize → Synthesizer → send
                                                          └→ barge-in check (words → clear)
 
+Once a reply hands the call off, the assistant answers no more: the call waits on hold for a
+person, who takes it, speaks, and may hand it back (`voice.call.handover`).
+
 A `CallSession` belongs to one call and one event loop. The models it uses (`Services`) are
 shared by every call and run off the event loop: in worker processes by default, else threads.
 """
@@ -14,21 +17,20 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
 from agent.guardrails import HUMAN_HANDOFF_MESSAGE, HUMAN_REQUEST
-from agent.types import AnswerEnd, AnswerEvent, AnswerText, Exchange
+from agent.types import AnswerEnd, AnswerText, Exchange
 from asr.whisper import Transcript
 from tts.clauses import ClauseSplitter
-from voice.call import hold
-from voice.call.hold import HoldAudio
+from voice.call.handover import CallSide, Handover
 from voice.call.observer import CallObserver, Unobserved
-from voice.call.person import Attendance, CallHeld, NotHolding, PersonEar
-from voice.call.reply import AnswerAhead, Reply, Speaker
+from voice.call.person import Attendance, CallHeld, NotHolding
+from voice.call.reply import AnswerAhead, Reply, Script, Speaker, scripted
 from voice.call.transport import CallClosed, Transport
 from voice.call.turns import (
     ACKNOWLEDGEMENT_HINT,
@@ -45,7 +47,6 @@ from voice.channels import protocol
 from voice.channels.codecs import (
     AudioFormat,
     LiveResampler,
-    float_to_int16,
     int16_to_float,
 )
 from voice.channels.protocol import Timings
@@ -57,26 +58,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ASR_RATE = 16_000
-APOLOGY = "apology"
-"""`reply.end.backend` of the words spoken when part of the server failed the call
-(`Script.apology`)."""
 SERVER_FAILURE = "server_failure"
 """The rule recorded on that turn."""
 TYPED_BURST_S = 3.0
 """Seconds' worth of typed questions (`call.max_typed_per_s`) a caller may ask at once."""
 FAILURE_SENTENCE = "Part of the server failed; the call is being handed to a person."
-HOLD = "hold"
-"""`reply.end.backend` of the words said while a handed-off call waits (a missed handoff)."""
 HANDBACK = "handback"
 """`reply.end.backend` of the words said when a supervisor hands a call back."""
-MESSAGE = "message"
-"""The rule recorded on the turn of a message left after a missed handoff."""
-MISSED_HANDOFF = "missed_handoff"
-"""The end reason of a call nobody took in time."""
-HOLD_TURN = 0
-"""The turn a `clear` names when it drops hold audio (no reply has that number)."""
-TONE_HZ = 1000.0
-TONE_S = 0.4
 
 
 @dataclass
@@ -179,16 +167,22 @@ class CallSession:
         may be over (`finish_turn` looks again)."""
         self._draining = False
         """The server shuts down: the turn in progress finishes, no new one starts."""
-        self._attendance = Attendance()
-        self._holding: asyncio.Task[None] | None = None
-        """The hold audio and what follows it when nobody comes (`_wait_for_person`)."""
-        self._ear: PersonEar | None = None
-        self._ear_task: asyncio.Task[None] | None = None
-        self._person_resampler = LiveResampler(ASR_RATE, self._format.sample_rate)
-        self._caller_words: list[str] = []
-        """What the caller said since the person holding the call last spoke."""
-        self._message: asyncio.Future[tuple[int, str]] | None = None
-        """A message the caller is asked to leave after a missed handoff: (turn, words)."""
+        self._handover = Handover(
+            services,
+            self._format,
+            self._speaker,
+            CallSide(
+                send=self._send,
+                send_audio=self._send_audio,
+                speak=self._speak,
+                replying=lambda: self._reply is not None,
+                remember=self._memory.append,
+                next_turn=self._next_turn,
+                hang_up=self.hang_up,
+                spawn=self._spawn,
+            ),
+            start.language,
+        )
 
     @property
     def audio_format(self) -> AudioFormat:
@@ -197,7 +191,7 @@ class CallSession:
     @property
     def attendance(self) -> Attendance:
         """Who attends the call: the assistant, nobody yet (waiting), a person."""
-        return self._attendance
+        return self._handover.attendance
 
     @property
     def memory(self) -> list[Exchange]:
@@ -219,8 +213,8 @@ class CallSession:
         that waits (the older is dropped, with a `question_dropped` error). So a caller who
         types faster than replies begin makes one reply's work at a time, never more.
         While the assistant does not answer (a handed-off call), it is only noted."""
-        if not self._attendance.answering:
-            await self._caller_said(self._next_turn(), text)
+        if not self._handover.attendance.answering:
+            await self._handover.caller_said(self._next_turn(), text)
             return
         if self._typed_waiting is not None:
             self._typed_waiting = text
@@ -267,7 +261,7 @@ class CallSession:
         """A keypad digit (docs/phone.md, "Keypad"): 0 asks for a person, * repeats the last
         answer, # stops the reply. Other digits are noted and change nothing."""
         log.debug("keypad %s", digit)  # not at INFO: callers key in account numbers and PINs
-        if not self._attendance.answering:
+        if not self._handover.attendance.answering:
             return
         if digit == "0":
             await self._immediate_turn(
@@ -321,22 +315,14 @@ class CallSession:
             CallHeld: another person holds the call.
         """
         async with self._turn_lock:
-            attendance = self._attendance
+            attendance = self._handover.attendance
             if attendance.state == "person":
                 if attendance.name == name:
                     return
                 raise CallHeld(attendance.name)
-            held = await self._stop_holding()  # first: what it says next is not begun
+            await self._handover.stop_holding()  # first: what it says next is not begun
             await self._interrupt()
-            if held:
-                await self._send(protocol.Clear(turn=HOLD_TURN))
-            self._caller_words.clear()
-            attendance.change("person", name=name)
-            self._ear = PersonEar(
-                self._services, self._settings.turns, self._person_said, self._start.language
-            )
-            self._ear_task = self._spawn(self._ear.run())
-            await self._send_attendance()
+            await self._handover.taken(name)
 
     async def hand_back(self, name: str) -> None:
         """Supervisor `name` gives the call back to the assistant, which says so and answers
@@ -346,16 +332,12 @@ class CallSession:
             NotHolding: another person holds the call, or the assistant does already.
         """
         async with self._turn_lock:
-            attendance = self._attendance
+            attendance = self._handover.attendance
             if attendance.answering or (attendance.state == "person" and attendance.name != name):
                 raise NotHolding()
-            held = await self._stop_holding()
+            await self._handover.stop_holding()
             await self._interrupt()
-            if held:
-                await self._send(protocol.Clear(turn=HOLD_TURN))
-            self._stop_ear()
-            attendance.change("assistant", name=name)
-            await self._send_attendance()
+            await self._handover.given_back(name)
         await self._immediate_turn(script=Script(self._settings.handoff.back_message, HANDBACK))
 
     async def person_audio(self, name: str, frame: bytes) -> None:
@@ -365,90 +347,16 @@ class CallSession:
         Raises:
             NotHolding: `name` does not hold the call.
         """
-        if self._attendance.state != "person" or self._attendance.name != name:
-            raise NotHolding()
-        samples = int16_to_float(np.frombuffer(frame[: len(frame) // 2 * 2], "<i2"))
-        if self._ear is not None:
-            self._ear.hear(samples)
-        out = float_to_int16(self._person_resampler.process(samples))
-        if len(out):
-            await self._send_audio(out)
+        await self._handover.person_audio(name, frame)
 
     def hang_up(self, reason: str) -> None:
         """End the call from the server's side (`reason` goes in its record)."""
         self._hang_up(reason)
 
     async def _wait_for_person(self, reason: str) -> None:
-        """A handed-off call waits for a person in the queue, on hold (`_hold`); not when the
-        handoff leaves this server, nor when it waits or is held already."""
-        if not self._queue_handoffs or not self._attendance.answering or self._draining:
-            return
-        self._attendance.change("waiting", reason=reason)
-        await self._send_attendance()
-        self._holding = self._spawn(self._hold())
-
-    async def _hold(self) -> None:
-        """The hold audio until someone takes the call (this task is then cancelled) or
-        `handoff.max_wait_s` passes: then the caller is told (`handoff.when_missed`)."""
-        settings = self._settings.handoff
-        rate = self._format.sample_rate
-        message, reminder = await asyncio.gather(
-            self._speaker.spoken(settings.hold_message),
-            self._speaker.spoken(settings.reminder_message),
-        )
-        audio = HoldAudio(rate, message, reminder, settings.reminder_every_s, settings.hold_volume)
-        clock = self._speaker.clock
-        calls = self._settings.call
-        playing = self._spawn(
-            hold.play(
-                audio.read,
-                self._send_hold,
-                rate,
-                calls.reply_frame_ms,
-                calls.playback_lead_ms,
-                clock,
-            )
-        )
-        try:
-            await clock.sleep(settings.max_wait_s)
-        finally:
-            playing.cancel()
-        await asyncio.gather(playing, return_exceptions=True)
-        await self._missed()
-
-    async def _missed(self) -> None:
-        """Nobody took the call: the caller is asked to call back, or to leave a message."""
-        settings = self._settings.handoff
-        self._attendance.change("missed", reason=self._attendance.reason)
-        await self._send_attendance()
-        log.info("missed handoff: nobody took the call in %g s", settings.max_wait_s)
-        if settings.when_missed == "call_back":
-            await self._speak(Script(settings.missed_message, HOLD))
-            self._hang_up(MISSED_HANDOFF)
-            return
-        await self._speak(Script(settings.message_prompt, HOLD))
-        await self._tone()
-        said = self._message = asyncio.get_running_loop().create_future()
-        waited: asyncio.Future[None] = asyncio.ensure_future(
-            self._speaker.clock.sleep(settings.message_max_s)
-        )
-        try:
-            await asyncio.wait([said, waited], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waited.cancel()
-        if said.done():
-            turn, _ = said.result()
-            await self._speak(Script(settings.message_thanks, HOLD, rules=(MESSAGE,)), turn)
-        said.cancel()
-        self._hang_up(MISSED_HANDOFF)
-
-    async def _tone(self) -> None:
-        """The tone after which the caller leaves a message, waited out."""
-        rate = self._format.sample_rate
-        t = np.arange(round(TONE_S * rate)) / rate
-        tone = float_to_int16(0.3 * np.sin(2 * np.pi * TONE_HZ * t).astype(np.float32))
-        await self._send_audio(tone)
-        await self._speaker.clock.sleep(TONE_S)
+        """A handed-off call waits for a person, unless the handoff leaves this server."""
+        if self._queue_handoffs and not self._draining:
+            await self._handover.wait_for_person(reason)
 
     async def _speak(self, script: Script, turn: int | None = None) -> None:
         """Say `script` as a reply (of `turn`, else a turn of its own) and wait until it has
@@ -460,59 +368,11 @@ class CallSession:
         assert reply is not None and reply.task is not None
         await asyncio.wait({reply.task})
 
-    async def _send_hold(self, frame: np.ndarray) -> None:
-        """Hold audio, paused while words are said over it (a supervisor's, a reply)."""
-        if self._reply is None:
-            await self._send_audio(frame)
-
     async def _send_audio(self, frame: np.ndarray) -> None:
         """Audio that is not a reply (hold audio, a person's speech): int16 at the caller's
         rate, sent and recorded as the assistant's side of the call."""
         self._observer.reply_audio(frame)
         await self._transport.send_audio(self._format.encode(frame))
-
-    async def _stop_holding(self) -> bool:
-        """Stop the hold audio (and what follows it); True if it was playing."""
-        holding, self._holding = self._holding, None
-        if holding is None or holding.done():
-            return False
-        holding.cancel()
-        await asyncio.gather(holding, return_exceptions=True)
-        return True
-
-    def _stop_ear(self) -> None:
-        if self._ear_task is not None:
-            self._ear_task.cancel()
-        self._ear = self._ear_task = None
-
-    async def _send_attendance(self) -> None:
-        attendance = self._attendance
-        await self._send(
-            protocol.Hold(
-                state=attendance.state,
-                name=attendance.name,
-                reason=attendance.reason,
-                at=attendance.since,
-            )
-        )
-
-    async def _person_said(self, text: str) -> None:
-        """The person holding the call said `text`: a `person` turn, and an exchange in the
-        call's memory (what the caller said before it, and this)."""
-        name = self._attendance.name
-        self._memory.append(Exchange(" ".join(self._caller_words), text))
-        self._caller_words.clear()
-        await self._send(protocol.PersonSaid(turn=self._next_turn(), name=name, text=text))
-
-    async def _caller_said(self, turn: int, text: str) -> None:
-        """The caller said (or typed) `text` while the assistant does not answer: noted in
-        the transcript; a message, when one is asked for."""
-        await self._send(protocol.FinalTranscript(turn=turn, text=text, ignored=not text))
-        if not text:
-            return
-        self._caller_words.append(text)
-        if self._message is not None and not self._message.done():
-            self._message.set_result((turn, text))
 
     async def listen(self) -> None:
         """Process caller audio and answer the caller's turns, until cancelled."""
@@ -638,7 +498,7 @@ class CallSession:
         a reply plays: what is said over it may be no question."""
         if not self._settings.turns.answer_ahead or not heard.text.strip():
             return
-        if not self._attendance.answering:
+        if not self._handover.attendance.answering:
             return
         if utterance.overlapped or self._reply is not None:
             return
@@ -706,10 +566,10 @@ class CallSession:
         """Take the ended utterance as the next question, unless it overlapped a reply without
         interrupting it ("uh-huh") or holds no words."""
         turn = utterance.turn
-        if not self._attendance.answering:
+        if not self._handover.attendance.answering:
             early, utterance.early = utterance.early, None
             heard = await early if early is not None else await self._transcribe(ended.audio)
-            await self._caller_said(turn, f"{utterance.continues} {heard.text}".strip())
+            await self._handover.caller_said(turn, f"{utterance.continues} {heard.text}".strip())
             return
         if utterance.overlapped and not await self._interrupts(ended.audio, ended.speech_ms):
             await self._send(protocol.FinalTranscript(turn=turn, text="", ignored=True))
@@ -896,7 +756,7 @@ class CallSession:
     ) -> None:
         splitter = ClauseSplitter()
         if script is not None:
-            answer = _scripted(script)
+            answer = scripted(script)
         elif reply.ahead is not None:
             answer = reply.ahead.events()
         else:
@@ -991,30 +851,6 @@ class CallSession:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
         return task
-
-
-@dataclass(frozen=True)
-class Script:
-    """Fixed words spoken as a reply, instead of an answer from the agent."""
-
-    text: str
-    backend: str
-    """What `reply.end` names as the writer: "supervisor", "keypad" or "apology"."""
-    handoff: bool = False
-    rules: tuple[str, ...] = ()
-    apology: bool = False
-    """Said because part of the call failed: `*` does not repeat it, and no apology follows
-    it if it fails too."""
-
-    @classmethod
-    def sorry(cls, text: str, handoff: bool = False, rules: tuple[str, ...] = ()) -> Script:
-        """An apology, written by "apology"."""
-        return cls(text, APOLOGY, handoff, rules, apology=True)
-
-
-async def _scripted(script: Script) -> AsyncIterator[AnswerEvent]:
-    yield AnswerText(script.text)
-    yield AnswerEnd(handoff=script.handoff, rules=script.rules, backend=script.backend)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
