@@ -173,3 +173,16 @@ async def test_a_supervisor_takes_a_call_mid_answer_and_the_answer_stops(call_in
     await clock.sleep(0.5)
     assert [q for q, _ in call.agent.asked] == ["tell me about the warranty"]
     assert not call.transport.of(protocol.Handoff), "taken straight from the assistant"
+
+
+async def test_a_server_shutting_down_lets_the_person_finish(call_in):
+    call = call_in(realtime=False)
+    await handed_off(call)
+    await call.session.take_over("ann")
+    finishing = asyncio.create_task(call.session.finish_turn())
+    await asyncio.sleep(0.2)
+    assert not finishing.done(), "the person is still talking to the caller"
+    await call.session.hand_back("ann")
+    async with asyncio.timeout(10):
+        await finishing
+    assert not [e for e in call.transport.of(protocol.ReplyEnd) if e.backend == HANDBACK]

@@ -338,6 +338,7 @@ class CallSession:
             await self._handover.stop_holding()
             await self._interrupt()
             await self._handover.given_back(name)
+            self._work_done.set()  # a server shutting down waited for the person
         await self._immediate_turn(script=Script(self._settings.handoff.back_message, HANDBACK))
 
     async def person_audio(self, name: str, frame: bytes) -> None:
@@ -389,10 +390,14 @@ class CallSession:
 
     async def finish_turn(self) -> None:
         """Let the turn in progress finish — the caller's words still being said, recognized,
-        answered and played — and start no new one. For a server shutting down."""
+        answered and played — and start no new one; and a person holding the call talk until
+        they hand it back or end it. For a server shutting down (which waits only so long)."""
         self._draining = True
         while not self._closed and (
-            self._utterance is not None or self._unanswered or self._reply is not None
+            self._utterance is not None
+            or self._unanswered
+            or self._reply is not None
+            or self._handover.attendance.state == "person"
         ):
             self._work_done.clear()
             await self._work_done.wait()
