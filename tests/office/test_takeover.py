@@ -164,13 +164,14 @@ async def test_speaking_without_holding_the_call_is_refused(server, say):
         assert status == 409
 
 
-async def test_the_page_learns_who_is_logged_in_and_gets_its_audio_worklet(server):
+async def test_the_page_learns_who_is_logged_in_and_gets_its_scripts(server):
     async with supervisor(server.base, BOB, PASSWORD) as bob:
         assert await bob.get("/api/me") == (200, {"name": BOB})
-        async with bob.http.get(server.base + "/console-audio.js") as response:
-            assert response.status == 200
-            assert "javascript" in response.content_type
-            assert "registerProcessor" in await response.text()
+        for script, holds in (("console-audio.js", "registerProcessor"), ("console.js", "/api/me")):
+            async with bob.http.get(f"{server.base}/{script}") as response:
+                assert response.status == 200
+                assert "javascript" in response.content_type
+                assert holds in await response.text()
     async with aiohttp.ClientSession() as http, http.get(server.base + "/api/me") as response:
         assert response.status == 401
 

@@ -59,7 +59,8 @@ def add_routes(app: web.Application, settings: ConsoleSettings) -> None:
     app.router.add_post("/logout", logout)
     app.router.add_post("/api/login", login_api)
     app.router.add_get("/console", console_page)
-    app.router.add_get("/console-audio.js", console_audio)
+    for name in SCRIPTS:
+        app.router.add_get(f"/{name}", _script(name))
     app.router.add_get("/api/live", live_feed)
     app.router.add_get("/api/me", who_am_i)
     app.router.add_get("/api/calls", list_calls)
@@ -260,14 +261,19 @@ async def console_page(request: web.Request) -> web.StreamResponse:
     return web.Response(text=_page("console.html"), content_type="text/html")
 
 
-async def console_audio(request: web.Request) -> web.Response:
-    """The page's call-audio worklet (static/console-audio.js). An AudioWorklet module must
-    come from the page's own origin; it holds nothing secret, so no login is asked."""
-    return web.Response(
-        text=_page("console-audio.js"),
-        content_type="text/javascript",
-        headers={"Cache-Control": "no-cache"},
-    )
+SCRIPTS = ("console.js", "console-audio.js")
+"""The page's scripts in static/: the console itself, and its call-audio worklet (an
+AudioWorklet module must come from the page's own origin). Nothing secret is in them, so they
+are served without a login."""
+
+
+def _script(name: str) -> Callable[[web.Request], Coroutine[Any, Any, web.Response]]:
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(
+            text=_page(name), content_type="text/javascript", headers={"Cache-Control": "no-cache"}
+        )
+
+    return serve
 
 
 async def who_am_i(request: web.Request) -> web.Response:
