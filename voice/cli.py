@@ -179,6 +179,10 @@ def _parser() -> argparse.ArgumentParser:
     _flags(gaps, _data_flag)
     purge = _command(commands, "purge", _purge, "delete calls older than records.retention_days")
     _flags(purge, _data_flag)
+    migrate = _command(
+        commands, "migrate", _migrate, "create or upgrade the records' schema (serve does too)"
+    )
+    _flags(migrate, _data_flag)
     return parser
 
 
@@ -508,6 +512,12 @@ def _purge(args: argparse.Namespace, settings: Settings) -> int:
     from voice.office.admin import purge
 
     return purge(settings, sys.stdout)
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.office.admin import migrate
+
+    return migrate(settings, sys.stdout)
 
 
 def _report_gaps(args: argparse.Namespace, settings: Settings) -> int:

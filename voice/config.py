@@ -153,7 +153,12 @@ class CallSettings:
 @dataclass(frozen=True)
 class RecordsSettings:
     enabled: bool = True
-    """Keep every call and turn in the store (SQLite in the data dir)."""
+    """Keep every call and turn in the store (SQLite in the data dir, or `url`)."""
+    url: str | None = None
+    """A PostgreSQL database for the records and the supervisors' logins instead of SQLite
+    (`postgresql://user:password@host:5432/voicedesk`); its schema is created and upgraded at
+    start (`voicedesk migrate`). Recordings stay in the data dir. A secret (it may hold a
+    password): `voicedesk config` does not print it."""
     recordings: bool = True
     """Keep a stereo WAV of every call: the caller left, the assistant right."""
     redact: bool = True
@@ -364,7 +369,7 @@ FLAG_KEYS: Mapping[str, str] = {
 
 ENV_PREFIX = "VOICEDESK_"
 
-SECRETS = frozenset({"twilio.auth_token", "auth.caller_tokens", "sip.password"})
+SECRETS = frozenset({"twilio.auth_token", "auth.caller_tokens", "sip.password", "records.url"})
 """Settings that `settings_as_toml` never prints."""
 
 

@@ -1,4 +1,5 @@
-"""Supervisors: password hashes, logins, session tokens and their expiry."""
+"""Supervisors: password hashes, logins, session tokens and their expiry, in SQLite and in
+PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.fakes import Clock
+from tests.support.postgres import empty_postgres_url, postgres_url, rows  # noqa: F401 (fixtures)
 from voice.office.auth import Scrypt, Users, check_password
+from voice.office.postgres import PostgresUsers
 from voice.office.store import SqliteStore
 
 QUICK = Scrypt(n=2**10)
@@ -22,15 +25,19 @@ def clock() -> Clock:
     return Clock(1_700_000_000.0)
 
 
-@pytest.fixture
-def users(tmp_path: Path, clock: Clock) -> Iterator[Users]:
-    users = Users(tmp_path / "voicedesk.db", session_hours=12, clock=clock, kdf=QUICK)
+@pytest.fixture(params=["sqlite", "postgres"])
+def users(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> Iterator[Users | PostgresUsers]:
+    """Each kind of `Users`, with no supervisors (a `PostgresUsers` has the same interface)."""
+    users: Users | PostgresUsers
+    if request.param == "sqlite":
+        users = Users(tmp_path / "voicedesk.db", session_hours=12, clock=clock, kdf=QUICK)
+    else:
+        url = request.getfixturevalue("empty_postgres_url")
+        users = PostgresUsers(url, session_hours=12, clock=clock, kdf=QUICK)
     yield users
     users.close()
-
-
-def rows(users: Users, sql: str) -> list[tuple[object, ...]]:
-    return users._db.connection().execute(sql).fetchall()
 
 
 def test_the_default_hash_is_scrypt_with_a_random_salt() -> None:

@@ -196,7 +196,7 @@ async def test_a_store_that_cannot_be_written_answers_503_not_500(users, monkeyp
     async with serving(console_app(users)) as client:
         _, _, body = await log_in(client, PASSWORD)
         token = body["token"]
-        monkeypatch.setattr(users._db, "write", read_only)
+        monkeypatch.setattr(users.database, "write", read_only)
         status, _, body = await log_in(client, PASSWORD)
         assert status == 503 and body["error"]["code"] == "store_unavailable"
         assert "cannot write its records" in body["error"]["message"]

@@ -186,7 +186,7 @@ async def test_a_store_that_cannot_be_written_is_unavailable_not_a_guess(
     def read_only(*args: object) -> None:
         raise sqlite3.OperationalError("attempt to write a readonly database")
 
-    monkeypatch.setattr(users._db, "write", read_only)
+    monkeypatch.setattr(users.database, "write", read_only)
     logins = await desk(users, clock, login_free_failures=0)
     try:
         outcome = await logins.login("alice", PASSWORD, "a")

@@ -1,5 +1,6 @@
-"""The call records: SQLite round trips, history filters, gap reports, retention, and the spool
-that keeps calls going through a locked or full database without losing a record."""
+"""The call records: round trips, history filters, gap reports and retention, on SQLite and on
+PostgreSQL alike, and the spool that keeps calls going through a locked or full database without
+losing a record."""
 
 from __future__ import annotations
 
@@ -15,9 +16,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from voice.office.records import CallDetail, CallQuery, CallRecord, DayCounts, Feedback, TurnRecord
+from tests.support.postgres import empty_postgres_url, postgres_url, rows  # noqa: F401 (fixtures)
+from voice.office.postgres import PostgresStore
+from voice.office.records import (
+    CallDetail,
+    CallQuery,
+    CallRecord,
+    DayCounts,
+    Feedback,
+    Store,
+    TurnRecord,
+)
 from voice.office.store import SpooledStore, SqliteStore, normalize_question
 
 DAY = 86400.0
@@ -25,9 +37,15 @@ T0 = 1_700_000_000.0
 """2023-11-14 22:13:20 UTC."""
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "voicedesk.db", recordings_dir=tmp_path / "recordings")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each kind of store, empty, its recordings in `tmp_path / "recordings"`."""
+    store: Store
+    if request.param == "sqlite":
+        store = SqliteStore(tmp_path / "voicedesk.db", recordings_dir=tmp_path / "recordings")
+    else:
+        url = request.getfixturevalue("empty_postgres_url")
+        store = PostgresStore(url, recordings_dir=tmp_path / "recordings")
     yield store
     store.close()
 
@@ -47,7 +65,7 @@ def turn(call_id: str, number: int, at: float = T0, **fields: Any) -> TurnRecord
 # ----------------------------------------------------------------------------- round trips
 
 
-def test_every_field_round_trips(store: SqliteStore) -> None:
+def test_every_field_round_trips(store: Store) -> None:
     started = call(
         "c1",
         T0 + 0.25,
@@ -89,13 +107,13 @@ def test_every_field_round_trips(store: SqliteStore) -> None:
     assert store.calls(CallQuery()) == [ended]
 
 
-def test_unknown_call_is_none(store: SqliteStore) -> None:
+def test_unknown_call_is_none(store: Store) -> None:
     assert store.call("nope") is None
     store.end_call("nope", T0, "hangup", None)  # logged, ignored
     assert store.calls(CallQuery()) == []
 
 
-def test_writes_repeated_by_a_retry_change_nothing(store: SqliteStore) -> None:
+def test_writes_repeated_by_a_retry_change_nothing(store: Store) -> None:
     for _ in range(2):
         store.start_call(call("c1"))
         store.add_turn(turn("c1", 1, reply="first"))
@@ -107,7 +125,7 @@ def test_writes_repeated_by_a_retry_change_nothing(store: SqliteStore) -> None:
     assert len(detail.feedback) == 1
 
 
-def test_a_restart_during_a_call_keeps_its_end(store: SqliteStore) -> None:
+def test_a_restart_during_a_call_keeps_its_end(store: Store) -> None:
     store.start_call(call("c1"))
     store.end_call("c1", T0 + 5, "hangup", None)
     store.start_call(call("c1", channel="kiosk"))  # a retried start, applied late
@@ -119,7 +137,7 @@ def test_a_restart_during_a_call_keeps_its_end(store: SqliteStore) -> None:
 
 
 @pytest.fixture
-def history(store: SqliteStore) -> SqliteStore:
+def history(store: Store) -> Store:
     """a: phone, day 0, handed off, out of scope; b: kiosk, day 1, profanity rule;
     c: call, day 2, nothing special; d: text, day 3, live, no turns."""
     store.start_call(call("a", T0, channel="phone"))
@@ -160,14 +178,14 @@ def history(store: SqliteStore) -> SqliteStore:
         (CallQuery(channel="call", handoff=False, text="order"), "c"),
     ],
 )
-def test_filters(history: SqliteStore, query: CallQuery, expected: str) -> None:
+def test_filters(history: Store, query: CallQuery, expected: str) -> None:
     assert "".join(c.call_id for c in history.calls(query)) == expected
 
 
 # ----------------------------------------------------------------------------- gaps and days
 
 
-def test_search_compares_words_not_punctuation(store: SqliteStore) -> None:
+def test_search_compares_words_not_punctuation(store: Store) -> None:
     """The search words and the stored text go through the same `text.words.plain_words`."""
     store.start_call(call("a"))
     store.add_turn(turn("a", 1, question="What's the Wi-Fi password?", reply="It's on the router."))
@@ -182,7 +200,7 @@ def test_normalized_questions() -> None:
     assert normalize_question("¿Dónde está?") == "dónde está"
 
 
-def test_gaps(store: SqliteStore) -> None:
+def test_gaps(store: Store) -> None:
     store.start_call(call("a"))
     asked = [
         # (question, reply, handoff, rules, at): the problems
@@ -217,7 +235,7 @@ def test_gaps(store: SqliteStore) -> None:
 
 
 def test_a_question_asked_again_is_a_gap_though_nothing_was_handed_off(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     store.start_call(call("a"))
     rephrase = "Sorry, I'm not sure I understood. Could you say that another way?"
@@ -239,7 +257,7 @@ def test_a_question_asked_again_is_a_gap_though_nothing_was_handed_off(
     assert (day.answered, day.handed_off) == (1, 0)
 
 
-def test_daily_counts(store: SqliteStore) -> None:
+def test_daily_counts(store: Store) -> None:
     store.start_call(call("a"))
     day1, day2 = 1_700_006_400.0, 1_700_092_800.0  # 2023-11-15 and -16, 00:00 UTC
     rows = [
@@ -265,7 +283,7 @@ def test_daily_counts(store: SqliteStore) -> None:
 
 
 def test_purge_removes_old_calls_with_their_turns_feedback_and_recordings(
-    store: SqliteStore, tmp_path: Path
+    store: Store, tmp_path: Path
 ) -> None:
     recordings = tmp_path / "recordings"
     recordings.mkdir()
@@ -297,11 +315,11 @@ def test_purge_removes_old_calls_with_their_turns_feedback_and_recordings(
     # a live call's file is not named in its row yet: its age keeps it, as for a call's rows
     on_disk = sorted(p.name for p in recordings.iterdir())
     assert on_disk == ["live-long.wav", "live.wav", "recent.wav", "stray.wav"]
-    remaining = store.database.connection().execute("SELECT call_id FROM feedback").fetchall()
+    remaining = rows(store, "SELECT call_id FROM feedback")
     assert sorted(r[0] for r in remaining) == sorted(kept)
 
 
-def test_store_is_usable_from_many_threads(store: SqliteStore) -> None:
+def test_store_is_usable_from_many_threads(store: Store) -> None:
     store.start_call(call("a"))
 
     def work(number: int) -> int:
@@ -322,7 +340,7 @@ def test_store_is_usable_from_many_threads(store: SqliteStore) -> None:
 class FlakyStore:
     """Passes calls to a real store, but the next `failures` writes raise `error` first."""
 
-    def __init__(self, inner: SqliteStore, failures: int, error: Exception) -> None:
+    def __init__(self, inner: Store, failures: int, error: Exception) -> None:
         self.inner = inner
         self.failures = failures
         self.error = error
@@ -367,7 +385,7 @@ def a_call(spool: SpooledStore, call_id: str, turns: int) -> list[tuple[str, Any
     return [*writes, ("end_call", call_id)]
 
 
-def assert_all_kept(store: SqliteStore, call_id: str, turns: int) -> None:
+def assert_all_kept(store: Store, call_id: str, turns: int) -> None:
     detail = store.call(call_id)
     assert detail is not None
     assert detail.call.end_reason == "hangup"
@@ -381,7 +399,7 @@ def assert_all_kept(store: SqliteStore, call_id: str, turns: int) -> None:
     ids=["locked", "disk-full"],
 )
 def test_spool_outlasts_a_failing_store_in_order(
-    store: SqliteStore, error: Exception, caplog: pytest.LogCaptureFixture
+    store: Store, error: Exception, caplog: pytest.LogCaptureFixture
 ) -> None:
     flaky = FlakyStore(store, failures=6, error=error)
     spool = fast(flaky)
@@ -453,7 +471,7 @@ def test_spool_outlasts_a_really_full_disk(tmp_path: Path) -> None:
 
 
 def test_a_write_that_can_never_succeed_is_set_aside(
-    store: SqliteStore, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     flaky = FlakyStore(store, failures=3, error=ValueError("a bug"))
     spool = fast(flaky, max_attempts=3)
@@ -466,7 +484,7 @@ def test_a_write_that_can_never_succeed_is_set_aside(
     spool.close()
 
 
-def test_reads_go_straight_through_and_raise_while_down(store: SqliteStore) -> None:
+def test_reads_go_straight_through_and_raise_while_down(store: Store) -> None:
     spool = fast(store)
     spool.start_call(call("c1"))
     assert spool.flush(timeout=5)
@@ -475,12 +493,15 @@ def test_reads_go_straight_through_and_raise_while_down(store: SqliteStore) -> N
     assert spool.gaps(since=0) == [] and spool.daily(since=0) == []
     assert spool.purge(before=0) == 0
     spool.close()
-    with pytest.raises(sqlite3.ProgrammingError):
+    closed = (
+        sqlite3.ProgrammingError if isinstance(store, SqliteStore) else psycopg.OperationalError
+    )
+    with pytest.raises(closed):
         spool.calls(CallQuery())  # closed: the console answers 503
 
 
 def test_close_gives_up_on_a_dead_store_and_says_what_was_lost(
-    store: SqliteStore, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     flaky = FlakyStore(store, failures=1_000_000, error=OSError(errno.EIO, "I/O error"))
     spool = fast(flaky)
@@ -495,9 +516,7 @@ def test_close_gives_up_on_a_dead_store_and_says_what_was_lost(
     assert any("store closed" in r.getMessage() for r in caplog.records)
 
 
-def test_spool_logs_the_backlog_as_it_grows(
-    store: SqliteStore, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_spool_logs_the_backlog_as_it_grows(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     gate = threading.Event()
 
     class Slow:
@@ -523,13 +542,12 @@ def test_spool_logs_the_backlog_as_it_grows(
     assert spool.flush(timeout=10)
     detail = store.call("c1")
     assert detail is None  # turns of a call never started are kept, but no call row
-    rows = store.database.connection().execute("SELECT count(*) FROM turns").fetchone()
-    assert rows[0] == 25
+    assert rows(store, "SELECT count(*) FROM turns") == [(25,)]
     spool.close()
 
 
 def test_an_outage_keeps_a_bounded_number_of_writes_dropping_the_oldest(
-    store: SqliteStore, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     down = FlakyStore(store, failures=10**9, error=sqlite3.OperationalError("disk I/O error"))
     spool = fast(down, max_queued=50)

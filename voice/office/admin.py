@@ -1,18 +1,19 @@
-"""Back-office commands: `voicedesk user ...`, `voicedesk purge`, `voicedesk report gaps`.
+"""Back-office commands: `voicedesk user ...`, `voicedesk purge`, `voicedesk report gaps`,
+`voicedesk migrate`.
 
-Each works on the records in `server.data_dir`, the same directory the server keeps them in
-(see `voice.config.default_data_dir`), and raises `AdminError` when it cannot do what it was
-asked."""
+Each works on the records where the server keeps them: the PostgreSQL database of
+`records.url` when it is set, else SQLite in `server.data_dir` (see
+`voice.config.default_data_dir`); and raises `AdminError` when it cannot do what it was asked."""
 
 from __future__ import annotations
 
 import getpass
-import sqlite3
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from voice.config import Settings
+from voice.office.spool import STORE_ERRORS, one_line
 
 MIN_PASSWORD = 10
 
@@ -27,10 +28,41 @@ def _database(settings: Settings) -> Path:
     return settings.server.data_dir / DATABASE
 
 
-def user_add(settings: Settings, name: str, password: str | None, out: TextIO) -> int:
-    """Add a supervisor. Without `password`, ask for it twice on the terminal."""
+def _where(settings: Settings) -> str:
+    """Where the records are, in words."""
+    if settings.records.url:
+        return "the records database (records.url)"
+    return str(settings.server.data_dir.absolute())
+
+
+def _users(settings: Settings) -> Any:
+    """The supervisors' logins where the server keeps them (`voice.office.auth.Users` or
+    `voice.office.postgres.PostgresUsers`); close it after use."""
+    if settings.records.url:
+        from voice.office.postgres import PostgresUsers
+
+        return PostgresUsers(settings.records.url)
     from voice.office.auth import Users
 
+    return Users(_database(settings))
+
+
+def _store(settings: Settings) -> Any:
+    """The call records where the server keeps them; close it after use."""
+    from voice.office.backoffice import RECORDINGS
+
+    recordings = settings.server.data_dir / RECORDINGS
+    if settings.records.url:
+        from voice.office.postgres import PostgresStore
+
+        return PostgresStore(settings.records.url, recordings_dir=recordings)
+    from voice.office.store import SqliteStore
+
+    return SqliteStore(_database(settings), recordings_dir=recordings)
+
+
+def user_add(settings: Settings, name: str, password: str | None, out: TextIO) -> int:
+    """Add a supervisor. Without `password`, ask for it twice on the terminal."""
     if password is None:
         try:
             password = getpass.getpass(f"Password for {name}: ")
@@ -41,15 +73,18 @@ def user_add(settings: Settings, name: str, password: str | None, out: TextIO) -
             raise AdminError("the passwords differ")
     if len(password) < MIN_PASSWORD:
         raise AdminError(f"use a password of at least {MIN_PASSWORD} characters")
-    data_dir = settings.server.data_dir
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        Users(_database(settings)).add(name, password)
+        settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+        users = _users(settings)
+        try:
+            users.add(name, password)
+        finally:
+            users.close()
     except ValueError as err:
         raise AdminError(str(err)) from None
-    except (OSError, sqlite3.Error) as err:
-        raise AdminError(f"cannot write to {data_dir.absolute()}: {err}") from None
-    print(f"supervisor {name} added in {data_dir.absolute()}", file=out)
+    except STORE_ERRORS as err:
+        raise AdminError(f"cannot write to {_where(settings)}: {one_line(err)}") from None
+    print(f"supervisor {name} added in {_where(settings)}", file=out)
     return 0
 
 
@@ -62,44 +97,66 @@ def _no_records_in(settings: Settings) -> str:
 
 def _no_records(settings: Settings, out: TextIO) -> bool:
     """True, and said on `out`, when there are no records to read yet."""
-    if _database(settings).is_file():
+    if settings.records.url or _database(settings).is_file():
         return False
     print(_no_records_in(settings), file=out)
     return True
 
 
 def user_remove(settings: Settings, name: str, out: TextIO) -> int:
-    from voice.office.auth import Users
-
-    if not _database(settings).is_file():
+    if not settings.records.url and not _database(settings).is_file():
         raise AdminError(_no_records_in(settings))
-    if not Users(_database(settings)).remove(name):
+    users = _users(settings)
+    try:
+        removed = users.remove(name)
+    finally:
+        users.close()
+    if not removed:
         raise AdminError(f"no supervisor {name}")
     print(f"supervisor {name} removed", file=out)
     return 0
 
 
 def user_list(settings: Settings, out: TextIO) -> int:
-    from voice.office.auth import Users
-
     if _no_records(settings, out):
         return 0
-    for name in Users(_database(settings)).list():
+    users = _users(settings)
+    try:
+        names = users.list()
+    finally:
+        users.close()
+    for name in names:
         print(name, file=out)
+    return 0
+
+
+def migrate(settings: Settings, out: TextIO) -> int:
+    """Create or upgrade the records' schema (the server does it at start too)."""
+    try:
+        if settings.records.url:
+            from voice.office.postgres import migrate as migrate_postgres
+
+            version = migrate_postgres(settings.records.url)
+            print(f"the records database is at schema version {version}", file=out)
+            return 0
+        settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+        _store(settings).close()
+        _users(settings).close()
+    except STORE_ERRORS as err:
+        raise AdminError(
+            f"cannot prepare the records in {_where(settings)}: {one_line(err)}"
+        ) from None
+    print(f"the records in {_where(settings)} are up to date", file=out)
     return 0
 
 
 def purge(settings: Settings, out: TextIO, now: float | None = None) -> int:
     """Delete calls (and their recordings) older than `records.retention_days`."""
-    from voice.office.backoffice import RECORDINGS
-    from voice.office.store import SqliteStore
-
     if _no_records(settings, out):
         return 0
     days = settings.records.retention_days
     before = (now if now is not None else time.time()) - days * 86400
-    recordings = settings.server.data_dir / RECORDINGS
-    store = SqliteStore(_database(settings), recordings_dir=recordings)
+    store = _store(settings)
     try:
         deleted = store.purge(before)
     finally:
@@ -110,11 +167,9 @@ def purge(settings: Settings, out: TextIO, now: float | None = None) -> int:
 
 def report_gaps(settings: Settings, days: int, out: TextIO) -> int:
     """The questions the KB does not answer well: handed off, unanswered, marked unhelpful."""
-    from voice.office.store import SqliteStore
-
     if _no_records(settings, out):
         return 0
-    store = SqliteStore(_database(settings))
+    store = _store(settings)
     since = time.time() - days * 86400
     try:
         questions = store.gaps(since)

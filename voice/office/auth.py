@@ -1,4 +1,4 @@
-"""Supervisors: names, scrypt password hashes, and login sessions, in SQLite.
+"""Supervisors: names, scrypt password hashes, and login sessions, in the records database.
 
 A session token is 32 random bytes (URL-safe base64); only its SHA-256 is stored, so a copy of
 the database does not let anyone in. The page carries the token in a cookie, the APIs as
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Protocol
 
 from voice.office.database import BUSY_TIMEOUT_MS, Database
 
@@ -87,21 +88,53 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii")
 
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What the sessions table keeps of a token: its SHA-256, hex."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-class Users:
-    """The supervisors and their sessions, in tables of their own in an SQLite file (the records
-    database by default).
+class Tables(Protocol):
+    """Where `Users` keeps its two tables: SQL with `?` placeholders, in transactions."""
 
-    Thread-safe (a connection per thread). Every method does disk I/O and `add`, `verify` and
-    `login` run scrypt (tens of milliseconds): call them from a worker thread, not the event loop.
-    The server calls `login` through `voice.office.login.Logins`, which throttles guessing and
-    runs one hash at a time. Database failures raise `sqlite3.Error`.
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows one statement finds."""
+        ...
+
+    def write(self, *statements: tuple[str, tuple[Any, ...]]) -> list[int]:
+        """Run the statements in one transaction; the rows each changed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SqliteTables:
+    """`Tables` in an SQLite file (a connection per thread, see `Database`)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return list(self.database.connection().execute(sql, args).fetchall())
+
+    def write(self, *statements: tuple[str, tuple[Any, ...]]) -> list[int]:
+        with self.database.write() as db:
+            return [db.execute(sql, args).rowcount for sql, args in statements]
+
+    def close(self) -> None:
+        self.database.close()
+
+
+class Users:
+    """The supervisors and their sessions, in tables of their own in the records database (an
+    SQLite file by default; `voice.office.postgres.PostgresUsers` keeps them in PostgreSQL).
+
+    Thread-safe. Every method does I/O and `add`, `verify` and `login` run scrypt (tens of
+    milliseconds): call them from a worker thread, not the event loop. The server calls `login`
+    through `voice.office.login.Logins`, which throttles guessing and runs one hash at a time.
+    Database failures raise the database's errors (`sqlite3.Error`, `psycopg.Error`).
 
     Args:
-        path: The SQLite file; the tables are created when missing.
+        path: The SQLite file (the tables are created when missing), or the `Tables` to use.
         session_hours: How long a login lasts.
         clock: Unix time in seconds; tests pass their own.
         kdf: The cost of new hashes; existing hashes keep the cost stored with them.
@@ -109,7 +142,7 @@ class Users:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | Tables,
         session_hours: float = SESSION_HOURS,
         clock: Callable[[], float] = time.time,
         kdf: Scrypt | None = None,
@@ -118,7 +151,14 @@ class Users:
         self.session_s = session_hours * 3600.0
         self._clock = clock
         self._kdf = kdf or Scrypt()
-        self._db = Database(path, SCHEMA, busy_timeout_ms)
+        if isinstance(path, Path):
+            path = SqliteTables(Database(path, SCHEMA, busy_timeout_ms))
+        self._tables = path
+
+    @property
+    def database(self) -> Database | None:
+        """The SQLite file underneath (None on another database), for maintenance and tests."""
+        return self._tables.database if isinstance(self._tables, SqliteTables) else None
 
     @cached_property
     def _dummy(self) -> str:
@@ -127,43 +167,51 @@ class Users:
 
     def add(self, name: str, password: str) -> None:
         """Add a supervisor. Raises ValueError for a bad name or password or a taken name."""
-        _check_name(name)
-        _check_password(password)
+        check_name(name)
+        check_new_password(password)
         hashed = self._kdf.hash(password)
-        with self._db.write() as db:
-            taken = db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone()
-            if taken:
-                raise ValueError(f"a supervisor named {name} exists already")
-            db.execute(
-                "INSERT INTO users (name, hash, created_at) VALUES (?, ?, ?)",
+        [added] = self._tables.write(
+            (
+                "INSERT INTO users (name, hash, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
                 (name, hashed, self._clock()),
             )
+        )
+        if not added:
+            raise ValueError(f"a supervisor named {name} exists already")
 
     def set_password(self, name: str, password: str) -> bool:
         """Change a password and end that supervisor's sessions; False if there is no such name."""
-        _check_password(password)
+        check_new_password(password)
         hashed = self._kdf.hash(password)
-        with self._db.write() as db:
-            changed = db.execute("UPDATE users SET hash = ? WHERE name = ?", (hashed, name))
-            db.execute("DELETE FROM sessions WHERE name = ?", (name,))
-        return changed.rowcount > 0
+        if not _may_exist(name):
+            return False
+        changed, _ = self._tables.write(
+            ("UPDATE users SET hash = ? WHERE name = ?", (hashed, name)),
+            ("DELETE FROM sessions WHERE name = ?", (name,)),
+        )
+        return changed > 0
 
     def remove(self, name: str) -> bool:
         """Remove a supervisor and end their sessions; False if there is no such name."""
-        with self._db.write() as db:
-            removed = db.execute("DELETE FROM users WHERE name = ?", (name,))
-            db.execute("DELETE FROM sessions WHERE name = ?", (name,))
-        return removed.rowcount > 0
+        if not _may_exist(name):
+            return False
+        removed, _ = self._tables.write(
+            ("DELETE FROM users WHERE name = ?", (name,)),
+            ("DELETE FROM sessions WHERE name = ?", (name,)),
+        )
+        return removed > 0
 
     def list(self) -> list[str]:
         """The supervisors' names, sorted."""
-        rows = self._db.connection().execute("SELECT name FROM users ORDER BY name")
-        return [name for (name,) in rows]
+        return [name for (name,) in self._tables.read("SELECT name FROM users ORDER BY name")]
 
     def verify(self, name: str, password: str) -> bool:
         """Whether `password` is `name`'s. Takes as long for an unknown name as for a known one."""
-        row = self._db.connection().execute("SELECT hash FROM users WHERE name = ?", (name,))
-        found = row.fetchone()
+        found = None
+        if _may_exist(name):
+            rows = self._tables.read("SELECT hash FROM users WHERE name = ?", (name,))
+            found = rows[0] if rows else None
         if len(password) > MAX_PASSWORD:
             return False
         matches = check_password(password, found[0] if found else self._dummy)
@@ -177,41 +225,48 @@ class Users:
             return None
         token = secrets.token_urlsafe(32)
         now = self._clock()
-        with self._db.write() as db:
-            db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
-            db.execute(
+        self._tables.write(
+            ("DELETE FROM sessions WHERE expires_at <= ?", (now,)),
+            (
                 "INSERT INTO sessions (token_sha256, name, created_at, expires_at)"
                 " VALUES (?, ?, ?, ?)",
-                (_token_hash(token), name, now, now + self.session_s),
-            )
+                (token_hash(token), name, now, now + self.session_s),
+            ),
+        )
         return token
 
     def user_for(self, token: str) -> str | None:
         """The supervisor a token belongs to; None for an unknown, expired or ended session."""
-        row = self._db.connection().execute(
+        found = self._tables.read(
             "SELECT s.name FROM sessions s JOIN users u ON u.name = s.name"
             " WHERE s.token_sha256 = ? AND s.expires_at > ?",
-            (_token_hash(token), self._clock()),
+            (token_hash(token), self._clock()),
         )
-        found = row.fetchone()
-        return str(found[0]) if found else None
+        return str(found[0][0]) if found else None
 
     def logout(self, token: str) -> None:
         """End a session; an unknown token is ignored."""
-        with self._db.write() as db:
-            db.execute("DELETE FROM sessions WHERE token_sha256 = ?", (_token_hash(token),))
+        self._tables.write(("DELETE FROM sessions WHERE token_sha256 = ?", (token_hash(token),)))
 
     def close(self) -> None:
-        self._db.close()
+        self._tables.close()
 
 
-def _check_name(name: str) -> None:
+def _may_exist(name: str) -> bool:
+    """False for a name no supervisor can have (one with NUL, which PostgreSQL's text cannot
+    even hold)."""
+    return "\x00" not in name
+
+
+def check_name(name: str) -> None:
+    """Raises ValueError unless `name` is a good supervisor name (`NAME`)."""
     if not NAME.fullmatch(name):
         raise ValueError(
             f"bad supervisor name {name[:80]!r}: use 1 to 64 letters, digits, '.', '_', '@' or '-'"
         )
 
 
-def _check_password(password: str) -> None:
+def check_new_password(password: str) -> None:
+    """Raises ValueError for an empty password or one over `MAX_PASSWORD` characters."""
     if not password or len(password) > MAX_PASSWORD:
         raise ValueError(f"a password must have 1 to {MAX_PASSWORD} characters")

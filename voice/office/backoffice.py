@@ -110,6 +110,8 @@ class Office:
         self.hub.close()
         if self.store is not None:
             self.store.close()
+        if self.users is not None:
+            self.users.close()
 
 
 OFFICE = web.AppKey("office", Office)
@@ -117,31 +119,43 @@ OFFICE = web.AppKey("office", Office)
 
 
 def open_office(settings: Settings) -> Office:
-    """The back office the settings ask for: records in `server.data_dir` when enabled."""
+    """The back office the settings ask for: records in the PostgreSQL database of
+    `records.url`, else in SQLite in `server.data_dir`, when enabled; recordings in
+    `server.data_dir` either way."""
     records = settings.records
     if not records.enabled:
         log.info("records: off")
         return Office()
-    from voice.office.auth import Users
     from voice.office.redact import redact
-    from voice.office.store import SpooledStore, SqliteStore
+    from voice.office.store import SpooledStore
 
     data_dir = settings.server.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     recordings = data_dir / RECORDINGS if records.recordings else None
-    store = SpooledStore(
-        SqliteStore(data_dir / DATABASE, recordings_dir=data_dir / RECORDINGS),
-        max_queued=records.max_waiting,
-    )
+    store: Store
+    users: Any
+    if records.url:
+        from voice.office.postgres import PostgresStore, PostgresUsers
+
+        store = PostgresStore(records.url, recordings_dir=data_dir / RECORDINGS)
+        users = PostgresUsers(records.url, session_hours=records.session_hours)
+        where = "PostgreSQL (records.url)"
+    else:
+        from voice.office.auth import Users
+        from voice.office.store import SqliteStore
+
+        store = SqliteStore(data_dir / DATABASE, recordings_dir=data_dir / RECORDINGS)
+        users = Users(data_dir / DATABASE, session_hours=records.session_hours)
+        where = str(data_dir / DATABASE)
     log.info(
         "records: %s%s%s",
-        data_dir / DATABASE,
+        where,
         f", recordings in {recordings}" if recordings else ", no recordings",
         ", redacted" if records.redact else "",
     )
     return Office(
-        store=store,
-        users=Users(data_dir / DATABASE, session_hours=records.session_hours),
+        store=SpooledStore(store, max_queued=records.max_waiting),
+        users=users,
         recordings_dir=recordings,
         redact=redact if records.redact else None,
     )

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ from voice.office.feedback import FeedbackError
 from voice.office.live import Subscription
 from voice.office.login import Logins, Outcome
 from voice.office.records import CallDetail, CallQuery, CallRecord
-from voice.office.spool import is_transient
+from voice.office.spool import STORE_ERRORS, is_transient
 from voice.ops.access import bearer
 from voice.ops.line import METRICS
 
@@ -119,7 +118,7 @@ async def logout(request: web.Request) -> web.Response:
     if users is not None and token:
         try:
             await asyncio.to_thread(users.logout, token)
-        except (sqlite3.Error, OSError) as err:
+        except STORE_ERRORS as err:
             log.error("supervisor logout failed: the supervisors' store: %s", err)
             response = json_error(
                 503,
@@ -228,7 +227,7 @@ async def logged_in(request: web.Request) -> str | None:
         return None
     try:
         name: str | None = await asyncio.to_thread(users.user_for, token)
-    except (sqlite3.Error, OSError) as err:
+    except STORE_ERRORS as err:
         log.error("supervisor session check failed: the supervisors' store: %s", err)
         raise web.HTTPServiceUnavailable(
             text=json.dumps(
@@ -350,7 +349,7 @@ async def _read(method: Callable[..., T], *args: Any) -> T:
     refuses for another reason (a bug, a query it cannot run) 500."""
     try:
         return await asyncio.to_thread(method, *args)
-    except (sqlite3.Error, OSError) as err:
+    except STORE_ERRORS as err:
         if not is_transient(err):
             log.exception("records read failed: %s", err)
             raise web.HTTPInternalServerError(text="The records could not be read.") from err

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Literal
 
 from voice.config import ConsoleSettings
 from voice.office.auth import Users
+from voice.office.spool import STORE_ERRORS
 from voice.office.throttle import LoginThrottle, address_key
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class Logins:
                     token = await loop.run_in_executor(
                         self._thread, self._users.login, name, password
                     )
-                except (sqlite3.Error, OSError) as err:
+                except STORE_ERRORS as err:
                     log.error("supervisor login failed: the supervisors' store: %s", err)
                     return Outcome("unavailable")
                 if token is None:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from voice.office.records import (
     CallAction,
     CallDetail,
@@ -41,10 +43,23 @@ MAX_ATTEMPTS = 5
 CLOSE_TIMEOUT_S = 10.0
 
 
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, OSError)
+"""What a store raises when it cannot read or write (SQLite, PostgreSQL, the disk)."""
+
+
+def one_line(err: BaseException) -> str:
+    """A store's error in one line (libpq's messages run over several)."""
+    return " ".join(str(err).split())
+
+
 def is_transient(err: BaseException) -> bool:
     """Errors a retry can outlast: I/O errors (disk full), "database is locked", "database or
-    disk is full", a damaged or missing file an operator can put back."""
-    return isinstance(err, OSError | sqlite3.OperationalError) or type(err) is sqlite3.DatabaseError
+    disk is full", a damaged or missing file an operator can put back, a PostgreSQL server
+    that cannot be reached or is restarting."""
+    return (
+        isinstance(err, OSError | sqlite3.OperationalError | psycopg.OperationalError)
+        or type(err) is sqlite3.DatabaseError
+    )
 
 
 @dataclass(frozen=True)

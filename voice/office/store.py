@@ -4,14 +4,15 @@
 recordings folder beside it. `SpooledStore` (in `voice.office.spool`, exported here) wraps any
 `voice.office.records.Store` for live calls: writes are queued in memory and applied in order by one
 worker thread, retried until they land.
-A PostgreSQL store would implement the same `Store` protocol and be wrapped the same way.
+The PostgreSQL store (`voice.office.postgres`) implements the same `Store` protocol and is
+wrapped the same way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,54 @@ def normalize_question(text: str) -> str:
     """The form questions are grouped by: their words (`text.words.plain_words`), one space
     apart."""
     return " ".join(plain_words(text))
+
+
+def group_gaps(rows: Iterable[tuple[str, float, Any, Any]], limit: int) -> list[GapQuestion]:
+    """`Store.gaps` from its turns, oldest first: (question, at, handed off, last marked
+    unhelpful). Grouped by `normalize_question`, each group worded as its latest question, most
+    frequent first, then most recent."""
+    groups: dict[str, list[Any]] = {}
+    for question, at, handoff, unhelpful in rows:
+        key = normalize_question(question)
+        if not key:
+            continue
+        group = groups.setdefault(key, [question, 0, 0, 0, at])
+        group[1] += 1
+        group[2] += bool(handoff)
+        group[3] += bool(unhelpful)
+        if at >= group[4]:
+            group[0], group[4] = question, at
+    found = [GapQuestion(q, n, h, u, at) for q, n, h, u, at in groups.values()]
+    found.sort(key=lambda g: (-g.count, -g.last_at))
+    return found[: max(limit, 0)]
+
+
+def delete_recording(folder: Path | None, name: str | None) -> None:
+    """Delete a purged call's recording file (`name` as its row holds it) from `folder`; a file
+    that cannot be deleted is logged and left."""
+    if not name or folder is None:
+        return
+    try:
+        (folder / Path(name).name).unlink(missing_ok=True)
+    except OSError as err:
+        log.warning("recording %s not deleted: %s", name, err)
+
+
+def sweep_recordings(
+    folder: Path | None, before: float, named: Callable[[], Iterable[str]]
+) -> None:
+    """Delete the recording files in `folder` that no call names (`named()`: the recordings
+    the calls' rows hold, asked only when there is a folder) and that were last written before
+    `before`: those of calls never ended, whose rows did not learn the file's name."""
+    if folder is None or not folder.is_dir():
+        return
+    kept = {Path(name).name for name in named()}
+    for path in folder.glob("*.wav"):
+        try:
+            if path.name not in kept and path.stat().st_mtime < before:
+                path.unlink()
+        except OSError as err:
+            log.warning("recording %s not deleted: %s", path.name, err)
 
 
 class SqliteStore:
@@ -232,31 +281,13 @@ class SqliteStore:
             )
             db.execute(f"DELETE FROM calls WHERE {where}", args)
         for recording in recordings:
-            self._delete_recording(recording)
-        self._sweep_recordings(before - ORPHAN_GRACE_S)
+            delete_recording(self.recordings_dir, recording)
+        sweep_recordings(self.recordings_dir, before - ORPHAN_GRACE_S, self._named_recordings)
         return len(recordings)
 
-    def _sweep_recordings(self, before: float) -> None:
-        """Delete recording files no call names that were last written before `before`: those
-        of calls never ended, whose rows did not learn the file's name."""
-        if self.recordings_dir is None or not self.recordings_dir.is_dir():
-            return
+    def _named_recordings(self) -> list[str]:
         rows = self._db.connection().execute("SELECT recording FROM calls WHERE recording != ''")
-        named = {Path(name).name for (name,) in rows}
-        for path in self.recordings_dir.glob("*.wav"):
-            try:
-                if path.name not in named and path.stat().st_mtime < before:
-                    path.unlink()
-            except OSError as err:
-                log.warning("recording %s not deleted: %s", path.name, err)
-
-    def _delete_recording(self, name: str | None) -> None:
-        if not name or self.recordings_dir is None:
-            return
-        try:
-            (self.recordings_dir / Path(name).name).unlink(missing_ok=True)
-        except OSError as err:
-            log.warning("recording %s not deleted: %s", name, err)
+        return [name for (name,) in rows]
 
     # ------------------------------------------------------------ reads
 
@@ -264,7 +295,7 @@ class SqliteStore:
         """The calls that match, newest first."""
         where, args = _call_filter(query)
         rows = self._db.connection().execute(
-            f"SELECT {_CALL_COLUMNS} FROM calls c WHERE {where}"
+            f"SELECT {CALL_COLUMNS} FROM calls c WHERE {where}"
             " ORDER BY c.started_at DESC, c.call_id DESC LIMIT ? OFFSET ?",
             [*args, max(query.limit, 0), max(query.offset, 0)],
         )
@@ -273,12 +304,12 @@ class SqliteStore:
     def call(self, call_id: str) -> CallDetail | None:
         """One call with its turns (in order) and feedback (oldest first); None if unknown."""
         db = self._db.connection()
-        row = db.execute(f"SELECT {_CALL_COLUMNS} FROM calls c WHERE call_id = ?", (call_id,))
+        row = db.execute(f"SELECT {CALL_COLUMNS} FROM calls c WHERE call_id = ?", (call_id,))
         found = row.fetchone()
         if found is None:
             return None
         turns = db.execute(
-            f"SELECT {_TURN_COLUMNS} FROM turns t WHERE call_id = ? ORDER BY turn", (call_id,)
+            f"SELECT {TURN_COLUMNS} FROM turns t WHERE call_id = ? ORDER BY turn", (call_id,)
         )
         feedback = db.execute(
             "SELECT call_id, turn, helpful, at, comment FROM feedback WHERE call_id = ?"
@@ -303,26 +334,14 @@ class SqliteStore:
         grouped by `normalize_question`, most frequent first. Each group shows its latest
         wording. Asking for a person (NOT_QUESTIONS) and keypad digits are no questions."""
         rows = self._db.connection().execute(
-            f"SELECT t.question, t.at, t.handoff, ({_UNHELPFUL}) AS unhelpful FROM turns t"
+            f"SELECT t.question, t.at, t.handoff, ({UNHELPFUL}) AS unhelpful FROM turns t"
             f" WHERE t.at >= ? AND t.question != '' AND NOT {_NOT_A_QUESTION}"
             " AND (t.handoff OR trim(t.reply) = ''"
-            f" OR {_OUT_OF_SCOPE} OR ({_UNHELPFUL}))",
+            f" OR {_OUT_OF_SCOPE} OR ({UNHELPFUL}))"
+            " ORDER BY t.at, t.call_id, t.turn",
             (since,),
         )
-        groups: dict[str, list[Any]] = {}
-        for question, at, handoff, unhelpful in rows:
-            key = normalize_question(question)
-            if not key:
-                continue
-            group = groups.setdefault(key, [question, 0, 0, 0, at])
-            group[1] += 1
-            group[2] += bool(handoff)
-            group[3] += bool(unhelpful)
-            if at >= group[4]:
-                group[0], group[4] = question, at
-        found = [GapQuestion(q, n, h, u, at) for q, n, h, u, at in groups.values()]
-        found.sort(key=lambda g: (-g.count, -g.last_at))
-        return found[: max(limit, 0)]
+        return group_gaps(rows, limit)
 
     def daily(self, since: float) -> list[DayCounts]:
         """Turns since `since` per UTC day, oldest first: answered (a reply, not handed off, not
@@ -330,7 +349,7 @@ class SqliteStore:
         rows = self._db.connection().execute(
             "SELECT date(t.at, 'unixepoch') AS day,"
             f" sum(NOT t.handoff AND trim(t.reply) != '' AND NOT {_OUT_OF_SCOPE}),"
-            f" sum(t.handoff), sum(coalesce(({_UNHELPFUL}), 0))"
+            f" sum(t.handoff), sum(coalesce(({UNHELPFUL}), 0))"
             " FROM turns t WHERE t.at >= ? GROUP BY day ORDER BY day",
             (since,),
         )
@@ -340,15 +359,17 @@ class SqliteStore:
         self._db.close()
 
 
-_CALL_COLUMNS = (
+# The columns and the latest verdict on a turn, as both stores select them (SQLite's and
+# voice.office.postgres's).
+CALL_COLUMNS = (
     "c.call_id, c.channel, c.started_at, c.caller_id, c.ended_at, c.end_reason, c.metadata,"
     " c.recording"
 )
-_TURN_COLUMNS = (
+TURN_COLUMNS = (
     "t.call_id, t.turn, t.at, t.question, t.reply, t.sources, t.handoff, t.rules, t.barge_in,"
     " t.timings_ms, t.backend"
 )
-_UNHELPFUL = (
+UNHELPFUL = (
     "SELECT NOT f.helpful FROM feedback f WHERE f.call_id = t.call_id AND f.turn = t.turn"
     " ORDER BY f.at DESC, f.id DESC LIMIT 1"
 )

@@ -15,7 +15,6 @@ import errno
 import logging
 import signal
 import socket
-import sqlite3
 from typing import TYPE_CHECKING
 
 from voice.config import ConfigError, Settings, SipSettings
@@ -131,12 +130,17 @@ def open_records(settings: Settings) -> Office:
     """The back office (`voice.office.backoffice.open_office`), or why the data directory
     cannot hold the records."""
     from voice.office.backoffice import open_office
+    from voice.office.spool import STORE_ERRORS, one_line
 
     try:
         return open_office(settings)
-    except (OSError, sqlite3.Error) as err:
-        where = settings.server.data_dir.absolute()
-        raise StartupError(f"cannot keep the records in {where}: {err}") from None
+    except STORE_ERRORS as err:
+        where = (
+            "the database of records.url"
+            if settings.records.url
+            else settings.server.data_dir.absolute()
+        )
+        raise StartupError(f"cannot keep the records in {where}: {one_line(err)}") from None
 
 
 def load_models(settings: Settings) -> Services:

@@ -361,7 +361,9 @@ class WorkerPool(Generic[T]):
         while True:
             try:
                 reply = worker.conn.recv()
-            except (EOFError, OSError):
+            except (EOFError, OSError, TypeError, ValueError):
+                # TypeError, ValueError: the pipe was closed under this thread, mid-message
+                # (the server closing while a request was in flight).
                 with contextlib.suppress(RuntimeError):  # the loop closed
                     self._loop.call_soon_threadsafe(self._died, worker, "its pipe closed")
                 return
