@@ -236,7 +236,7 @@ async def test_questions_during_the_retry_skip_ollama() -> None:
 
 
 async def test_concurrent_calls_share_one_breaker() -> None:
-    async with OllamaStandIn(Script(status=503)) as ollama:
+    async with OllamaStandIn(Script(status=503, gather=5)) as ollama:
         agent = agent_for(ollama.url)
         results = await asyncio.gather(*(ask(agent) for _ in range(5)))
         assert all(r.end.rules == (LLM_FALLBACK,) for r in results)

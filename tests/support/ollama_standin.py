@@ -17,6 +17,7 @@ body is recorded, and so is a client that went away mid-answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -51,6 +52,9 @@ class Script:
     """`abort`: drop the connection mid-body; `eof`: end the body cleanly without `done`."""
     hang: bool = False
     """Accept `/api/chat` and never answer (until the stand-in closes)."""
+    gather: int = 0
+    """Hold each `/api/chat` request until this many have come (10 s at most), then answer
+    them all: requests that really overlap, however slowly a loaded machine sends them."""
     done_reason: str = "stop"
 
 
@@ -108,6 +112,10 @@ class OllamaStandIn:
         self.requests.append(body)
         self.asked.set()
         script = self.script
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                while len(self.requests) < script.gather:  # noqa: ASYNC110 (a few ms, a test's)
+                    await asyncio.sleep(0.01)
         if script.hang:
             await self._release.wait()
             return web.Response(status=500)
