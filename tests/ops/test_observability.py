@@ -3,6 +3,7 @@ that carry their call id but never what the caller said. Real server, real model
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -100,12 +101,24 @@ async def test_health_and_readiness(server, models):
     status, body = await get(f"http://{host}/readyz")
     assert status == 200
     assert '"ready": true' in body and '"backend": "extractive"' in body
+    assert '"full": false' in body
     # A server shutting down is alive but not ready, and refuses new callers.
     from agent.selection import build_agent
 
     agent, _ = build_agent(AgentSettings(backend="extractive"))
-    runner, port = await start_server(make_services(models, agent), "127.0.0.1", 0)
+    one_line = make_services(models, agent, limits={"max_calls": 1})
+    runner, port = await start_server(one_line, "127.0.0.1", 0)
     try:
+        # A server whose every line is taken is not ready either: a balancer sends the next
+        # caller elsewhere; it is ready again once the call ends.
+        async with CallClient(f"ws://127.0.0.1:{port}/call", PCM16) as call:
+            await call.send_text("hello")
+            await call.wait_for(lambda e: e["type"] == "reply.end", timeout=60)
+            status, body = await get(f"http://127.0.0.1:{port}/readyz")
+            assert status == 503 and '"full": true' in body and '"draining": false' in body
+        async with asyncio.timeout(10):
+            while (await get(f"http://127.0.0.1:{port}/readyz"))[0] != 200:  # noqa: ASYNC110 (polled over HTTP)
+                await asyncio.sleep(0.05)
         await drain(runner.app, grace_s=0)
         status, body = await get(f"http://127.0.0.1:{port}/readyz")
         assert status == 503 and '"draining": true' in body

@@ -14,17 +14,21 @@ from voice.ops.metrics import Metrics
 
 
 def readiness(app: web.Application) -> dict[str, Any]:
-    """{"ready", "models", "answers", "calls", "draining"}: ready when every model has a worker
-    running (or is loaded in the server) and the server is not shutting down. The answer
-    backend never makes the server unready: without it, answers come from the knowledge base."""
+    """{"ready", "full", "draining", "models", "answers", "calls", "connections"}: ready when
+    every model has a worker running (or is loaded in the server), the server is not shutting
+    down, and it holds fewer than `limits.max_calls` calls — so that a load balancer in front of
+    several servers sends the next caller to one that can take them. The answer backend never
+    makes the server unready: without it, answers come from the knowledge base."""
     services, admission = app[SERVICES], app[ADMISSION]
     models = {
         "asr": _model_state(services.transcriber),
         "tts": _model_state(services.synthesizer),
     }
-    ready = not admission.draining and all(m["ready"] for m in models.values())
+    full = admission.active >= admission.max_calls
+    ready = not admission.draining and not full and all(m["ready"] for m in models.values())
     return {
         "ready": ready,
+        "full": full,
         "draining": admission.draining,
         "models": models,
         "answers": answer_backend_state(services.agent),

@@ -49,7 +49,7 @@ async def health_handler(request: web.Request) -> web.Response:
 
 async def ready_handler(request: web.Request) -> web.Response:
     """`/readyz`: 200 when calls can be taken — models loaded (their workers running), not
-    shutting down — with the answer backend's state; 503 otherwise."""
+    shutting down, a line free — with the answer backend's state; 503 otherwise."""
     report = readiness(request.app)
     return web.json_response(report, status=200 if report["ready"] else 503)
 
