@@ -28,7 +28,10 @@ from voice.clients import audio_device, mic
 from voice.clients.audio_device import AudioDeviceError, BlockHandoff, PlaybackBuffer, SoundDevice
 from voice.clients.mic import ConsoleView, Framer, HalfDuplexGate, MicCall, MicSettings
 
-BULB = "My smart bulb keeps flashing red. What should I do?"
+BULB = "What should I do when my smart bulb keeps flashing red?"
+"""One clause: at a pause between two sentences the turn may end and the caller going on
+continue it in a second turn (docs/protocol.md, "Turn-taking"), which these tests do not
+follow."""
 
 # ----------------------------------------------------------------------------- the gate
 
