@@ -37,7 +37,12 @@ def test_hold_audio_says_the_message_then_chimes_with_a_reminder_every_so_often(
 
 def test_hold_audio_without_a_reminder_chimes_on():
     audio = HoldAudio(RATE, np.zeros(0, np.int16), np.zeros(0, np.int16), 1.0, 0.06)
-    assert len(audio.read(RATE * 5)) == RATE * 5
+    played = audio.read(RATE * 13)  # two chime cycles and more
+    assert len(played) == RATE * 13
+    cycle = round(CHIME_CYCLE_S * RATE)
+    for start in (0, cycle):  # each cycle sounds, never louder than the volume
+        part = played[start : start + cycle]
+        assert 0.05 * 32767 < np.max(np.abs(part)) <= 0.06 * 32767 + 1
 
 
 async def test_hold_audio_is_sent_at_the_pace_it_plays_a_little_ahead():

@@ -161,8 +161,7 @@ class Handover:
         settings, calls = self._settings.handoff, self._settings.call
         rate = self._format.sample_rate
         message, reminder = await asyncio.gather(
-            self._speaker.spoken(settings.hold_message),
-            self._speaker.spoken(settings.reminder_message),
+            self._spoken(settings.hold_message), self._spoken(settings.reminder_message)
         )
         audio = HoldAudio(rate, message, reminder, settings.reminder_every_s, settings.hold_volume)
         clock = self._speaker.clock
@@ -182,6 +181,15 @@ class Handover:
             playing.cancel()
         await asyncio.gather(playing, return_exceptions=True)
         await self._missed()
+
+    async def _spoken(self, text: str) -> np.ndarray:
+        """`text` in the voice at the caller's rate, made once per server (`Services.said`)."""
+        key = (text, self._format.sample_rate)
+        said = self._services.said
+        if key not in said:
+            said[key] = await self._speaker.spoken(text)
+        audio: np.ndarray = said[key]
+        return audio
 
     async def _send_hold(self, frame: np.ndarray) -> None:
         """Hold audio, paused while words are said over it (a supervisor's, a reply)."""

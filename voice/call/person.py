@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from voice.call.turns import TurnDetector, TurnEnded
+from voice.call.turns import TurnDetector, TurnEnded, hear_waiting
 from voice.config import TurnSettings
 from voice.ops.services import Services
 
@@ -50,6 +50,11 @@ class Attendance:
     """Why it was handed off."""
     since: float = field(default_factory=time.time)
     """Unix time of the last change."""
+
+    @property
+    def waiting(self) -> bool:
+        """Handed off, in the queue: nobody holds the call yet."""
+        return self.state == "waiting"
 
     @property
     def answering(self) -> bool:
@@ -91,12 +96,8 @@ class PersonEar:
     async def run(self) -> None:
         """Hear until cancelled; the words of an utterance cut off by the cancel are lost."""
         while True:
-            chunks = [await self._queue.get()]
-            while not self._queue.empty():
-                chunks.append(self._queue.get_nowait())
-            audio = np.concatenate(chunks)
-            probabilities = await self._vad.hear(audio)
-            for event in self._turns.push(audio, probabilities):
+            events = await hear_waiting(self._queue, self._vad, self._turns)
+            for event in events:
                 if isinstance(event, TurnEnded):
                     await self._transcribe(event.audio)
 

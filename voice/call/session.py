@@ -40,6 +40,7 @@ from voice.call.turns import (
     TurnPaused,
     TurnResumed,
     TurnStarted,
+    hear_waiting,
     interrupts,
     sounds_complete,
 )
@@ -434,12 +435,8 @@ class CallSession:
 
     async def _hear(self) -> None:
         while True:
-            chunks = [await self._inbound.get()]
-            while not self._inbound.empty():
-                chunks.append(self._inbound.get_nowait())
-            audio = np.concatenate(chunks)
-            probabilities = await self._vad.hear(audio)
-            for event in self._turns.push(audio, probabilities):
+            events = await hear_waiting(self._inbound, self._vad, self._turns)
+            for event in events:
                 await self._on_turn_event(event)
             if self._utterance is not None:
                 self._maybe_partial(self._utterance)

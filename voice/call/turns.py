@@ -1,8 +1,11 @@
-"""Turn-taking without I/O: VAD probabilities in, turn events out; and the barge-in word rule."""
+"""Turn-taking without I/O: VAD probabilities in, turn events out; and the barge-in word rule.
+`hear_waiting` is the one step that awaits: the audio queued for a detector, through the VAD."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -52,6 +55,9 @@ class TurnEnded:
 
 
 TurnEvent = TurnStarted | TurnPaused | TurnResumed | TurnEnded
+
+if TYPE_CHECKING:
+    from voice.ops.services import Hearing
 
 
 class TurnDetector:
@@ -212,6 +218,18 @@ INTERRUPTIONS = frozenset(
 )
 """Words that interrupt a reply even in a short utterance: "stop", "wait", "no, I mean", and
 question words ("what's the price?"), compared as `text.words.plain_words` writes them."""
+
+
+async def hear_waiting(
+    queue: asyncio.Queue[np.ndarray], vad: Hearing, turns: TurnDetector
+) -> list[TurnEvent]:
+    """All the audio waiting in `queue` (16 kHz float32; waits for some), heard by `vad` and
+    pushed through `turns`: the turn events it made."""
+    chunks = [await queue.get()]
+    while not queue.empty():
+        chunks.append(queue.get_nowait())
+    audio = np.concatenate(chunks)
+    return turns.push(audio, await vad.hear(audio))
 
 
 def _acknowledges(word: str) -> bool:

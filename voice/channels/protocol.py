@@ -355,9 +355,6 @@ class Handoff(Event):
     """"assistant" (the reply handed off) or "supervisor" (a person took the call over)."""
 
 
-HOLD_STATES = ("waiting", "person", "assistant", "missed")
-
-
 @dataclass(frozen=True)
 class Hold(Event):
     """Who the caller is with, once the call was handed off (docs/protocol.md, "A person

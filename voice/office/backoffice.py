@@ -62,6 +62,12 @@ class Office:
     _text_calls: dict[str, CallMonitor] = field(default_factory=dict)
     """Open text-API sessions by call id, each watched as a call on the "text" channel."""
 
+    def waiting(self) -> list[tuple[str, LiveCall]]:
+        """The handed-off calls waiting for a person (call id, call), longest waiting first."""
+        found = [(i, live) for i, live in self.calls.items() if live.session.attendance.waiting]
+        found.sort(key=lambda item: item[1].session.attendance.since)
+        return found
+
     def monitor(
         self,
         call_id: str,

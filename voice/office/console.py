@@ -318,7 +318,7 @@ async def until_one_ends(what: str, *work: Coroutine[Any, Any, None]) -> None:
             log.error("%s failed", what, exc_info=result)
 
 
-async def _send(ws: web.WebSocketResponse, subscription: Subscription) -> None:
+async def _send(ws: web.WebSocketResponse, subscription: Subscription[dict[str, Any]]) -> None:
     try:
         async for event in subscription:
             await asyncio.wait_for(ws.send_str(json.dumps(event)), 5)

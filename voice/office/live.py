@@ -8,33 +8,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 QUEUE_SIZE = 500
 """Events a console may fall behind by before it is dropped."""
 
 
-class Subscription:
-    """One console's feed. Iterate it for events; it ends when the console is dropped."""
+class Subscription(Generic[T]):
+    """One reader's bounded share of a stream (a console's feed of call events, a supervisor's
+    ear on a call's audio). Iterate it for items; it ends when the stream ends it. Offering
+    never waits: the stream drops a reader whose queue is full."""
 
-    def __init__(self, hub: LiveHub, size: int) -> None:
-        self._hub = hub
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(size)
+    def __init__(self, size: int, on_close: Callable[[Subscription[T]], None]) -> None:
+        self._queue: asyncio.Queue[T | None] = asyncio.Queue(size)
+        self._on_close = on_close
         self.dropped = False
+        """It fell behind (or its stream closed under it) and was ended."""
 
-    def offer(self, event: dict[str, Any]) -> bool:
-        """Queue an event without waiting; False when the queue is full."""
+    def offer(self, item: T) -> bool:
+        """Queue an item without waiting; False when the queue is full."""
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             return False
         return True
 
-    def end(self) -> None:
-        self.dropped = True
+    def end(self, dropped: bool = True) -> None:
+        """No more items: the iteration ends after those queued (and at once if the queue is
+        full, its oldest item making room for the end)."""
+        self.dropped = dropped
         while True:  # make room for the end marker
             try:
                 self._queue.put_nowait(None)
@@ -42,12 +48,13 @@ class Subscription:
             except asyncio.QueueFull:
                 self._queue.get_nowait()
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        while (event := await self._queue.get()) is not None:
-            yield event
+    async def __aiter__(self) -> AsyncIterator[T]:
+        while (item := await self._queue.get()) is not None:
+            yield item
 
     def close(self) -> None:
-        self._hub.unsubscribe(self)
+        """The reader is done: the stream forgets it."""
+        self._on_close(self)
 
 
 class LiveHub:
@@ -57,7 +64,7 @@ class LiveHub:
     """
 
     def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
-        self._subscribers: set[Subscription] = set()
+        self._subscribers: set[Subscription[dict[str, Any]]] = set()
         self._queue_size = queue_size
         self._live: dict[str, list[dict[str, Any]]] = {}
         """call id → the events of that call so far (bounded per call)."""
@@ -79,16 +86,18 @@ class LiveHub:
                 self.unsubscribe(subscriber)
                 subscriber.end()
 
-    def subscribe(self) -> Subscription:
+    def subscribe(self) -> Subscription[dict[str, Any]]:
         """A new feed, starting with the events so far of every live call."""
-        subscription = Subscription(self, self._queue_size + 200 * len(self._live))
+        subscription = Subscription[dict[str, Any]](
+            self._queue_size + 200 * len(self._live), self.unsubscribe
+        )
         for events in self._live.values():
             for event in events:
                 subscription.offer(event)
         self._subscribers.add(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: Subscription[dict[str, Any]]) -> None:
         self._subscribers.discard(subscription)
 
     @property

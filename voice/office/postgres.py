@@ -41,11 +41,18 @@ from voice.office.records import (
     TurnRecord,
 )
 from voice.office.store import (
+    ADD_ACTION,
+    ADD_FEEDBACK,
     CALL_COLUMNS,
+    END_CALL,
     NOT_QUESTION_BACKENDS,
     NOT_QUESTIONS,
     ORPHAN_GRACE_S,
-    TURN_COLUMNS,
+    SELECT_ACTIONS,
+    SELECT_CALL,
+    SELECT_FEEDBACK,
+    SELECT_TURNS,
+    START_CALL,
     UNANSWERED_RULES,
     UNHELPFUL,
     delete_recording,
@@ -206,11 +213,7 @@ class PostgresStore:
         """Keep a call; a call started again keeps its end (a retried start applied late)."""
         with self._pool.connection() as db:
             db.execute(
-                "INSERT INTO calls (call_id, channel, caller_id, started_at, ended_at,"
-                " end_reason, metadata, recording) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (call_id) DO UPDATE SET channel = excluded.channel,"
-                " caller_id = excluded.caller_id, started_at = excluded.started_at,"
-                " metadata = excluded.metadata",
+                _placeholders(START_CALL),
                 (
                     call.call_id,
                     call.channel,
@@ -229,9 +232,7 @@ class PostgresStore:
         if "\x00" not in call_id:  # no call has one, and PostgreSQL's text cannot hold one
             with self._pool.connection() as db:
                 changed = db.execute(
-                    "UPDATE calls SET ended_at = %s, end_reason = %s, recording = %s"
-                    " WHERE call_id = %s",
-                    (ended_at, _text(reason), _text(recording), call_id),
+                    _placeholders(END_CALL), (ended_at, _text(reason), _text(recording), call_id)
                 ).rowcount
         if changed == 0:
             log.warning("end of call %s, which was never started, ignored", call_id)
@@ -270,8 +271,7 @@ class PostgresStore:
         """Keep a verdict on a turn; the latest verdict on a turn is the one that counts."""
         with self._pool.connection() as db:
             db.execute(
-                "INSERT INTO feedback (call_id, turn, helpful, at, comment)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                _placeholders(ADD_FEEDBACK),
                 (
                     feedback.call_id,
                     feedback.turn,
@@ -285,8 +285,7 @@ class PostgresStore:
         """Keep a supervisor's (or the queue's) action on a call."""
         with self._pool.connection() as db:
             db.execute(
-                'INSERT INTO actions (call_id, at, action, "by", detail)'
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                _placeholders(ADD_ACTION),
                 (action.call_id, action.at, action.action, _text(action.by), _text(action.detail)),
             )
 
@@ -340,25 +339,13 @@ class PostgresStore:
         if "\x00" in call_id:  # no call has one, and PostgreSQL's text cannot hold one
             return None
         with self._pool.connection() as db:
-            found = db.execute(
-                f"SELECT {CALL_COLUMNS} FROM calls c WHERE c.call_id = %s", (call_id,)
-            ).fetchone()
+            found = db.execute(_placeholders(SELECT_CALL), (call_id,)).fetchone()
             if found is None:
                 return None
-            turns = db.execute(
-                f"SELECT {TURN_COLUMNS} FROM turns t WHERE t.call_id = %s ORDER BY t.turn",
-                (call_id,),
-            ).fetchall()
-            feedback = db.execute(
-                "SELECT call_id, turn, helpful, at, comment FROM feedback WHERE call_id = %s"
-                " ORDER BY at, id",
-                (call_id,),
-            ).fetchall()
-            actions = db.execute(
-                'SELECT call_id, at, action, "by", detail FROM actions WHERE call_id = %s'
-                " ORDER BY at, id",
-                (call_id,),
-            ).fetchall()
+            turns = db.execute(_placeholders(SELECT_TURNS), (call_id,)).fetchall()
+            feedback = db.execute(_placeholders(SELECT_FEEDBACK), (call_id,)).fetchall()
+            order = SELECT_ACTIONS.format(tiebreak="id")
+            actions = db.execute(_placeholders(order), (call_id,)).fetchall()
         return CallDetail(
             call=_call(found),
             turns=tuple(_turn(row) for row in turns),

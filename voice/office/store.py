@@ -186,11 +186,7 @@ class SqliteStore:
     def start_call(self, call: CallRecord) -> None:
         with self._db.write() as db:
             db.execute(
-                "INSERT INTO calls (call_id, channel, caller_id, started_at, ended_at,"
-                " end_reason, metadata, recording) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (call_id) DO UPDATE SET channel = excluded.channel,"
-                " caller_id = excluded.caller_id, started_at = excluded.started_at,"
-                " metadata = excluded.metadata",
+                START_CALL,
                 (
                     call.call_id,
                     call.channel,
@@ -206,10 +202,7 @@ class SqliteStore:
     def end_call(self, call_id: str, ended_at: float, reason: str, recording: str | None) -> None:
         """Mark a call ended. A call never started is logged and ignored."""
         with self._db.write() as db:
-            cursor = db.execute(
-                "UPDATE calls SET ended_at = ?, end_reason = ?, recording = ? WHERE call_id = ?",
-                (ended_at, reason, recording, call_id),
-            )
+            cursor = db.execute(END_CALL, (ended_at, reason, recording, call_id))
         if cursor.rowcount == 0:
             log.warning("end of call %s, which was never started, ignored", call_id)
 
@@ -239,8 +232,7 @@ class SqliteStore:
         """Keep a verdict on a turn; the latest verdict on a turn is the one that counts."""
         with self._db.write() as db:
             db.execute(
-                "INSERT OR IGNORE INTO feedback (call_id, turn, helpful, at, comment)"
-                " VALUES (?, ?, ?, ?, ?)",
+                ADD_FEEDBACK,
                 (
                     feedback.call_id,
                     feedback.turn,
@@ -254,9 +246,7 @@ class SqliteStore:
         """Keep a supervisor's (or the queue's) action on a call."""
         with self._db.write() as db:
             db.execute(
-                "INSERT OR IGNORE INTO actions (call_id, at, action, by, detail)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (action.call_id, action.at, action.action, action.by, action.detail),
+                ADD_ACTION, (action.call_id, action.at, action.action, action.by, action.detail)
             )
 
     def purge(self, before: float) -> int:
@@ -304,23 +294,12 @@ class SqliteStore:
     def call(self, call_id: str) -> CallDetail | None:
         """One call with its turns (in order) and feedback (oldest first); None if unknown."""
         db = self._db.connection()
-        row = db.execute(f"SELECT {CALL_COLUMNS} FROM calls c WHERE call_id = ?", (call_id,))
-        found = row.fetchone()
+        found = db.execute(SELECT_CALL, (call_id,)).fetchone()
         if found is None:
             return None
-        turns = db.execute(
-            f"SELECT {TURN_COLUMNS} FROM turns t WHERE call_id = ? ORDER BY turn", (call_id,)
-        )
-        feedback = db.execute(
-            "SELECT call_id, turn, helpful, at, comment FROM feedback WHERE call_id = ?"
-            " ORDER BY at, id",
-            (call_id,),
-        )
-        actions = db.execute(
-            "SELECT call_id, at, action, by, detail FROM actions WHERE call_id = ?"
-            " ORDER BY at, rowid",
-            (call_id,),
-        )
+        turns = db.execute(SELECT_TURNS, (call_id,))
+        feedback = db.execute(SELECT_FEEDBACK, (call_id,))
+        actions = db.execute(SELECT_ACTIONS.format(tiebreak="rowid"), (call_id,))
         return CallDetail(
             call=_call(found),
             turns=tuple(_turn(r) for r in turns),
@@ -359,8 +338,8 @@ class SqliteStore:
         self._db.close()
 
 
-# The columns and the latest verdict on a turn, as both stores select them (SQLite's and
-# voice.office.postgres's).
+# The statements both stores run alike (SQLite's and voice.office.postgres's, which turns the
+# `?` placeholders into psycopg's), and the pieces of their queries.
 CALL_COLUMNS = (
     "c.call_id, c.channel, c.started_at, c.caller_id, c.ended_at, c.end_reason, c.metadata,"
     " c.recording"
@@ -373,6 +352,33 @@ UNHELPFUL = (
     "SELECT NOT f.helpful FROM feedback f WHERE f.call_id = t.call_id AND f.turn = t.turn"
     " ORDER BY f.at DESC, f.id DESC LIMIT 1"
 )
+START_CALL = (
+    "INSERT INTO calls (call_id, channel, caller_id, started_at, ended_at, end_reason, metadata,"
+    " recording) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (call_id) DO UPDATE SET channel = excluded.channel,"
+    " caller_id = excluded.caller_id, started_at = excluded.started_at,"
+    " metadata = excluded.metadata"
+)
+"""A call started again (a retried write applied late) keeps its end."""
+END_CALL = "UPDATE calls SET ended_at = ?, end_reason = ?, recording = ? WHERE call_id = ?"
+ADD_FEEDBACK = (
+    "INSERT INTO feedback (call_id, turn, helpful, at, comment) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT DO NOTHING"
+)
+ADD_ACTION = (
+    'INSERT INTO actions (call_id, at, action, "by", detail) VALUES (?, ?, ?, ?, ?)'
+    " ON CONFLICT DO NOTHING"
+)
+SELECT_CALL = f"SELECT {CALL_COLUMNS} FROM calls c WHERE c.call_id = ?"
+SELECT_TURNS = f"SELECT {TURN_COLUMNS} FROM turns t WHERE t.call_id = ? ORDER BY t.turn"
+SELECT_FEEDBACK = (
+    "SELECT call_id, turn, helpful, at, comment FROM feedback WHERE call_id = ? ORDER BY at, id"
+)
+SELECT_ACTIONS = (
+    'SELECT call_id, at, action, "by", detail FROM actions WHERE call_id = ?'
+    " ORDER BY at, {tiebreak}"
+)
+"""`tiebreak`: what orders actions of the same time as they came (SQLite's rowid, an id)."""
 
 
 def _listed(names: tuple[str, ...]) -> str:

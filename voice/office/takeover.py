@@ -45,17 +45,9 @@ async def queue(request: web.Request) -> web.Response:
     """The handed-off calls waiting for a person, longest waiting first."""
     if await logged_in(request) is None:
         return unauthorized()
-    calls = request.app[OFFICE].calls
-    waiting = [
-        (call_id, live)
-        for call_id, live in calls.items()
-        if live.session.attendance.state == "waiting"
-    ]
-    waiting.sort(key=lambda item: item[1].session.attendance.since)
     now = time.time()
-    return web.json_response(
-        {"waiting": [_waiting(call_id, live, now) for call_id, live in waiting]}
-    )
+    waiting = request.app[OFFICE].waiting()
+    return web.json_response({"waiting": [_waiting(i, live, now) for i, live in waiting]})
 
 
 def _waiting(call_id: str, live: LiveCall, now: float) -> dict[str, Any]:

@@ -5,14 +5,13 @@ that falls `LISTENER_FRAMES` behind is dropped, so that no listener can slow a c
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import numpy as np
 
-from voice.channels import protocol
+from voice.call.observer import Unobserved
 from voice.channels.codecs import LiveResampler, float_to_int16, int16_to_float
+from voice.office.live import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -29,42 +28,14 @@ LISTENER_FRAMES = 500
 """Frames a listener may fall behind by (tens of seconds of audio) before it is dropped."""
 
 
-class Listener:
-    """One supervisor's ear on a call. Iterate it for frames (`kind` byte + PCM16 LE at
-    `TAP_RATE`); it ends when the call ends or the listener is dropped."""
-
-    def __init__(self, tap: AudioTap) -> None:
-        self._tap = tap
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(LISTENER_FRAMES)
-        self.dropped = False
-        """It fell behind and was dropped."""
-
-    def offer(self, frame: bytes) -> bool:
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    def end(self) -> None:
-        while True:
-            try:
-                self._queue.put_nowait(None)
-                return
-            except asyncio.QueueFull:
-                self._queue.get_nowait()
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while (frame := await self._queue.get()) is not None:
-            yield frame
-
-    def close(self) -> None:
-        self._tap.unlisten(self)
+Listener = Subscription[bytes]
+"""One supervisor's ear on a call: frames (`kind` byte + PCM16 LE at `TAP_RATE`), until the call
+ends or the listener is dropped (`dropped`)."""
 
 
-class AudioTap:
-    """Implements `CallObserver` for one call's listeners; does nothing while nobody listens.
-    Used from the call's event loop."""
+class AudioTap(Unobserved):
+    """A `CallObserver` of one call's audio for its listeners (events are not its business);
+    does nothing while nobody listens. Used from the call's event loop."""
 
     def __init__(self, caller_rate: int) -> None:
         self._resampler = LiveResampler(caller_rate, TAP_RATE)
@@ -73,9 +44,9 @@ class AudioTap:
 
     def listen(self) -> Listener:
         """A new listener, hearing the call from now on (ended at once if the call is over)."""
-        listener = Listener(self)
+        listener = Listener(LISTENER_FRAMES, self.unlisten)
         if self._closed:
-            listener.end()
+            listener.end(dropped=False)
         else:
             self._listeners.add(listener)
         return listener
@@ -92,12 +63,9 @@ class AudioTap:
         self._closed = True
         for listener in list(self._listeners):
             self.unlisten(listener)
-            listener.end()
+            listener.end(dropped=False)
 
     # ------------------------------------------------------------ CallObserver
-
-    def event(self, event: protocol.Event) -> None:
-        pass
 
     def caller_audio(self, samples: np.ndarray) -> None:
         if self._listeners:
@@ -119,5 +87,4 @@ class AudioTap:
             if not listener.offer(frame):
                 log.warning("a supervisor listening in fell behind; dropped")
                 self.unlisten(listener)
-                listener.dropped = True
                 listener.end()

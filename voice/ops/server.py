@@ -84,10 +84,10 @@ def create_app(services: Services, office: Office | None = None) -> web.Applicat
     app[LISTENING] = []
     watch_services(metrics, app)
     _watch_records(metrics, app[OFFICE].store)
-    calls = app[OFFICE].calls
+    office = app[OFFICE]
     metrics.watch(
         "voicedesk_handoff_queue",
-        lambda: float(sum(live.session.attendance.state == "waiting" for live in calls.values())),
+        lambda: float(len(office.waiting())),
         "Handed-off calls waiting for a person.",
     )
     app.on_startup.append(_prepare_busy_signal)

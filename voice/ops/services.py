@@ -92,6 +92,9 @@ class Services:
     """Work that runs as long as the server does (watching the KB for changes)."""
     clock: Clock = WALL_CLOCK
     """What replies are paced on (a test may run its calls faster than real time)."""
+    said: dict[tuple[str, int], Any] = field(default_factory=dict)
+    """Fixed sentences said outside replies (the hold message), once made: (text, rate) → int16
+    audio. The same for every call, so the voice makes each once per server and rate."""
 
     def close(self) -> None:
         self.transcriber.close()
