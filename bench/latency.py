@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,17 @@ QUESTIONS = [
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
+
+
+def column(rows: list[dict[str, Any]], name: str) -> dict[str, float]:
+    """p50, p95, max and how many of a measure, over the rows that have it."""
+    values = [float(row[name]) for row in rows if row.get(name) is not None]
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": max(values, default=float("nan")),
+        "n": len(values),
+    }
 
 
 def machine() -> str:

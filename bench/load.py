@@ -48,7 +48,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from latency import QUESTIONS, machine, percentile  # noqa: E402
+from latency import QUESTIONS, column, machine  # noqa: E402
 
 from tests.support.sip_caller import SipCaller  # noqa: E402
 from voice.channels.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
@@ -71,6 +71,8 @@ class Tally:
     """Close codes of calls that did not end with 1000."""
     audio_mismatches: list[str] = field(default_factory=list)
     flood_sent: int = 0
+    answered: dict[str, int] = field(default_factory=dict)
+    """Questions answered, by call id."""
 
 
 class Server:
@@ -202,20 +204,29 @@ async def caller(
         try:
             async with CallClient(url, PCM16) as call:
                 tally.calls += 1
+                tally.answered[call.call_id] = 0
                 for _ in range(TURNS_PER_CALL):
                     if time.monotonic() >= until:
                         break
                     question = rng.choice(QUESTIONS)
                     turn = await call.ask(clips[question], realtime=True, timeout=120)
                     _check(turn, question, tally)
+                    tally.answered[call.call_id] += 1
                     await asyncio.sleep(rng.uniform(1, 3))
             tally.errors += [
                 f"caller {number}: {e['code']}" for e in call.events if e["type"] == "error"
             ]
             if call.close_code != 1000:
                 tally.closes.append(call.close_code)
+                await asyncio.sleep(1.0)  # busy, say: a caller dials again a moment later
+        except aiohttp.WSServerHandshakeError as err:
+            kind = (err.headers or {}).get("Content-Type", "")  # HAProxy's own pages are HTML
+            by = "the balancer" if kind.startswith("text/html") else "the server"
+            tally.errors.append(f"caller {number}: refused by {by} with HTTP {err.status}")
+            await asyncio.sleep(1.0)
         except (TimeoutError, ConnectionError, aiohttp.ClientError) as err:
             tally.errors.append(f"caller {number}: {err!r}")
+            await asyncio.sleep(1.0)
 
 
 async def sip_caller(
@@ -342,13 +353,7 @@ async def run(
             row["speech"] = row["first_audio"] - row["first_text"]
 
     def stats(name: str) -> dict[str, float]:
-        values = [float(t[name]) for t in tally.turns if t.get(name) is not None]
-        return {
-            "p50": percentile(values, 50),
-            "p95": percentile(values, 95),
-            "max": max(values, default=float("nan")),
-            "n": len(values),
-        }
+        return column(tally.turns, name)
 
     result: dict[str, Any] = {
         "machine": machine(),

@@ -47,7 +47,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from latency import QUESTIONS, machine, percentile  # noqa: E402
+from latency import QUESTIONS, column, machine  # noqa: E402
 from load import Server, make_clips  # noqa: E402
 
 from voice.channels.codecs import AudioFormat  # noqa: E402
@@ -134,13 +134,7 @@ class Phase:
 
     def summary(self) -> dict[str, Any]:
         def stats(name: str) -> dict[str, float]:
-            values = [float(r[name]) for r in self.rows if r.get(name) is not None]
-            return {
-                "p50": percentile(values, 50),
-                "p95": percentile(values, 95),
-                "max": max(values, default=float("nan")),
-                "n": len(values),
-            }
+            return column(self.rows, name)
 
         return {
             "flooders": self.flooders,

@@ -58,6 +58,12 @@ class ServerSettings:
     """Open connections one remote address may hold (calls, pages, API requests together); more
     are reset at once. Behind a proxy every connection comes from the proxy's address: raise it
     above the proxy's own limit there."""
+    trusted_proxies: str | None = None
+    """The load balancers or proxies in front of this server (and, behind one balancer, the
+    other servers), as addresses or networks separated by commas. A request from one of them is
+    counted by the address its `X-Forwarded-For` gives (the last one not itself trusted), for
+    every limit per address but `max_connections_per_address`. Not set: by the address the
+    connection comes from."""
     isolate_models: bool = True
     """Run speech recognition and synthesis in worker processes: a crash or a kill there costs
     the requests in flight (those calls get an apology and a handoff), never the server, and
@@ -157,10 +163,14 @@ class RecordsSettings:
     url: str | None = None
     """A PostgreSQL database for the records and the supervisors' logins instead of SQLite
     (`postgresql://user:password@host:5432/voicedesk`); its schema is created and upgraded at
-    start (`voicedesk migrate`). Recordings stay in the data dir. A secret (it may hold a
-    password): `voicedesk config` does not print it."""
+    start (`voicedesk migrate`). A secret (it may hold a password): `voicedesk config` does not
+    print it."""
     recordings: bool = True
     """Keep a stereo WAV of every call: the caller left, the assistant right."""
+    recordings_dir: Path | None = None
+    """Where the recordings are kept. Not set: `recordings/` in `server.data_dir`. Servers
+    behind one balancer name one shared directory (an NFS or SMB mount), so that every one of
+    them plays and exports every call's recording (docs/deploy.md)."""
     redact: bool = True
     """Replace card numbers, phone numbers and email addresses in stored transcripts and in the
     live feed."""
@@ -331,6 +341,23 @@ class SipSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    url: str | None = None
+    """A Redis server that the servers of one deployment share their live floor through
+    (`redis://host:6379/0`): every call on every server on each console, a supervisor's step
+    into a call sent to the server that holds it, and text-chat sessions that any server
+    continues (docs/deploy.md). Not set: one server, all in process. A secret (it may hold a
+    password): `voicedesk config` does not print it."""
+    prefix: str = "voicedesk"
+    """What this deployment's Redis keys start with, so that two deployments can share one
+    Redis."""
+    advertise_url: str | None = None
+    """How the other servers reach this one, to pass it a supervisor's step into one of its
+    calls (`http://10.0.0.5:8765`). Not set: `http://` with `server.host` (this machine's name
+    when that is 0.0.0.0 or ::) and the port it listens on."""
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
@@ -345,6 +372,7 @@ class Settings:
     handoff: HandoffSettings = field(default_factory=HandoffSettings)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
     sip: SipSettings = field(default_factory=SipSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
 
     def answering(self) -> AgentSettings:
         """The agent's settings, its embedding cache under `server.data_dir` unless set."""
@@ -369,7 +397,9 @@ FLAG_KEYS: Mapping[str, str] = {
 
 ENV_PREFIX = "VOICEDESK_"
 
-SECRETS = frozenset({"twilio.auth_token", "auth.caller_tokens", "sip.password", "records.url"})
+SECRETS = frozenset(
+    {"twilio.auth_token", "auth.caller_tokens", "sip.password", "records.url", "live.url"}
+)
 """Settings that `settings_as_toml` never prints."""
 
 

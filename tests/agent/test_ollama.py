@@ -17,7 +17,8 @@ from agent.agent import KnowledgeAgent
 from agent.kb import demo_kb_dir, load_kb
 from agent.ollama import LLM_FALLBACK, OllamaBackend
 from agent.types import AgentSettings, AnswerEnd, AnswerEvent, AnswerText, Exchange
-from tests.support.ollama_standin import OllamaStandIn, Script, free_port
+from tests.support.ollama_standin import OllamaStandIn, Script
+from tests.support.servers import free_port
 
 KB = load_kb(demo_kb_dir())
 QUESTION = "my bulb is flashing red"

@@ -23,7 +23,8 @@ from agent.standby import StandbyBackend
 from agent.types import AgentSettings, AnswerEnd, AnswerText
 from tests.agent.test_ollama import ANSWER, EXTRACTIVE_START, QUESTION, Heard, ask, chat_tasks
 from tests.support.fakes import Clock
-from tests.support.ollama_standin import OllamaStandIn, Script, free_port
+from tests.support.ollama_standin import OllamaStandIn, Script
+from tests.support.servers import free_port
 
 KB = load_kb(demo_kb_dir())
 SETTINGS = AgentSettings(

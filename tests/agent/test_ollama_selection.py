@@ -21,7 +21,8 @@ from agent.ollama import LLM_FALLBACK, OllamaBackend
 from agent.selection import build_agent, build_agent_async, choose_backend, choose_backend_sync
 from agent.standby import StandbyBackend
 from agent.types import AgentSettings, AnswerEnd
-from tests.support.ollama_standin import OllamaStandIn, Script, free_port
+from tests.support.ollama_standin import OllamaStandIn, Script
+from tests.support.servers import free_port
 
 KB = load_kb(demo_kb_dir())
 QUESTION = "my bulb is flashing red"

@@ -264,6 +264,27 @@ async def test_one_address_cannot_take_the_whole_waiting_room(serve):
     assert 'voicedesk_calls_refused_total{reason="too_many_waiting"} 1.0' in body
 
 
+async def test_behind_a_trusted_proxy_the_waiting_room_counts_its_clients(serve):
+    """Through a balancer every connection comes from its address: with it trusted, each
+    client it forwards has the room's places per address, and a call still goes through."""
+    limits = {"max_waiting": 8, "max_waiting_per_address": 2}
+    server = {"trusted_proxies": "127.0.0.1"}
+    async with (
+        serve(ScriptedAgent(), limits=limits, server=server) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        one = {"X-Forwarded-For": "203.0.113.7"}
+        mine = [await http.ws_connect(url, headers=one) for _ in range(2)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url, headers=one)
+        assert refused.value.status == 503
+        async with http.ws_connect(url, headers={"X-Forwarded-For": "198.51.100.20"}) as ws:
+            await ws.send_json(START)
+            assert (await ws.receive_json(timeout=10))["type"] == "ready"
+        for ws in mine:
+            await ws.close()
+
+
 async def test_a_phone_stream_signed_by_the_carrier_gets_past_strangers(serve):
     from voice.channels import twilio
 

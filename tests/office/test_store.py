@@ -125,6 +125,30 @@ def test_writes_repeated_by_a_retry_change_nothing(store: Store) -> None:
     assert len(detail.feedback) == 1
 
 
+def test_a_call_ends_once(store: Store) -> None:
+    """A server that ends as lost a call whose own end reached the records changes nothing."""
+    store.start_call(call("c1"))
+    store.end_call("c1", T0 + 5, "hangup", "c1.wav")
+    store.end_call("c1", T0 + 20, "server_lost", None)
+    detail = store.call("c1")
+    assert detail is not None
+    assert (detail.call.ended_at, detail.call.end_reason, detail.call.recording) == (
+        T0 + 5,
+        "hangup",
+        "c1.wav",
+    )
+
+
+def test_a_call_ended_as_lost_takes_its_own_end_when_it_comes(store: Store) -> None:
+    """Its server was cut off from the others, not gone: the call went on and ended."""
+    store.start_call(call("c1"))
+    store.end_call("c1", T0 + 20, "server_lost", None)
+    store.end_call("c1", T0 + 60, "hangup", "c1.wav")
+    detail = store.call("c1")
+    assert detail is not None
+    assert (detail.call.end_reason, detail.call.recording) == ("hangup", "c1.wav")
+
+
 def test_a_restart_during_a_call_keeps_its_end(store: Store) -> None:
     store.start_call(call("c1"))
     store.end_call("c1", T0 + 5, "hangup", None)

@@ -13,9 +13,18 @@ import pytest
 from tests.support.carrier import SimulatedCarrier
 from tests.support.fakes import ScriptedAgent
 from voice.channels.codecs import AudioFormat
+from voice.channels.sip import Peers
 from voice.clients.client import CallClient
 from voice.config import AuthSettings, ConfigError, ServerSettings, Settings
-from voice.ops.access import CallerTokens, allowed_origins, exposure_warning, origin_allowed
+from voice.ops.access import (
+    CallerTokens,
+    allowed_origins,
+    client_address,
+    exposure_warning,
+    origin_allowed,
+    own_origin,
+    trusted_proxies,
+)
 
 PCM16 = AudioFormat("pcm16", 16000)
 TOKENS = "call=call-secret-1, chat=chat-secret-2, twilio=phone-secret-3"
@@ -70,6 +79,51 @@ def test_malformed_tokens_are_refused(text):
 )
 def test_origins(origin, host, allowed, expected):
     assert origin_allowed(origin, host, allowed) is expected
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed", "expected"),
+    [
+        ("http://127.0.0.1:8765", "127.0.0.1:8765", (), True),
+        ("https://voice.example.com", "voice.example.com", ("https://voice.example.com",), True),
+        ("https://voice.example.com", "voice.example.com", (), False),
+        # listed for callers' pages, but another origin: never the console's own
+        ("https://kiosk.example.com", "voice.example.com", ("https://kiosk.example.com",), False),
+        ("http://[::1", "[::1]:8765", (), False),
+    ],
+)
+def test_own_origins(origin, host, allowed, expected):
+    assert own_origin(origin, host, allowed) is expected
+
+
+BALANCER = Peers.parse("10.0.0.2, 10.0.1.0/24")
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "expected"),
+    [
+        ("10.0.0.2", ["203.0.113.7"], "203.0.113.7"),
+        ("10.0.0.2", [], "10.0.0.2"),
+        ("198.51.100.9", ["203.0.113.7"], "198.51.100.9"),  # not a proxy: its header is a lie
+        # the client wrote the leftmost hops itself: read from the right
+        ("10.0.0.2", ["1.2.3.4, 203.0.113.7"], "203.0.113.7"),
+        ("10.0.0.2", ["1.2.3.4", "203.0.113.7, 10.0.1.5"], "203.0.113.7"),
+        ("10.0.0.2", ["10.0.1.5, 10.0.1.6"], "10.0.1.5"),
+        ("10.0.0.2", ["203.0.113.7:5678"], "203.0.113.7"),
+        ("10.0.0.2", ["[2001:db8::7]:443"], "2001:db8::7"),
+        ("10.0.0.2", ["not an address"], "10.0.0.2"),
+        ("10.0.0.2", ["203.0.113.7, junk, 10.0.1.5"], "10.0.1.5"),
+    ],
+)
+def test_the_client_behind_trusted_proxies(remote, forwarded, expected):
+    assert client_address(remote, forwarded, BALANCER) == expected
+
+
+def test_trusted_proxies_are_read_or_refused():
+    assert trusted_proxies(None) is None and trusted_proxies(" ") is None
+    assert trusted_proxies("10.0.0.2").allows("10.0.0.2")
+    with pytest.raises(ConfigError, match="server.trusted_proxies"):
+        trusted_proxies("10.0.0.2, balancer.internal")
 
 
 @pytest.mark.parametrize("text", ["kiosk.example.com", "https://[::1", "https://k.example:99999"])

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from tests.support.servers import free_port
+from tests.support.servers import voicedesk as command
 from voice.channels.codecs import AudioFormat, resample
 from voice.clients.client import CallClient
 
@@ -61,12 +63,6 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("voicedesk "), lines[0]
     return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_config_prints_the_effective_settings(tmp_path):
@@ -128,14 +124,7 @@ async def test_serve_answers_and_stops_on_sigterm(tmp_path, data_home):
     port = free_port()
     env = clean_env()
     server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "voice.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--llm",
-        "extractive",
+        *command("serve", "--port", str(port), "--llm", "extractive"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=tmp_path,

@@ -72,3 +72,20 @@ def test_printed_settings_read_back_the_same(tmp_path):
     toml.write_text(settings_as_toml(settings))
     assert load_settings(toml, environ={}) == settings
     assert load_settings(toml, environ={}) != Settings()
+
+
+def test_every_secret_is_kept_out_of_the_printed_settings():
+    secret = "redis://:s3cret@redis.internal:6379/0"
+    settings = load_settings(
+        environ={
+            "VOICEDESK_LIVE_URL": secret,
+            "VOICEDESK_RECORDS_URL": "postgresql://voicedesk:s3cret@db.internal/voicedesk",
+            "VOICEDESK_LIVE_PREFIX": "hotline-a",
+            "VOICEDESK_SERVER_TRUSTED_PROXIES": "10.0.0.2",
+        }
+    )
+    assert settings.live.url == secret and settings.live.prefix == "hotline-a"
+    text = settings_as_toml(settings)
+    assert "s3cret" not in text
+    assert text.count("url = (set; not shown)") == 2
+    assert 'prefix = "hotline-a"' in text and 'trusted_proxies = "10.0.0.2"' in text

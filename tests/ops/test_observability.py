@@ -184,7 +184,7 @@ async def test_log_lines_carry_the_call_id_and_never_the_words(server, say):
 async def test_an_ollama_that_keeps_failing_shows_in_readiness_and_metrics(models):
     from tests.agent.test_ollama import QUESTION  # not in the FAQ: it goes to the model
     from tests.agent.test_ollama_faults import agent_for
-    from tests.support.ollama_standin import free_port
+    from tests.support.servers import free_port
 
     agent = agent_for(f"http://127.0.0.1:{free_port()}", breaker_open_s=30.0)  # refused
     runner, port = await start_server(make_services(models, agent), "127.0.0.1", 0)

@@ -8,12 +8,12 @@ import asyncio
 import os
 import re
 import signal
-import sys
 import time
 
 import aiohttp
 import pytest
 
+from tests.support.servers import voicedesk
 from voice.channels.codecs import AudioFormat
 from voice.clients.client import CallClient
 
@@ -60,12 +60,7 @@ async def serve(tmp_path, grace_s: float) -> Served:
         "VOICEDESK_DATA_DIR": str(tmp_path / "data"),
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "voice.cli",
-        "serve",
-        "--port",
-        "0",
+        *voicedesk("serve", "--port", "0"),
         env=env,
         cwd=tmp_path,
         stdin=asyncio.subprocess.DEVNULL,

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,7 +63,8 @@ class OllamaStandIn:
 
     script: Script = field(default_factory=Script)
     port: int = 0
-    """0 picks a free port; give one (see `free_port`) to come up where a client waits."""
+    """0 picks a free port; give one (`tests.support.servers.free_port`) to come up where a
+    client waits."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     """Bodies of the `/api/chat` requests, in order."""
     tag_requests: int = 0
@@ -165,13 +165,6 @@ class OllamaStandIn:
         transport = request.transport
         if transport is not None:
             transport.abort()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (until someone binds it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _has(models: tuple[str, ...], name: str) -> bool:

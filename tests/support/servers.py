@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,3 +43,15 @@ def make_services(
         hotwords=agent.vocabulary(),
         clock=clock,
     )
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (until someone binds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def voicedesk(*args: str) -> tuple[str, ...]:
+    """The command line of `voicedesk ARGS` run from this checkout by this Python."""
+    return (sys.executable, "-m", "voice.cli", *args)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import WSMessage, WSMsgType, web
+from redis.exceptions import RedisError
 
 from voice.call.session import CallSession
 from voice.channels import chat, protocol
@@ -38,12 +39,14 @@ from voice.ops.services import Services
 
 log = logging.getLogger(__name__)
 
-CHAT_SESSIONS = web.AppKey("chat_sessions", chat.ChatSessions)
+CHATS = web.AppKey("chats", chat.Chats)  # type: ignore[type-abstract]
+SHARED_ERRORS = (RedisError, OSError)
+"""What a chat session in Redis fails with while Redis is down."""
 
 
 def add_routes(app: web.Application) -> None:
     """The routes, and the chat sessions' life: on an app whose SERVICES and OFFICE are set."""
-    app[CHAT_SESSIONS] = chat.ChatSessions(app[SERVICES].settings.call.text_idle_timeout_s)
+    app[CHATS] = _chats(app)
     app.router.add_get("/call", call_handler)
     app.router.add_post("/api/chat", chat_handler)
     app.cleanup_ctx.append(_chat_life)
@@ -197,46 +200,60 @@ async def chat_handler(request: web.Request) -> web.Response:
     if not request.app[TOKENS].allows("chat", bearer(request)):
         request.app[METRICS].refused.labels("unauthorized").inc()
         return unauthorized()
-    services, office = request.app[SERVICES], request.app[OFFICE]
+    services, office, chats = request.app[SERVICES], request.app[OFFICE], request.app[CHATS]
     try:
         message, session_id = chat.parse_request(await request.read())
     except chat.ChatError as err:
         return chat.error_response(err)
-    session, ended = request.app[CHAT_SESSIONS].take(session_id or chat.new_session_id())
-    for over in ended:
-        office.end_text(over.call_id, "idle")
-    call_id, turn = session.call_id, session.next_turn()
-    office.text_event(call_id, protocol.FinalTranscript(turn=turn, text=message))
+    try:
+        turn = await chats.take(session_id or chat.new_session_id())
+    except SHARED_ERRORS as err:
+        log.error("a chat message refused: its session cannot be read: %s", err)
+        return chat.error_response(chat.SESSIONS_DOWN, status=503)
+    monitor = office.text_turn(turn)
+    monitor.event(protocol.FinalTranscript(turn=turn.turn, text=message))
     memory_turns = services.settings.agent.memory_turns
-    reply = await chat.answer(services.agent, session, turn, message, memory_turns)
-    office.text_event(call_id, reply)
+    try:
+        reply, exchange = await chat.answer(services.agent, turn, message, memory_turns)
+        monitor.event(reply)
+    finally:
+        monitor.unanswered()
+    try:
+        await chats.remember(turn, exchange)
+    except SHARED_ERRORS as err:
+        log.error("a chat exchange not remembered: %s", err)
     return web.json_response(
         {
             "reply": reply.text,
             "sources": reply.sources,
             "handoff": reply.handoff,
             "rules": reply.rules,
-            "session_id": session.session_id,
-            "call_id": call_id,
-            "feedback_token": office.feedback_keys.token(call_id),
+            "session_id": turn.session_id,
+            "call_id": turn.call_id,
+            "feedback_token": office.feedback_keys.token(turn.call_id),
         }
     )
 
 
+def _chats(app: web.Application) -> chat.Chats:
+    """The chat sessions: in Redis when the server shares a live floor (`live.url`), so any
+    server continues them; else in this server."""
+    settings = app[SERVICES].settings
+    office = app[OFFICE]
+    idle_s, memory = settings.call.text_idle_timeout_s, settings.agent.memory_turns
+    if settings.live.url is not None:
+        from voice.channels.shared_chats import SharedChats
+
+        return SharedChats(settings.live.url, settings.live.prefix, idle_s, memory, office.end_text)
+    return chat.InProcessChats(chat.ChatSessions(idle_s), memory, office.end_text)
+
+
 async def _chat_life(app: web.Application) -> AsyncIterator[None]:
     """While the server runs, each chat session ends once it has been idle
-    `call.text_idle_timeout_s`; when it stops, those still open end with it."""
-    sessions, office = app[CHAT_SESSIONS], app[OFFICE]
-
-    async def end_idle() -> None:
-        while True:
-            await asyncio.sleep(sessions.due_in())
-            for session in sessions.idle():
-                office.end_text(session.call_id, "idle")
-
-    ending = asyncio.create_task(end_idle())
+    `call.text_idle_timeout_s`; when it stops, those only it would end end with it."""
+    chats = app[CHATS]
+    ending = asyncio.create_task(chats.end_idle())
     yield
     ending.cancel()
     await asyncio.gather(ending, return_exceptions=True)
-    for session in sessions.close():
-        office.end_text(session.call_id, "server_shutdown")
+    await chats.close()

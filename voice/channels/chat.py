@@ -1,16 +1,20 @@
 """The text API, `POST /api/chat`: the same agent and guardrails as a call, for typed questions.
 
 The messages with one `session_id` are a conversation, a session, until no message came for
-`call.text_idle_timeout_s`; each session is kept as a call on the "text" channel."""
+`call.text_idle_timeout_s`; each session is kept as a call on the "text" channel. The sessions
+live in the server (`InProcessChats`), or in Redis where every server of a deployment finds
+them (`voice.channels.shared_chats`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
@@ -32,6 +36,8 @@ class ChatSession:
     again after its session ended starts a new conversation and a new record."""
     last_at: float
     """When its latest message came (the sessions' clock, seconds)."""
+    started_at: float = field(default_factory=time.time)
+    """When it began (Unix seconds): its call's start."""
     turns: int = 0
     exchanges: list[Exchange] = field(default_factory=list)
     """Its latest exchanges, for the agent's memory."""
@@ -88,11 +94,100 @@ class ChatSessions:
         oldest = next(iter(self._open.values()))
         return max(0.0, oldest.last_at + self._idle_s - self._clock())
 
+    def open(self, session_id: str) -> ChatSession | None:
+        """The open session `session_id`, if any (whether or not it has gone idle)."""
+        return self._open.get(session_id)
+
     def close(self) -> list[ChatSession]:
         """Every open session, now over (the server stops)."""
         ended = list(self._open.values())
         self._open.clear()
         return ended
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One message of a session, as its answer needs it."""
+
+    session_id: str
+    call_id: str
+    started_at: float
+    """When the session began (Unix seconds)."""
+    turn: int
+    """This message's number in the session, from 1."""
+    exchanges: tuple[Exchange, ...]
+    """The session's latest exchanges before this message, oldest first."""
+
+    @property
+    def first(self) -> bool:
+        """It began the session (and its call)."""
+        return self.turn == 1
+
+
+EndSession = Callable[[str, str, float | None], None]
+"""Ends a session's call in the records and on the live feed: (call id, reason, when it ended
+in Unix seconds, None for now)."""
+
+
+class Chats(Protocol):
+    """Where a server keeps its text-chat sessions, each ended (the call of its record) with
+    the `EndSession` it was given. Used from the server's event loop."""
+
+    async def take(self, session_id: str) -> ChatTurn:
+        """A message of `session_id` counted now, in its session (a new one when there is none
+        or it went idle)."""
+        ...
+
+    async def remember(self, turn: ChatTurn, exchange: Exchange) -> None:
+        """The exchange of `turn`, for the session's next messages."""
+        ...
+
+    async def end_idle(self) -> None:
+        """End each session as it goes idle, until cancelled."""
+        ...
+
+    async def close(self) -> None:
+        """The server stops: end what only it would end."""
+        ...
+
+
+class InProcessChats:
+    """The sessions in this server's memory: one server, or sessions that stay on the server
+    where they began."""
+
+    def __init__(self, sessions: ChatSessions, memory_turns: int, end: EndSession) -> None:
+        self._sessions = sessions
+        self._memory = memory_turns
+        self._end = end
+
+    async def take(self, session_id: str) -> ChatTurn:
+        session, ended = self._sessions.take(session_id)
+        for over in ended:
+            self._end(over.call_id, "idle", None)
+        return ChatTurn(
+            session.session_id,
+            session.call_id,
+            session.started_at,
+            session.next_turn(),
+            tuple(session.exchanges),
+        )
+
+    async def remember(self, turn: ChatTurn, exchange: Exchange) -> None:
+        session = self._sessions.open(turn.session_id)
+        if session is None or session.call_id != turn.call_id:
+            return  # ended while it was answered
+        session.exchanges.append(exchange)
+        del session.exchanges[: max(0, len(session.exchanges) - self._memory)]
+
+    async def end_idle(self) -> None:
+        while True:
+            await asyncio.sleep(self._sessions.due_in())
+            for session in self._sessions.idle():
+                self._end(session.call_id, "idle", None)
+
+    async def close(self) -> None:
+        for session in self._sessions.close():
+            self._end(session.call_id, "server_shutdown", None)
 
 
 class ChatError(Exception):
@@ -126,16 +221,16 @@ def parse_request(body: bytes) -> tuple[str, str | None]:
 
 
 async def answer(
-    agent: Agent, session: ChatSession, turn: int, message: str, memory_turns: int
-) -> protocol.ReplyEnd:
-    """The agent's reply to `message`, the session's `turn`, as a call's turn ends: the reply
-    is all "heard" (text is read whole), and `first_text` is timed from the message."""
+    agent: Agent, turn: ChatTurn, message: str, memory_turns: int
+) -> tuple[protocol.ReplyEnd, Exchange]:
+    """The agent's reply to `message`, as a call's turn ends (the reply is all "heard": text is
+    read whole, and `first_text` is timed from the message), and the exchange to remember."""
     asked_at = time.monotonic()
-    exchanges = session.exchanges
+    memory = list(turn.exchanges[-memory_turns:]) if memory_turns else []
     parts: list[str] = []
     end = AnswerEnd()
     first_text_ms = None
-    async for event in agent.answer(message, exchanges[-memory_turns:] if memory_turns else []):
+    async for event in agent.answer(message, memory):
         if isinstance(event, AnswerText):
             if first_text_ms is None:
                 first_text_ms = round((time.monotonic() - asked_at) * 1000)
@@ -143,10 +238,8 @@ async def answer(
         else:
             end = event
     reply = "".join(parts).strip()
-    exchanges.append(Exchange(message, reply, end.rules, end.sources))
-    del exchanges[: max(0, len(exchanges) - memory_turns)]
-    return protocol.ReplyEnd(
-        turn=turn,
+    ended = protocol.ReplyEnd(
+        turn=turn.turn,
         text=reply,
         heard=reply,
         sources=list(end.sources),
@@ -156,6 +249,13 @@ async def answer(
         timings_ms=protocol.Timings(first_text=first_text_ms),
         backend=end.backend,
     )
+    return ended, Exchange(message, reply, end.rules, end.sources)
+
+
+SESSIONS_DOWN = ChatError(
+    "sessions_unavailable",
+    "The server cannot reach its chat sessions right now; try again in a moment.",
+)
 
 
 def error_response(error: ChatError, status: int = 400) -> web.Response:

@@ -49,9 +49,9 @@ def _users(settings: Settings) -> Any:
 
 def _store(settings: Settings) -> Any:
     """The call records where the server keeps them; close it after use."""
-    from voice.office.backoffice import RECORDINGS
+    from voice.office.backoffice import recordings_dir
 
-    recordings = settings.server.data_dir / RECORDINGS
+    recordings = recordings_dir(settings)
     if settings.records.url:
         from voice.office.postgres import PostgresStore
 

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from voice.channels import protocol
 from voice.config import Settings
 from voice.office.feedback import AddressRates, FeedbackKeys
 from voice.office.live import LiveHub
-from voice.office.records import CallRecord, Channel, Store
+from voice.office.records import LOST, CallRecord, Channel, Store
 
 if TYPE_CHECKING:
     from voice.call.session import CallSession
+    from voice.channels.chat import ChatTurn
+    from voice.office.floor import Floor
     from voice.office.monitor import CallMonitor
     from voice.office.tap import AudioTap
 
@@ -59,14 +60,21 @@ class Office:
     """Each call's feedback token, given to the caller in `ready` (or a chat reply)."""
     feedback_rates: AddressRates = field(default_factory=AddressRates)
     """Feedback posts per remote address."""
-    _text_calls: dict[str, CallMonitor] = field(default_factory=dict)
-    """Open text-API sessions by call id, each watched as a call on the "text" channel."""
+    floor: Floor | None = None
+    """The live floor shared with the other servers of a deployment (`live.url`), while this
+    server is on one."""
 
     def waiting(self) -> list[tuple[str, LiveCall]]:
         """The handed-off calls waiting for a person (call id, call), longest waiting first."""
         found = [(i, live) for i, live in self.calls.items() if live.session.attendance.waiting]
         found.sort(key=lambda item: item[1].session.attendance.since)
         return found
+
+    def live_ids(self) -> set[str]:
+        """The ids of the calls live now: this server's, and the other servers' on a shared
+        floor."""
+        remote = self.floor.remote_calls() if self.floor is not None else []
+        return {*self.calls, *remote}
 
     def monitor(
         self,
@@ -76,8 +84,10 @@ class Office:
         metadata: dict[str, Any],
         caller_rate: int,
         audio: bool = True,
+        started_at: float | None = None,
     ) -> CallMonitor:
-        """The watcher of a new call; `audio` False: a call without sound (no recording)."""
+        """The watcher of a call, new unless it `started_at` (Unix seconds) earlier; `audio`
+        False: a call without sound (no recording)."""
         from voice.office.monitor import CallMonitor
         from voice.office.redact import redact_values
 
@@ -87,30 +97,44 @@ class Office:
         record = CallRecord(
             call_id=call_id,
             channel=channel,
-            started_at=time.time(),
+            started_at=time.time() if started_at is None else started_at,
             caller_id=caller_id,
             metadata=metadata,
         )
         recordings = self.recordings_dir if audio else None
         return CallMonitor(record, self.hub, self.store, recordings, caller_rate, self.redact)
 
-    def text_event(self, call_id: str, event: protocol.Event) -> None:
-        """An event of a text-API session, kept and shown like a call's on the "text" channel:
-        its question (`transcript.final`) and its reply (`reply.end`). The session's first
-        event starts its call."""
-        monitor = self._text_calls.get(call_id)
-        if monitor is None:
-            monitor = self.monitor(call_id, "text", None, {}, NO_AUDIO_RATE, audio=False)
+    def text_turn(self, turn: ChatTurn) -> CallMonitor:
+        """The watcher of one message of a text-API session, kept and shown like a call's turn
+        on the "text" channel: its question (`transcript.final`) and its reply (`reply.end`).
+        The session's first message starts its call."""
+        monitor = self.monitor(
+            turn.call_id, "text", None, {}, NO_AUDIO_RATE, audio=False, started_at=turn.started_at
+        )
+        if turn.first:
             monitor.started()
-            self._text_calls[call_id] = monitor
-        monitor.event(event)
+        return monitor
 
-    def end_text(self, call_id: str, reason: str) -> None:
-        """A text-API session is over (`reason`: "idle", "server_shutdown"): its call ends in
-        the records and on the live feed. A session with no event yet is passed over."""
-        monitor = self._text_calls.pop(call_id, None)
-        if monitor is not None:
-            monitor.ended(reason)
+    def end_text(self, call_id: str, reason: str, at: float | None = None) -> None:
+        """A text-API session is over (`reason`: "idle", "server_shutdown") `at` (Unix
+        seconds; None: now): its call ends in the records and on the live feed."""
+        self._end_unwatched(call_id, reason, at=at)
+
+    def lost(self, call_id: str) -> None:
+        """A call whose server stopped without ending it (`voice.office.floor`): ended in the
+        records, with what its server wrote of its recording, and on every console."""
+        name = f"{call_id}.wav"
+        found = self.recordings_dir is not None and (self.recordings_dir / name).is_file()
+        self._end_unwatched(call_id, LOST, name if found else None)
+
+    def _end_unwatched(
+        self, call_id: str, reason: str, recording: str | None = None, at: float | None = None
+    ) -> None:
+        ended_at = time.time() if at is None else at
+        if self.store is not None:
+            self.store.end_call(call_id, ended_at, reason, recording)
+        event = {"type": "call.ended", "call_id": call_id, "reason": reason, "at": ended_at}
+        self.hub.publish(event)
 
     def close(self) -> None:
         self.hub.close()
@@ -124,10 +148,15 @@ OFFICE = web.AppKey("office", Office)
 """Where a server application keeps its office."""
 
 
+def recordings_dir(settings: Settings) -> Path:
+    """Where the recordings are: `records.recordings_dir`, else in `server.data_dir`."""
+    return settings.records.recordings_dir or settings.server.data_dir / RECORDINGS
+
+
 def open_office(settings: Settings) -> Office:
     """The back office the settings ask for: records in the PostgreSQL database of
     `records.url`, else in SQLite in `server.data_dir`, when enabled; recordings in
-    `server.data_dir` either way."""
+    `records.recordings_dir` (`recording/` in `server.data_dir` unless set) either way."""
     records = settings.records
     if not records.enabled:
         log.info("records: off")
@@ -137,20 +166,20 @@ def open_office(settings: Settings) -> Office:
 
     data_dir = settings.server.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    recordings = data_dir / RECORDINGS if records.recordings else None
+    recordings = recordings_dir(settings) if records.recordings else None
     store: Store
     users: Any
     if records.url:
         from voice.office.postgres import PostgresStore, PostgresUsers
 
-        store = PostgresStore(records.url, recordings_dir=data_dir / RECORDINGS)
+        store = PostgresStore(records.url, recordings_dir=recordings_dir(settings))
         users = PostgresUsers(records.url, session_hours=records.session_hours)
         where = "PostgreSQL (records.url)"
     else:
         from voice.office.auth import Users
         from voice.office.store import SqliteStore
 
-        store = SqliteStore(data_dir / DATABASE, recordings_dir=data_dir / RECORDINGS)
+        store = SqliteStore(data_dir / DATABASE, recordings_dir=recordings_dir(settings))
         users = Users(data_dir / DATABASE, session_hours=records.session_hours)
         where = str(data_dir / DATABASE)
     log.info(

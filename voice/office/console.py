@@ -27,7 +27,7 @@ from voice.office import feedback
 from voice.office.backoffice import OFFICE
 from voice.office.feedback import FeedbackError
 from voice.office.live import Subscription
-from voice.office.login import Logins, Outcome
+from voice.office.login import Counts, Logins, Outcome
 from voice.office.records import CallDetail, CallQuery, CallRecord
 from voice.office.spool import STORE_ERRORS, is_transient
 from voice.ops.access import bearer
@@ -47,11 +47,14 @@ LOGINS = web.AppKey("logins", Logins)
 T = TypeVar("T")
 
 
-def add_routes(app: web.Application, settings: ConsoleSettings) -> None:
-    """The console's routes, on an app whose OFFICE and METRICS are set."""
+def add_routes(
+    app: web.Application, settings: ConsoleSettings, shared: Counts | None = None
+) -> None:
+    """The console's routes, on an app whose OFFICE and METRICS are set; `shared`: the login
+    throttle's counts shared with the other servers."""
     users = app[OFFICE].users
     if users is not None:
-        app[LOGINS] = Logins(users, settings)
+        app[LOGINS] = Logins(users, settings, shared=shared)
         app.on_cleanup.append(_close_logins)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login_form)
@@ -412,7 +415,7 @@ async def list_calls(request: web.Request) -> web.Response:
     if request.query.get("format") == "csv":
         details = [await _read(store.call, c.call_id) for c in calls]
         return _csv([d for d in details if d is not None], "calls.csv")
-    live = set(request.app[OFFICE].calls)
+    live = request.app[OFFICE].live_ids()
     return web.json_response({"calls": [_call_json(c, c.call_id in live) for c in calls]})
 
 
@@ -425,7 +428,7 @@ async def get_call(request: web.Request) -> web.Response:
         return json_error(404, "not_found", f"No call {call_id}.")
     if request.query.get("format") == "csv":
         return _csv([detail], f"call-{call_id}.csv")
-    live = call_id in request.app[OFFICE].calls
+    live = call_id in request.app[OFFICE].live_ids()
     return web.json_response(
         {
             **_call_json(detail.call, live),

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 QUEUE_SIZE = 500
 """Events a console may fall behind by before it is dropped."""
+HISTORY = 200
+"""Events of each live call kept for a console that joins late."""
 
 
 class Subscription(Generic[T]):
@@ -60,7 +62,9 @@ class Subscription(Generic[T]):
 class LiveHub:
     """Fans out call events to consoles, and keeps the state of live calls for late joiners.
 
-    One per server; use it from the event loop only.
+    One per server; use it from the event loop only. With a shared live floor
+    (`voice.office.floor`), `relay` takes this server's own events to the other servers, and
+    theirs come in through `receive`.
     """
 
     def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
@@ -68,16 +72,25 @@ class LiveHub:
         self._queue_size = queue_size
         self._live: dict[str, list[dict[str, Any]]] = {}
         """call id → the events of that call so far (bounded per call)."""
+        self.relay: Callable[[dict[str, Any]], None] | None = None
+        """Takes each event of this server's calls to the other servers; never blocks."""
 
     def publish(self, event: dict[str, Any]) -> None:
-        """Send an event (with a "call_id") to every console; never blocks."""
+        """Send an event of a call on this server (with a "call_id") to every console; never
+        blocks."""
+        self.receive(event)
+        if self.relay is not None:
+            self.relay(event)
+
+    def receive(self, event: dict[str, Any]) -> None:
+        """Send an event (with a "call_id") to this server's consoles; never blocks."""
         call_id = event.get("call_id")
         if event["type"] == "call.started" and call_id:
             self._live[call_id] = []
         history = self._live.get(call_id or "")
         if history is not None:
             history.append(event)
-            del history[: max(0, len(history) - 200)]
+            del history[: max(0, len(history) - HISTORY)]
         if event["type"] == "call.ended" and call_id:
             self._live.pop(call_id, None)
         for subscriber in list(self._subscribers):
@@ -89,7 +102,7 @@ class LiveHub:
     def subscribe(self) -> Subscription[dict[str, Any]]:
         """A new feed, starting with the events so far of every live call."""
         subscription = Subscription[dict[str, Any]](
-            self._queue_size + 200 * len(self._live), self.unsubscribe
+            self._queue_size + HISTORY * len(self._live), self.unsubscribe
         )
         for events in self._live.values():
             for event in events:
@@ -102,6 +115,7 @@ class LiveHub:
 
     @property
     def live_calls(self) -> list[str]:
+        """Every live call's id (with a shared floor, those of every server)."""
         return list(self._live)
 
     def close(self) -> None:

@@ -82,14 +82,19 @@ class CallMonitor:
         if self._recorder is not None:
             self._guard_recording(self._recorder.close)
         ended_at = self._clock()
+        self.unanswered()
         if self._store is not None:
-            for turn, (question, at) in sorted(self._questions.items()):
-                self._store.add_turn(TurnRecord(self.call_id, turn, at, question, reply=""))
             self._store.end_call(self.call_id, ended_at, reason, self._recording_name)
-        self._questions.clear()
         self._hub.publish(
             {"type": "call.ended", "call_id": self.call_id, "reason": reason, "at": ended_at}
         )
+
+    def unanswered(self) -> None:
+        """Keep each question heard whose reply never began as a turn with no reply."""
+        if self._store is not None:
+            for turn, (question, at) in sorted(self._questions.items()):
+                self._store.add_turn(TurnRecord(self.call_id, turn, at, question, reply=""))
+        self._questions.clear()
 
     # ------------------------------------------------------------ CallObserver
 

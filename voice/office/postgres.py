@@ -235,7 +235,7 @@ class PostgresStore:
                     _placeholders(END_CALL), (ended_at, _text(reason), _text(recording), call_id)
                 ).rowcount
         if changed == 0:
-            log.warning("end of call %s, which was never started, ignored", call_id)
+            log.warning("end of call %s ignored: it never started, or it has ended", call_id)
 
     def add_turn(self, turn: TurnRecord) -> None:
         """Keep a turn; a turn kept again (same call and number) replaces the first."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Channel = Literal["call", "phone", "sip", "kiosk", "text"]
+LOST = "server_lost"
+"""The end reason of a call whose server stopped without ending it (`voice.office.floor`)."""
 """How the caller came: the caller protocol (`/call`), a phone line (`/twilio`), the kiosk page,
 or the text API."""
 

@@ -19,6 +19,7 @@ from typing import Any
 from text.words import plain_words
 from voice.office.database import BUSY_TIMEOUT_MS, Database
 from voice.office.records import (
+    LOST,
     CallAction,
     CallDetail,
     CallQuery,
@@ -200,11 +201,11 @@ class SqliteStore:
             )
 
     def end_call(self, call_id: str, ended_at: float, reason: str, recording: str | None) -> None:
-        """Mark a call ended. A call never started is logged and ignored."""
+        """Mark a call ended, once. A call never started is logged and ignored."""
         with self._db.write() as db:
             cursor = db.execute(END_CALL, (ended_at, reason, recording, call_id))
         if cursor.rowcount == 0:
-            log.warning("end of call %s, which was never started, ignored", call_id)
+            log.warning("end of call %s ignored: it never started, or it has ended", call_id)
 
     def add_turn(self, turn: TurnRecord) -> None:
         """Keep a turn; a turn kept again (same call and number) replaces the first."""
@@ -360,7 +361,13 @@ START_CALL = (
     " metadata = excluded.metadata"
 )
 """A call started again (a retried write applied late) keeps its end."""
-END_CALL = "UPDATE calls SET ended_at = ?, end_reason = ?, recording = ? WHERE call_id = ?"
+END_CALL = (
+    "UPDATE calls SET ended_at = ?, end_reason = ?, recording = ?"
+    f" WHERE call_id = ? AND (ended_at IS NULL OR end_reason = '{LOST}')"
+)
+"""A call ends once: a second end (a server that ends as lost a call whose own end reached the
+records, a retried write) changes nothing — but the call's own end replaces `server_lost`, for
+a server that was only cut off from the others (`voice.office.floor`)."""
 ADD_FEEDBACK = (
     "INSERT INTO feedback (call_id, turn, helpful, at, comment) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT DO NOTHING"

@@ -18,8 +18,10 @@ from voice.call.transport import CallClosed
 from voice.channels.closes import CloseCode
 from voice.office.backoffice import OFFICE, LiveCall
 from voice.office.console import json_error, logged_in, unauthorized, until_one_ends
+from voice.office.relay import gather
 from voice.office.tap import CALLER, TAP_RATE, Listener
-from voice.ops.access import origin_allowed
+from voice.ops.access import allowed_origins, own_origin
+from voice.ops.line import SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,15 @@ def add_routes(app: web.Application) -> None:
 
 
 async def queue(request: web.Request) -> web.Response:
-    """The handed-off calls waiting for a person, longest waiting first."""
+    """The handed-off calls waiting for a person, longest waiting first: on a shared floor,
+    every server's."""
     if await logged_in(request) is None:
         return unauthorized()
     now = time.time()
-    waiting = request.app[OFFICE].waiting()
-    return web.json_response({"waiting": [_waiting(i, live, now) for i, live in waiting]})
+    waiting = [_waiting(i, live, now) for i, live in request.app[OFFICE].waiting()]
+    waiting += await gather(request, "/api/queue", "waiting")
+    waiting.sort(key=lambda entry: entry["since"])
+    return web.json_response({"waiting": waiting})
 
 
 def _waiting(call_id: str, live: LiveCall, now: float) -> dict[str, Any]:
@@ -134,7 +139,8 @@ async def audio(request: web.Request) -> web.StreamResponse:
     """The call's audio, live, to a supervisor's page; and, while that supervisor holds the call,
     their microphone to the caller (docs/console.md, "The audio websocket")."""
     origin = request.headers.get("Origin")
-    if origin is not None and not origin_allowed(origin, request.host, ()):
+    allowed = allowed_origins(request.app[SERVICES].settings.auth)
+    if origin is not None and not own_origin(origin, request.host, allowed):
         log.warning("refused call audio to a page from %s", origin[:100])
         return json_error(
             403, "origin_not_allowed", "Only the console's own pages may hear or speak in calls."

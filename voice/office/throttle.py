@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,7 +54,9 @@ class Lock:
 
 
 @dataclass(slots=True)
-class _Record:
+class Record:
+    """The wrong passwords counted under one name or one address."""
+
     failures: int = 0
     """Wrong passwords since `since`."""
     since: float = 0.0
@@ -89,7 +92,7 @@ class LoginThrottle:
 
     def __init__(self, settings: ConsoleSettings) -> None:
         self.settings = settings
-        self._records: OrderedDict[tuple[Kind, str], _Record] = OrderedDict()
+        self._records: OrderedDict[tuple[Kind, str], Record] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._records)
@@ -97,51 +100,30 @@ class LoginThrottle:
     def check(self, name: str, address: str, now: float) -> Wait | None:
         """None when an attempt for `name` from `address` may be checked now; else why not and
         for how long. Changes nothing."""
-        waits = []
-        for key in _keys(name, address):
-            record = self._records.get(key)
-            if record is None:
-                continue
-            if record.locked_until > now:
-                waits.append(Wait("locked", record.locked_until - now))
-            elif record.wait_until > now:
-                waits.append(Wait("throttled", record.wait_until - now))
-        if not waits:
-            return None
-        return max(waits, key=lambda w: (w.reason == "locked", w.retry_after_s))
+        return worst(wait_of(self._records.get(key), now) for key in keys(name, address))
 
     def failed(self, name: str, address: str, now: float) -> list[Lock]:
         """Count a wrong password; the locks it set off."""
-        s = self.settings
         locks = []
-        for key in _keys(name, address):
+        for key in keys(name, address):
             record = self._record(key, now)
-            if now - record.since >= s.login_lock_window_s:
-                record.failures, record.since = 0, now
-            record.failures += 1
-            if record.failures >= s.login_lock_failures:
-                record.failures, record.since = 0, now
-                record.locked_until = now + s.login_lock_s
+            if count_failure(record, now, self.settings):
                 locks.append(Lock(key[0], key[1], record.locked_until))
-            elif record.failures > s.login_free_failures:
-                doublings = min(record.failures - s.login_free_failures - 1, 30)
-                delay = min(s.login_delay_s * 2**doublings, s.login_max_delay_s)
-                record.wait_until = now + delay
         return locks
 
     def succeeded(self, name: str, address: str) -> None:
         """A right password: forget the name's and the address's failures."""
-        for key in _keys(name, address):
+        for key in keys(name, address):
             self._records.pop(key, None)
 
-    def _record(self, key: tuple[Kind, str], now: float) -> _Record:
+    def _record(self, key: tuple[Kind, str], now: float) -> Record:
         record = self._records.get(key)
         if record is not None:
             self._records.move_to_end(key)
             return record
         while len(self._records) >= max(self.settings.login_table_size, 2):
             self._forget_one(now)
-        record = self._records[key] = _Record(since=now)
+        record = self._records[key] = Record(since=now)
         return record
 
     def _forget_one(self, now: float) -> None:
@@ -154,5 +136,45 @@ class LoginThrottle:
         self._records.popitem(last=False)
 
 
-def _keys(name: str, address: str) -> tuple[tuple[Kind, str], tuple[Kind, str]]:
+def keys(name: str, address: str) -> tuple[tuple[Kind, str], tuple[Kind, str]]:
+    """What an attempt is counted under: its name, and its address (`address_key`)."""
     return ("name", name[:KEY_CHARS]), ("address", address[:KEY_CHARS])
+
+
+def wait_of(record: Record | None, now: float) -> Wait | None:
+    """Why an attempt counted under `record` may not be checked at `now`, if it may not."""
+    if record is None:
+        return None
+    if record.locked_until > now:
+        return Wait("locked", record.locked_until - now)
+    if record.wait_until > now:
+        return Wait("throttled", record.wait_until - now)
+    return None
+
+
+def worst(waits: Iterable[Wait | None]) -> Wait | None:
+    """The longest of the waits, a lock before any mere wait; None when there is none."""
+    found = [wait for wait in waits if wait is not None]
+    if not found:
+        return None
+    return max(found, key=lambda w: (w.reason == "locked", w.retry_after_s))
+
+
+def count_failure(record: Record, now: float, s: ConsoleSettings) -> bool:
+    """Count a wrong password at `now` on `record`; whether it locked it."""
+    if now - record.since >= s.login_lock_window_s:
+        record.failures, record.since = 0, now
+    record.failures += 1
+    if record.failures >= s.login_lock_failures:
+        record.failures, record.since = 0, now
+        record.locked_until = now + s.login_lock_s
+        return True
+    if record.failures > s.login_free_failures:
+        doublings = min(record.failures - s.login_free_failures - 1, 30)
+        record.wait_until = now + min(s.login_delay_s * 2**doublings, s.login_max_delay_s)
+    return False
+
+
+def remembered_s(s: ConsoleSettings) -> float:
+    """How long a record can matter after its last failure: past this it may be forgotten."""
+    return max(s.login_lock_window_s, s.login_lock_s, s.login_max_delay_s)

@@ -1,5 +1,6 @@
-"""Who may call: caller tokens per endpoint, the origins whose pages may use the server, and the
-warning for a server exposed without tokens. Pure functions, plus one aiohttp middleware."""
+"""Who may call: caller tokens per endpoint, the origins whose pages may use the server, who a
+request behind a proxy came from, and the warning for a server exposed without tokens. Pure
+functions, plus their aiohttp middlewares."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from voice.channels.sip import Peers, host_of
 from voice.config import AuthSettings, ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,16 @@ def origin_allowed(origin: str, host: str, allowed: Iterable[str]) -> bool:
         return False
 
 
+def own_origin(origin: str, host: str, allowed: Iterable[str]) -> bool:
+    """A page of the server's own origin: `origin` names `host` (the Host header) and passes
+    `origin_allowed` — reached by an address, or by a name listed in `allowed`."""
+    try:
+        same = urlsplit(origin).netloc.lower() == host.lower()
+    except ValueError:
+        return False
+    return same and origin_allowed(origin, host, allowed)
+
+
 def _addressed(host: str) -> bool:
     """`host` (a Host header) names the server by address, not by a name DNS could move."""
     name = urlsplit(f"//{host}").hostname or ""
@@ -164,6 +176,58 @@ def origin_check(allowed: tuple[str, ...]) -> Middleware:
         return await handler(request)
 
     return check
+
+
+def trusted_proxies(text: str | None) -> Peers | None:
+    """The proxies of `server.trusted_proxies`, None when not set.
+
+    Raises:
+        ConfigError: an entry is not an address or a network.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        return Peers.parse(text)
+    except ValueError as err:
+        raise ConfigError(f"server.trusted_proxies: {err}") from None
+
+
+def client_address(remote: str, forwarded: Iterable[str], trusted: Peers) -> str:
+    """Who a request from `remote` came from, by its `X-Forwarded-For` headers (`forwarded`):
+    read from the right, the first hop that is not a trusted proxy (the hops before it are the
+    client's to write, so never believed); the leftmost when every hop is trusted; `remote`
+    itself when it is not trusted or there is no header. A hop is an address, with or without
+    a port ("203.0.113.7:5678", "[2001:db8::7]:443"); at one that is not, the reading stops at
+    the proxy that passed it on."""
+    if not trusted.allows(remote):
+        return remote
+    hops = [hop.strip() for header in forwarded for hop in header.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        address = host_of(hop)
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return remote
+        if not trusted.allows(address):
+            return address
+        remote = address
+    return remote
+
+
+def forwarded_for(trusted: Peers | None) -> Middleware:
+    """Middleware: a request from a trusted proxy is handled as from its client
+    (`client_address`), so that limits per address count callers, not the proxy."""
+
+    @web.middleware
+    async def take(request: web.Request, handler: Handler) -> web.StreamResponse:
+        remote = request.remote
+        if trusted is not None and remote:
+            client = client_address(remote, request.headers.getall("X-Forwarded-For", ()), trusted)
+            if client != remote:
+                request = request.clone(remote=client)
+        return await handler(request)
+
+    return take
 
 
 def exposure_warning(settings: Settings) -> str | None:

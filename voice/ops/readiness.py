@@ -9,13 +9,15 @@ from typing import Any
 from aiohttp import web
 
 from agent.selection import breaker_state
+from voice.office.backoffice import OFFICE
 from voice.ops.line import ADMISSION, LINES, SERVICES
 from voice.ops.metrics import Metrics
 
 
 def readiness(app: web.Application) -> dict[str, Any]:
-    """{"ready", "full", "draining", "models", "answers", "calls", "connections"}: ready when
-    every model has a worker running (or is loaded in the server), the server is not shutting
+    """{"ready", "full", "draining", "models", "answers", "calls", "connections"}, and "live" on
+    a shared floor (this server's name there, whether Redis answers, the servers on it): ready
+    when every model has a worker running (or is loaded in the server), the server is not shutting
     down, and it holds fewer than `limits.max_calls` calls — so that a load balancer in front of
     several servers sends the next caller to one that can take them. The answer backend never
     makes the server unready: without it, answers come from the knowledge base."""
@@ -26,7 +28,7 @@ def readiness(app: web.Application) -> dict[str, Any]:
     }
     full = admission.active >= admission.max_calls
     ready = not admission.draining and not full and all(m["ready"] for m in models.values())
-    return {
+    report = {
         "ready": ready,
         "full": full,
         "draining": admission.draining,
@@ -35,6 +37,10 @@ def readiness(app: web.Application) -> dict[str, Any]:
         "calls": {"active": admission.active, "max": admission.max_calls},
         "connections": len(app[LINES]),
     }
+    floor = app[OFFICE].floor
+    if floor is not None:  # the shared floor never makes a server unready: calls go on without
+        report["live"] = {"server": floor.server, "up": floor.up, "servers": len(floor.servers)}
+    return report
 
 
 def _model_state(model: Any) -> dict[str, Any]:
@@ -97,6 +103,17 @@ def watch_services(metrics: Metrics, app: web.Application) -> None:
         "voicedesk_draining",
         functools.partial(_attribute, admission, "draining"),
         "1 while shutting down.",
+    )
+    office = app[OFFICE]
+    metrics.watch(
+        "voicedesk_live_floor_up",
+        lambda: float(office.floor is None or office.floor.up),
+        "1 while the shared live floor's Redis answers (always 1 without one).",
+    )
+    metrics.watch(
+        "voicedesk_live_events_dropped",
+        lambda: float(office.floor.dropped if office.floor is not None else 0),
+        "Call events never sent to the other servers: Redis was down too long.",
     )
 
 

@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from tts.normalize import normalize_for_speech
 from voice.channels import caller, kiosk, pbx, phone
-from voice.office import console, takeover
+from voice.config import Settings
+from voice.office import console, relay, takeover
 from voice.office.backoffice import OFFICE, Office
+from voice.office.feedback import FeedbackKeys
+from voice.office.login import Counts
 from voice.office.spool import SpooledStore
 from voice.ops.access import (
     CallerTokens,
     allowed_origins,
+    forwarded_for,
     origin_check,
+    trusted_proxies,
 )
 from voice.ops.admission import Admission, BusySignal
 from voice.ops.line import (
@@ -61,14 +68,20 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 def create_app(services: Services, office: Office | None = None) -> web.Application:
     settings = services.settings
-    app = web.Application(middlewares=[origin_check(allowed_origins(settings.auth))])
+    app = web.Application(
+        middlewares=[
+            forwarded_for(trusted_proxies(settings.server.trusted_proxies)),
+            origin_check(allowed_origins(settings.auth)),
+            relay.relay,
+        ]
+    )
     app[SERVICES] = services
     app[OFFICE] = office or Office()
     app[TOKENS] = CallerTokens.parse(settings.auth.caller_tokens)
     app[ADMISSION] = Admission(settings.limits.max_calls)
     app[METRICS] = metrics = Metrics()
     app[LINES] = Lines()
-    console.add_routes(app, settings.console)
+    console.add_routes(app, settings.console, _shared_counts(settings))
     takeover.add_routes(app)
     caller.add_routes(app)
     phone.add_routes(app)
@@ -95,7 +108,17 @@ def create_app(services: Services, office: Office | None = None) -> web.Applicat
     app.on_shutdown.append(_stop_listening)
     app.on_shutdown.append(_close_calls)
     app.on_cleanup.append(_stop_background)
+    app.on_cleanup.append(_leave_floor)
     return app
+
+
+def _shared_counts(settings: Settings) -> Counts | None:
+    """The login throttle's counts in the Redis of `live.url`, when the servers share one."""
+    if settings.live.url is None:
+        return None
+    from voice.office.shared_throttle import SharedCounts
+
+    return SharedCounts(settings.live.url, settings.live.prefix, settings.console)
 
 
 def _watch_records(metrics: Metrics, store: object) -> None:
@@ -140,6 +163,37 @@ async def _stop_listening(app: web.Application) -> None:
         listening.close()
 
 
+async def _join_floor(app: web.Application, host: str, port: int) -> None:
+    """On the live floor of `live.url`, once the server listens on `port`."""
+    from voice.office.floor import Floor
+
+    live, office = app[SERVICES].settings.live, app[OFFICE]
+    if live.url is None:
+        return
+    office.floor = floor = Floor(live.url, live.prefix, office.hub, office.lost)
+    await floor.start(live.advertise_url or advertised_url(host, port))
+    try:  # a feedback token given by one server is taken by every other
+        office.feedback_keys = FeedbackKeys(await floor.shared_secret("feedback"))
+    except (RedisError, OSError) as err:
+        log.error("feedback tokens of this server's calls are good on it alone: %s", err)
+
+
+def advertised_url(host: str, port: int) -> str:
+    """How other servers reach one listening on `host` and `port`: by this machine's name when
+    it listens on every address."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def _leave_floor(app: web.Application) -> None:
+    floor = app[OFFICE].floor
+    if floor is not None:
+        await floor.stop()
+
+
 async def _close_calls(app: web.Application) -> None:
     """Close what is still open at cleanup (`serve` drains with a grace period first)."""
     await drain(app, grace_s=0.0)
@@ -160,4 +214,6 @@ async def start_server(
     await runner.setup()
     listening = await listen(runner, host, port, app[CONNECTIONS])
     app[LISTENING].append(listening)
-    return runner, bound_port(listening)
+    port = bound_port(listening)
+    await _join_floor(app, host, port)
+    return runner, port

@@ -49,10 +49,11 @@ def check_settings(settings: Settings) -> None:
     from agent.embedder import EmbedderError, model_file
     from agent.kb import KbError, demo_kb_dir, load_kb
     from tts.piper import resolve_voice
-    from voice.ops.access import CallerTokens, allowed_origins
+    from voice.ops.access import CallerTokens, allowed_origins, trusted_proxies
 
     CallerTokens.parse(settings.auth.caller_tokens)
     allowed_origins(settings.auth)
+    trusted_proxies(settings.server.trusted_proxies)
     port = settings.server.port
     if not 0 <= port <= MAX_PORT:
         raise ConfigError(f"server.port: {port} is not a port (0 to {MAX_PORT}; 0: any free one)")

@@ -486,9 +486,13 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
         try:
             result = getattr(target, method)(*args, **kwargs)
         except Exception as err:
-            conn.send((False, repr(err)))
+            answer = (False, repr(err))
         else:
-            conn.send((True, result))
+            answer = (True, result)
+        try:
+            conn.send(answer)
+        except OSError:  # the server closed the pipe while this was at work: it is stopping
+            return
 
 
 # ---------------------------------------------------------------- the models in workers
