@@ -197,3 +197,32 @@ async def test_a_chat_session_goes_on_whichever_server_takes_the_message(
         detail = servers[1].office.store.call(replies[0]["call_id"])
         assert [t.question for t in detail.turns] == ["first", "second", "third", "fourth"]
         assert detail.call.channel == "text" and detail.call.ended_at is None
+
+
+async def test_without_redis_a_server_takes_calls_and_says_what_is_missing(models, tmp_path):
+    agent = ScriptedAgent(reply=REPLY)
+    live = {"url": "redis://127.0.0.1:1/0", "prefix": "nowhere"}
+    settings = dataclasses.replace(
+        Settings(), server=ServerSettings(data_dir=tmp_path), live=LiveSettings(**live)
+    )
+    office = open_office(settings)
+    runner, port = await start_server(
+        make_services(models, agent, live=live), "127.0.0.1", 0, office
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(base + "/api/chat", json={"message": "hello"}) as response:
+                assert response.status == 503
+                assert (await response.json())["error"]["code"] == "sessions_unavailable"
+            async with http.get(base + "/readyz") as response:
+                ready = await response.json()
+            assert response.status == 200 and ready["ready"], "Redis never makes it unready"
+            assert ready["live"]["up"] is False
+        async with CallClient(base.replace("http", "ws") + "/call", PCM16) as call:
+            await call.send_text("How long is the warranty?")
+            end = await call.wait_for(lambda e: e["type"] == "reply.end", timeout=60)
+        assert end["text"] == REPLY
+    finally:
+        await runner.cleanup()
+        office.close()

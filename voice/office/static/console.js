@@ -742,6 +742,8 @@ function onCallAudio(mine, data) {
     let message;
     try { message = JSON.parse(data); } catch (e) { return; }
     if (message.type === "error") {
+      // A frame sent just before the microphone stopped (handing back) is refused late: no news.
+      if (mine.mic === null && message.code === "not_holding") return;
       stopMicrophone();
       tell(mine.id, "The caller cannot hear you: " + message.message);
     }
@@ -877,13 +879,13 @@ function stopMicrophone() {
 
 async function handBack(id) {
   tell(id, "Handing the call back…");
+  if (link !== null && link.id === id) stopMicrophone();  // done speaking: nothing goes after
   try {
     await api("POST", callPath(id, "handback"), {});
   } catch (e) {
     tell(id, "Could not hand the call back: " + e.message);
     return;
   }
-  if (link !== null && link.id === id) stopMicrophone();
   const call = liveCall(id);
   call.hold = {state: "assistant", name: me, reason: "", since: serverNow()};
   showHold(call);
