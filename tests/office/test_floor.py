@@ -128,6 +128,8 @@ async def test_a_step_into_a_call_is_sent_to_the_server_that_holds_it(redis_url,
         assert await a.floor.holder("c1") is None, "a server's own call is its own"
         assert await b.floor.holder("nobody") is None
         assert b.floor.others() == ["http://server-0"]
+        b.floor.servers = {}  # as right after it joined, before it heard the others' heartbeats
+        assert await b.floor.holder("c1") == "http://server-0"
         a.hub.publish({"type": "call.ended", "call_id": "c1", "reason": "hangup"})
         await until(lambda: a.floor._written.is_set())
         assert await b.floor.holder("c1") is None

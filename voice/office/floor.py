@@ -243,9 +243,14 @@ class Floor:
         if entry is None:
             return None
         server = _parsed(entry).get("server")
-        if server == self.server:
+        if not isinstance(server, str) or server == self.server:
             return None
-        return self.servers.get(server or "")
+        known = self.servers.get(server)
+        if known is not None:
+            return known
+        # A server that joined since the last heartbeat: asked of Redis, not of that list.
+        url = _parsed(await self._redis.hget(self.key("servers"), server)).get("url")
+        return url if isinstance(url, str) else None
 
     def remote_calls(self) -> list[str]:
         """The other servers' live calls (text-chat sessions aside), as far as this server
