@@ -252,7 +252,11 @@ async def test_with_takeover_a_handoff_waits_in_the_stream_for_a_person_who_is_h
             for offset in range(0, len(voice), 320):  # the console's 20 ms frames, in real time
                 await session.person_audio("alice", voice[offset : offset + 320].tobytes())
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(1.0)
+            voice_ms = len(voice) // 16
+            async with asyncio.timeout(15):  # played out, however late a loaded machine sent it
+                while carrier.played_ms() < taken_ms + voice_ms - 100:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
             assert carrier.closed_at is None
             person = carrier.played_audio()[taken_ms * 8 :]
         heard = transcribe(models, person).lower()
