@@ -8,12 +8,11 @@ the browser tests skip, except under CI (`CI=true`), where a missing browser is 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
+from tests.support.ci import unavailable
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -37,10 +36,7 @@ def require_browser() -> None:
         missing.append(f"{CHROMIUM} (apt-get install chromium)")
     if not missing:
         return
-    reason = "browser tests need " + " and ".join(missing)
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + "; CI must run them", pytrace=False)
-    pytest.skip(reason)
+    unavailable("browser tests need " + " and ".join(missing))
 
 
 @contextlib.asynccontextmanager

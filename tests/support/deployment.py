@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
+from tests.support.ci import unavailable
 from tests.support.servers import free_port, voicedesk
 
 ROOT = Path(__file__).parents[2]
@@ -63,10 +63,7 @@ NAMES = ("one", "two", "three", "four")
 def haproxy() -> str:
     found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
     if found is None:
-        reason = "no haproxy (Debian's package haproxy)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable("no haproxy (apt-get install haproxy)")
     return found
 
 

@@ -10,7 +10,6 @@ Use the fixtures by importing them into a test module:
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.ci import unavailable
 from voice.office.postgres import PostgresStore, PostgresUsers
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -33,10 +33,7 @@ def _admin() -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as err:
-        reason = f"no PostgreSQL server at {ADMIN_URL}: {err}".strip()
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"no PostgreSQL server at {ADMIN_URL}: {err}".strip())
 
 
 @contextmanager

@@ -9,12 +9,13 @@ its keys are deleted after it.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 
 import pytest
 import redis
+
+from tests.support.ci import unavailable
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -25,10 +26,7 @@ def redis_url() -> str:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
     except (redis.RedisError, OSError) as err:
-        reason = f"no Redis server at {REDIS_URL}: {err}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"no Redis server at {REDIS_URL}: {err}")
     return REDIS_URL
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
 import wave
 from pathlib import Path
 
 import numpy as np
-import pytest
+
+from tests.support.ci import unavailable
 
 BARESIP = shutil.which("baresip")
 
@@ -25,10 +25,7 @@ def need_baresip() -> None:
     """Skip (fail, under CI) unless baresip is installed (.ci/run installs it)."""
     if BARESIP is not None:
         return
-    reason = "baresip is not installed (apt-get install baresip)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + "; CI must run the SIP tests", pytrace=False)
-    pytest.skip(reason)
+    unavailable("baresip is not installed (apt-get install baresip)")
 
 
 CONFIG = """\

@@ -148,8 +148,8 @@ class Floor:
         """Set while no event waits for Redis."""
         self._written.set()
         self._numbered = 0
-        self._own: dict[str, str] = {}
-        """This server's live calls: their entries in `P:calls`."""
+        self._own: dict[str, tuple[dict[str, Any], str]] = {}
+        """This server's live calls: their `call.started` event and its message."""
         self._remote: dict[str, str] = {}
         """The other servers' calls that this server's hub shows live: their channels."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -203,7 +203,7 @@ class Floor:
             return
         call_id = event.get("call_id")
         if call_id and event["type"] == "call.started":
-            self._own[call_id] = self._entry(event, message)
+            self._own[call_id] = (event, message)
         elif call_id and event["type"] == "call.ended":
             self._own.pop(call_id, None)
             self._remote.pop(call_id, None)  # one this server ended for another
@@ -308,13 +308,12 @@ class Floor:
         calls_key = self.key("calls")
         registered: dict[str, str] = await self._redis.hgetall(calls_key)  # type: ignore[assignment]
         async with self._redis.pipeline(transaction=True) as pipe:
-            for call_id, entry in self._own.items():
+            for call_id, (started, message) in self._own.items():
                 if call_id not in registered:  # reaped as lost, or never written: news again
-                    started = dict(json.loads(json.loads(entry)["started"])["event"])
                     message = self._message(started)
-                    entry = self._own[call_id] = self._entry(started, message)
+                    self._own[call_id] = (started, message)
                     pipe.publish(self.key("events"), message)
-                pipe.hset(calls_key, call_id, entry)
+                pipe.hset(calls_key, call_id, self._entry(started, message))
             for call_id, value in registered.items():
                 if _parsed(value).get("server") == self.server and call_id not in self._own:
                     ended = {"type": "call.ended", "call_id": call_id, "reason": "unknown"}
