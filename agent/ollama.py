@@ -283,7 +283,8 @@ async def _get(queue: asyncio.Queue[_Item], timeout_s: float) -> _Item | None:
     if timeout_s <= 0:
         return None
     try:
-        return await asyncio.wait_for(queue.get(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await queue.get()
     except TimeoutError:
         return None
 

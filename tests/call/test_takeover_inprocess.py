@@ -186,3 +186,29 @@ async def test_a_server_shutting_down_lets_the_person_finish(call_in):
     async with asyncio.timeout(10):
         await finishing
     assert not [e for e in call.transport.of(protocol.ReplyEnd) if e.backend == HANDBACK]
+
+
+async def test_a_call_closes_even_when_a_send_swallowed_its_stop(call_in):
+    """Some library under a send may swallow a cancellation that lands as the send finishes
+    (Python 3.11's `asyncio.wait_for` did): the hold audio then plays on, and closing the call
+    must stop it again rather than wait for it for ever."""
+    call = call_in(realtime=True, clock=FastClock(10.0))
+    await handed_off(call)
+    swallowed: list[bool] = []
+    blocked = asyncio.Event()
+
+    async def stuck_send(data: bytes) -> None:
+        blocked.set()
+        try:
+            await asyncio.get_running_loop().create_future()  # a send that never finishes
+        except asyncio.CancelledError:
+            if swallowed:
+                raise
+            swallowed.append(True)
+
+    call.transport.send_audio = stuck_send  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        await blocked.wait()
+    async with asyncio.timeout(5):
+        await call.session.close()
+    assert swallowed == [True]

@@ -91,7 +91,10 @@ class Supervisor:
 
 @contextlib.asynccontextmanager
 async def supervisor(base: str, name: str, password: str) -> AsyncIterator[Supervisor]:
-    async with aiohttp.ClientSession() as http:
+    # Kept-alive connections are let go well before the server closes idle ones
+    # (`server.header_timeout_s`): a request sent as it closes one fails.
+    connector = aiohttp.TCPConnector(keepalive_timeout=2.0)
+    async with aiohttp.ClientSession(connector=connector) as http:
         async with http.post(
             base + "/api/login", json={"name": name, "password": password}
         ) as response:

@@ -178,8 +178,8 @@ class Handover:
         try:
             await clock.sleep(settings.max_wait_s)
         finally:
-            playing.cancel()
-        await asyncio.gather(playing, return_exceptions=True)
+            playing.cancel()  # stopped before this task ends: no hold audio after a take
+            await asyncio.gather(playing, return_exceptions=True)
         await self._missed()
 
     async def _spoken(self, text: str) -> np.ndarray:

@@ -61,6 +61,8 @@ T = TypeVar("T")
 ASR_RATE = 16_000
 SERVER_FAILURE = "server_failure"
 """The rule recorded on that turn."""
+CLOSE_RECANCEL_S = 1.0
+"""How long closing waits for the call's stopped tasks before stopping them again."""
 TYPED_BURST_S = 3.0
 """Seconds' worth of typed questions (`call.max_typed_per_s`) a caller may ask at once."""
 FAILURE_SENTENCE = "Part of the server failed; the call is being handed to a person."
@@ -424,7 +426,12 @@ class CallSession:
                 break
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            stopped, stuck = await asyncio.wait(pending, timeout=CLOSE_RECANCEL_S)
+            for task in stopped:
+                if not task.cancelled():
+                    task.exception()  # retrieved: how a task ended is no news at the close
+            if stuck:  # a cancellation was swallowed somewhere: cancel them again
+                log.warning("%d call tasks went on after being stopped", len(stuck))
         reply = self._reply
         if reply is not None:
             if reply.stopped_at is None:

@@ -259,7 +259,8 @@ class CallClient:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self._ws.send_json({"type": "hangup"})
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._reader), 10)  # type: ignore[arg-type]
+                async with asyncio.timeout(10):
+                    await asyncio.shield(self._reader)  # type: ignore[arg-type]
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
@@ -347,7 +348,8 @@ class CallClient:
             if remaining <= 0:
                 raise TimeoutError(f"no matching event within {timeout} s")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
 
     async def _read(self) -> None:
         assert self._ws is not None

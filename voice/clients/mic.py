@@ -234,7 +234,8 @@ class MicCall:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.send_json({"type": "hangup"})
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reader), self.settings.hangup_timeout_s)
+                async with asyncio.timeout(self.settings.hangup_timeout_s):
+                    await asyncio.shield(reader)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             self._drop_playback()

@@ -324,7 +324,8 @@ async def until_one_ends(what: str, *work: Coroutine[Any, Any, None]) -> None:
 async def _send(ws: web.WebSocketResponse, subscription: Subscription[dict[str, Any]]) -> None:
     try:
         async for event in subscription:
-            await asyncio.wait_for(ws.send_str(json.dumps(event)), 5)
+            async with asyncio.timeout(5):
+                await ws.send_str(json.dumps(event))
         if subscription.dropped:
             await ws.close(code=CloseCode.NOT_READING, message=b"too slow")
     except (TimeoutError, ConnectionError, RuntimeError):

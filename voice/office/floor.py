@@ -50,7 +50,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis
-from aiohttp import ClientSession, DummyCookieJar
+from aiohttp import ClientSession, DummyCookieJar, TCPConnector
 from redis.exceptions import RedisError
 
 from voice.office.live import HISTORY, LiveHub
@@ -164,11 +164,17 @@ class Floor:
     def key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    async def start(self, url: str) -> None:
+    async def start(self, url: str, idle_s: float = 5.0) -> None:
         """Join the floor, reachable by the other servers at `url`. Redis being down is no
-        reason not to serve: the floor keeps trying in the background."""
+        reason not to serve: the floor keeps trying in the background.
+
+        A connection to another server is kept for reuse `idle_s` at most: less than that
+        server's `server.header_timeout_s`, after which it closes an idle one (a request sent
+        on a connection as it closes fails)."""
         self.url = url
-        self._client = ClientSession(cookie_jar=DummyCookieJar())
+        self._client = ClientSession(
+            connector=TCPConnector(keepalive_timeout=idle_s), cookie_jar=DummyCookieJar()
+        )
         self._hub.relay = self.relay
         self._tasks = [
             asyncio.create_task(_forever("heartbeat", self._beat_forever)),
@@ -182,7 +188,8 @@ class Floor:
         most)."""
         if self.up:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._written.wait(), flush_s)
+                async with asyncio.timeout(flush_s):
+                    await self._written.wait()
         self._hub.relay = None
         for task in self._tasks:
             task.cancel()

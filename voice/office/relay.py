@@ -120,15 +120,13 @@ async def _relay_socket(request: web.Request, url: str) -> web.StreamResponse:
     if not page.can_prepare(request).ok:
         return json_error(400, "bad_request", "Open the call's audio as a websocket.")
     try:
-        upstream = await asyncio.wait_for(
-            _client(request).ws_connect(
+        async with asyncio.timeout(TIMEOUT_S):
+            upstream = await _client(request).ws_connect(
                 url + request.path_qs,
                 headers=_headers(request),
                 max_msg_size=MAX_FRAME_BYTES,
                 heartbeat=20.0,
-            ),
-            TIMEOUT_S,
-        )
+            )
     except WSServerHandshakeError as err:
         refusal = _HANDSHAKE_REFUSALS.get(err.status)
         return _unreachable() if refusal is None else json_error(err.status, *refusal)
@@ -144,7 +142,8 @@ async def _relay_socket(request: web.Request, url: str) -> web.StreamResponse:
             closed_with = CloseCode.INTERNAL
         await upstream.close()
         with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
-            await asyncio.wait_for(page.close(code=closed_with), 2)
+            async with asyncio.timeout(2):
+                await page.close(code=closed_with)
     return page
 
 

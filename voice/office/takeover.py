@@ -170,7 +170,8 @@ async def audio(request: web.Request) -> web.StreamResponse:
         listener.close()
     code = CloseCode.NOT_READING if listener.dropped else CloseCode.NORMAL
     with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
-        await asyncio.wait_for(ws.close(code=code), 2)
+        async with asyncio.timeout(2):
+            await ws.close(code=code)
     return ws
 
 
@@ -182,7 +183,8 @@ async def _send(ws: web.WebSocketResponse, listener: Listener, live: LiveCall, m
             attendance = live.session.attendance
             if frame[0] != CALLER and attendance.state == "person" and attendance.name == me:
                 continue
-            await asyncio.wait_for(ws.send_bytes(frame), SEND_TIMEOUT_S)
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await ws.send_bytes(frame)
     except TimeoutError:
         listener.dropped = True
     except (ConnectionError, RuntimeError):

@@ -113,7 +113,8 @@ class WebSocketLine(CallLine):
         self._pending.add(task)
         task.add_done_callback(self._settled)
         try:
-            await asyncio.wait_for(asyncio.shield(task), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await asyncio.shield(task)
         except TimeoutError:
             log.warning("caller stopped reading for %g s; closing the call", self._timeout)
             self.closed_code = CloseCode.NOT_READING
@@ -138,7 +139,8 @@ class WebSocketLine(CallLine):
             return
         if self.closed_code is not None:
             with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-                await asyncio.wait_for(ws.close(code=self.closed_code), 1)
+                async with asyncio.timeout(1):
+                    await ws.close(code=self.closed_code)
             if self._connection is not None:
                 self._connection.abort()
             for task in list(self._pending):
@@ -147,7 +149,8 @@ class WebSocketLine(CallLine):
         with contextlib.suppress(CallClosed, ConnectionError, RuntimeError):
             await farewell()
         with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
-            await asyncio.wait_for(ws.close(code=code), 5)
+            async with asyncio.timeout(5):
+                await ws.close(code=code)
 
 
 class Lines:
@@ -533,7 +536,8 @@ async def drain(app: web.Application, grace_s: float) -> None:
             line.finish("server_shutdown", CloseCode.GOING_AWAY)
         else:
             with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
-                await asyncio.wait_for(line.ws.close(code=CloseCode.GOING_AWAY), 2)
+                async with asyncio.timeout(2):
+                    await line.ws.close(code=CloseCode.GOING_AWAY)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(5):
             await lines.emptied()  # their handlers end on their own

@@ -171,7 +171,8 @@ async def _join_floor(app: web.Application, host: str, port: int) -> None:
     if live.url is None:
         return
     office.floor = floor = Floor(live.url, live.prefix, office.hub, office.lost)
-    await floor.start(live.advertise_url or advertised_url(host, port))
+    own = live.advertise_url or advertised_url(host, port)
+    await floor.start(own, idle_s=app[SERVICES].settings.server.header_timeout_s / 2)
     try:  # a feedback token given by one server is taken by every other
         office.feedback_keys = FeedbackKeys(await floor.shared_secret("feedback"))
     except (RedisError, OSError) as err:
