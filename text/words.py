@@ -75,6 +75,19 @@ def is_filler(word: str) -> bool:
     return _HESITATION.fullmatch(word) is not None
 
 
+# ------------------------------------------------------------------ phrases
+
+PHRASE_STARTS = frozenset(
+    word_list(
+        "and but or so because if when while until unless before after since though although "
+        "whereas which who whom whose where that for to in on at by with from of per within "
+        "without about over under during through between into onto regardless including "
+        "except than as once"
+    )
+)
+"""Words that begin a phrase: a sentence cut just before one is heard as two natural parts."""
+
+
 # ------------------------------------------------------------------ abbreviations
 
 NEVER_END = frozenset(

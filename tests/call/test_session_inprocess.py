@@ -187,6 +187,30 @@ async def test_the_answer_and_its_first_words_are_made_in_the_pause_before_the_t
     assert end.ahead and end.timings_ms.first_audio is not None
 
 
+async def test_a_short_first_clause_is_heard_sooner_and_the_next_is_made_urgently(call_in):
+    """The reply's first sentence is cut where a phrase begins (`call.first_clause_chars`): the
+    caller waits for the synthesis of its first words only. The clause after it is asked for
+    as urgent, as the first is: the little audio before it cannot wait out the workers'
+    patience. Later clauses, with seconds of audio before them, let other calls go first."""
+    call = call_in(realtime=True, clock=FastClock(2.0))
+    asked: list[tuple[str, bool]] = []
+    synthesize = call.voice.synthesize
+
+    async def noting(text: str, *, urgent: bool = True) -> np.ndarray:
+        asked.append((text, urgent))
+        return await synthesize(text, urgent=urgent)
+
+    call.voice.synthesize = noting
+    await call.say(speech(1.6))
+    end = await call.transport.wait_for(protocol.ReplyEnd)
+    assert end.text == ANSWER and not end.interrupted
+    assert asked[:2] == [
+        ("The warranty lasts two years", True),
+        ("from the day of purchase.", True),
+    ]
+    assert not any(urgent for _, urgent in asked[2:]), asked
+
+
 async def test_an_answer_begun_in_a_pause_is_thrown_away_when_the_caller_goes_on(call_in):
     call = call_in(realtime=True, clock=FastClock(5.0), settings=PAUSE_IN_WORDS)
     await call.say(speech(1.2, FIRST_HALF_HZ), then_silence_s=0.25)

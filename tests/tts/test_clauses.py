@@ -144,6 +144,53 @@ def test_short_first_clause_does_not_break():
     assert clauses_of("Yes, sure, it works.") == ["Yes, sure, it works."]
 
 
+# ----------------------------------------------------------------------------- a short first clause
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # before the last word that begins a phrase
+            "Each month you need to pay at least the minimum payment shown on your statement.",
+            ["Each month you need to pay", "at least the minimum payment shown on your statement."],
+        ),
+        (
+            "The monthly charge is $14.00 per month regardless of usage. It is billed later.",
+            [
+                "The monthly charge is $14.00",
+                "per month regardless of usage.",
+                "It is billed later.",
+            ],
+        ),
+        (  # no such word: at the last space
+            "Grandmothers knitted enormous woollen scarves yesterday evening.",
+            ["Grandmothers knitted enormous", "woollen scarves yesterday evening."],
+        ),
+        (  # it ends soon after: not cut
+            "Your new card will reach you soon. Then call us.",
+            ["Your new card will reach you soon.", "Then call us."],
+        ),
+        (  # a comma too early to end it
+            "Of course, I can help with the payment plan you asked about yesterday.",
+            ["Of course, I can help", "with the payment plan you asked about yesterday."],
+        ),
+    ],
+)
+def test_a_long_first_sentence_is_cut_where_a_phrase_begins(text, expected):
+    assert clauses_of(text, first_max_chars=30) == expected
+    assert clauses_of(text, [9], first_max_chars=30) == expected
+
+
+def test_only_the_first_sentence_is_cut():
+    text = "Yes. Each month you need to pay at least the minimum payment on your statement."
+    assert clauses_of(text, first_max_chars=30) == [
+        "Yes.",
+        "Each month you need to pay at least the minimum payment on your statement.",
+    ]
+    long_first = "Each month you need to pay at least the minimum payment shown on your statement."
+    assert clauses_of(long_first) == [long_first]  # not asked for
+
+
 # ----------------------------------------------------------------------------- hard cap
 
 
@@ -257,6 +304,8 @@ options = st.sampled_from(
         {"max_chars": 30},
         {"min_chars": 10, "first_min_chars": 5, "max_chars": 60},
         {"min_chars": None, "first_min_chars": None, "max_chars": None},
+        {"first_max_chars": 12},
+        {"first_max_chars": 30, "max_chars": 40},
     ]
 )
 

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 APOLOGY = "apology"
 """`reply.end.backend` of the words spoken when part of the server failed the call
 (`Script.apology`)."""
+URGENT_LEFT_MS = 2500
+"""A later clause asked for with less than this much of the reply's audio left to play is
+urgent: it cannot wait behind other calls' first clauses for the workers' patience (2 s) and
+its own synthesis without the caller's audio running dry."""
 SYNTHESIZE_AHEAD_MS = 3000
 """A reply's next clause is synthesized once less than this much audio is left to play: more
 than the synthesis of a later clause takes on a busy server (it waits for other calls' first
@@ -105,6 +109,11 @@ class Reply:
         return " ".join(p for p in parts if p)
 
 
+def clause_splitter(settings: CallSettings) -> ClauseSplitter:
+    """The splitter that cuts one reply's text into the clauses synthesized one by one."""
+    return ClauseSplitter(first_max_chars=settings.first_clause_chars or None)
+
+
 class AnswerAhead:
     """An answer made ahead: begun on the speculative transcript of a pause, before the turn is
     known to be over, and held — nothing is sent — until the turn ends with the same question
@@ -118,9 +127,11 @@ class AnswerAhead:
         answer: AsyncIterator[AnswerEvent],
         voice: Callable[[str], Coroutine[Any, Any, np.ndarray]],
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]] = asyncio.create_task,
+        splitter: ClauseSplitter | None = None,
     ) -> None:
         """`spawn` starts its work (the writing, the first clause's speech): the call's, so that
-        closing the call stops it."""
+        closing the call stops it. `splitter` cuts the first clause as the reply's own
+        splitter will (`clause_splitter`)."""
         self.question = question
         self.memory_size = memory_size
         """How many exchanges the call remembered when it was begun: once one more is
@@ -133,6 +144,7 @@ class AnswerAhead:
         self._failure: Exception | None = None
         self._written = False
         self._more = asyncio.Event()
+        self._splitter = splitter or ClauseSplitter()
         self._task = spawn(self._write(answer))
 
     def answers(self, question: str, memory_size: int) -> bool:
@@ -160,7 +172,7 @@ class AnswerAhead:
             self.first_clause[1].cancel()
 
     async def _write(self, answer: AsyncIterator[AnswerEvent]) -> None:
-        splitter = ClauseSplitter()  # as the reply's own splitter cuts it
+        splitter = self._splitter
         try:
             async for event in answer:
                 self._events.append(event)
@@ -244,17 +256,22 @@ class Speaker:
         try:
             while (clause := await clauses.get()) is not None:
                 # The first clause is what the caller waits for; later ones have the audio
-                # before them to play meanwhile, and let other calls' first clauses go first.
+                # before them to play meanwhile, and let other calls' first clauses go first
+                # — unless that audio is too short to wait out their patience (a short first
+                # clause: `CallSettings.first_clause_chars`).
+                urgent = first
                 if not first and self.realtime:
                     await reply.playing.wait()
                     assert reply.play_start is not None
                     played_ms = (self.clock.now() - reply.play_start) * 1000
                     await self.clock.sleep(max(0, made_ms - played_ms - SYNTHESIZE_AHEAD_MS) / 1000)
+                    left_ms = made_ms - (self.clock.now() - reply.play_start) * 1000
+                    urgent = left_ms < URGENT_LEFT_MS
                 made_ahead = reply.ahead.first_clause if reply.ahead is not None else None
                 if first and made_ahead is not None and made_ahead[0] == clause:
                     audio = await made_ahead[1]
                 else:
-                    audio = await self.voice(clause, urgent=first)
+                    audio = await self.voice(clause, urgent=urgent)
                 if len(audio):  # else the next clause is the first that will play
                     first = False
                     made_ms += len(audio) * 1000 // rate

@@ -26,11 +26,10 @@ import numpy as np
 from agent.guardrails import HUMAN_HANDOFF_MESSAGE, HUMAN_REQUEST
 from agent.types import AnswerEnd, AnswerText, Exchange
 from asr.whisper import Transcript
-from tts.clauses import ClauseSplitter
 from voice.call.handover import CallSide, Handover
 from voice.call.observer import CallObserver, Unobserved
 from voice.call.person import Attendance, CallHeld, NotHolding
-from voice.call.reply import AnswerAhead, Reply, Script, Speaker, scripted
+from voice.call.reply import AnswerAhead, Reply, Script, Speaker, clause_splitter, scripted
 from voice.call.transport import CallClosed, Transport
 from voice.call.turns import (
     ACKNOWLEDGEMENT_HINT,
@@ -520,6 +519,7 @@ class CallSession:
             ),
             self._speaker.voice,
             self._spawn,
+            clause_splitter(self._settings.call),
         )
 
     async def _continuation(self, at_ms: int) -> str:
@@ -763,7 +763,7 @@ class CallSession:
         script: Script | None,
         heard_clearly: bool,
     ) -> None:
-        splitter = ClauseSplitter()
+        splitter = clause_splitter(self._settings.call)
         if script is not None:
             answer = scripted(script)
         elif reply.ahead is not None:
