@@ -44,8 +44,8 @@ from agent.kb import demo_kb_dir, load_kb  # noqa: E402
 from agent.ollama import LLM_FALLBACK, LLM_SKIPPED, OllamaBackend  # noqa: E402
 from bench.latency import machine, percentile  # noqa: E402
 from tests.support.ollama_standin import OllamaStandIn, Script, free_port  # noqa: E402
-from tts.clauses import ClauseSplitter  # noqa: E402
 from tts.normalize import normalize_for_speech  # noqa: E402
+from voice.call.reply import clause_splitter  # noqa: E402
 from voice.channels.codecs import AudioFormat, int16_to_float, resample  # noqa: E402
 from voice.clients.client import CallClient, Turn  # noqa: E402
 from voice.config import Settings, load_settings  # noqa: E402
@@ -107,9 +107,9 @@ def heard_at(arrivals: list[tuple[float, int]], offset: int) -> float | None:
 
 async def spoken_samples(services: Services, text: str) -> int:
     """How many samples at 16 kHz the server's voice makes of `text`, clause by clause."""
-    splitter = ClauseSplitter()
+    splitter = clause_splitter(services.settings.call)
     total = 0.0
-    for clause in splitter.feed(text) + splitter.flush():
+    for clause in splitter.feed_written(text) + splitter.flush():
         audio = await services.synthesizer.synthesize(normalize_for_speech(clause))
         total += len(audio) * RATE / services.synthesizer.sample_rate
     return round(total)

@@ -4,7 +4,8 @@ A clause ends at a sentence end (". ", "! ", "? "), at a newline, at a soft mark
 a spaced dash, an ellipsis) once the clause is long enough, or, failing all of those, at the
 last space before `max_chars`. The first clause of an answer may end at a soft mark sooner, so
 the caller hears something early; and with `first_max_chars` a long first sentence is cut in
-two, before a word that begins a phrase ("The charge is $5 | per month regardless of usage."):
+two, at a comma just past that length or before a word that begins a phrase ("The charge is
+$5 | per month regardless of usage."):
 the caller waits for the synthesis of the first clause only, and a short clause is made
 several times faster than a long one.
 
@@ -28,6 +29,9 @@ _LIST_MARKER = re.compile(r"[0-9]{1,3}\.")
 _WAIT, _NO = -1, 0
 """`_decide` verdicts besides a break position: need more text; not a break."""
 _ENDS_SOON = re.compile(r"[.!?…][\"')\]}”’»]*(\s|$)|\n")
+_SOFT_BREAK = re.compile(r"[,;:–—](\s|$)")
+FIRST_PHRASE_CHARS = 12
+"""The least a first clause cut before a phrase may hold: two or three words."""
 FIRST_REST_CHARS = 20
 """A first sentence is not cut when it ends within this many characters of `first_max_chars`:
 the second part would be a word or two, said on its own."""
@@ -75,16 +79,23 @@ class ClauseSplitter:
         ends in a sentence's end ends its clause now (the writer ended the sentence)."""
         ready = self.feed(text)
         if text.rstrip().endswith((".", "!", "?")):
-            ready += self.flush()
+            ready += self._rest()
         return ready
 
     def flush(self) -> list[str]:
         """The answer's remaining clauses; the splitter is then ready for a new answer."""
+        clauses = self._rest()
+        self._emitted = 0
+        return clauses
+
+    def _rest(self) -> list[str]:
+        """Every clause of the text so far, the last one ended where the text ends."""
         clauses = self._take(final=True)
         rest = " ".join(self._buffer.split())
         if rest:
             clauses.append(rest)
-        self._buffer, self._emitted = "", 0
+            self._emitted += 1
+        self._buffer = ""
         return clauses
 
     def _take(self, final: bool) -> list[str]:
@@ -121,23 +132,31 @@ class ClauseSplitter:
 
     def _first_cut(self, start: int, cut: int, final: bool) -> int:
         """Where a long first sentence is cut, reaching `cut` with no break: before the last
-        word that begins a phrase (leaving `first_min_chars` before it), else at the last
-        space; `_NO` when the sentence ends within `FIRST_REST_CHARS` or has no space."""
+        word that begins a phrase (after `FIRST_PHRASE_CHARS` at least), else at the last space
+        after `first_min_chars`; `_NO` when the sentence ends within `FIRST_REST_CHARS` or
+        there is no such space.
+        Decided only on text that settles it (a "." at the end of the text so far may be the
+        point of "$14.00")."""
         buffer = self._buffer
-        rest = buffer[cut : cut + FIRST_REST_CHARS + 1]
-        if _ENDS_SOON.search(rest):
-            return _NO
-        if len(rest) <= FIRST_REST_CHARS and not final:
-            return _WAIT
-        if len(rest) <= FIRST_REST_CHARS:
-            return _NO
-        least = start + (self.first_min_chars or 0)
-        spaces = [m.start() for m in re.finditer(r"\s+", buffer[start : cut + 1])]
-        spaces = [start + at for at in spaces if start + at > start]
+        end = _ENDS_SOON.search(buffer, cut)
+        if end is not None and end.start() <= cut + FIRST_REST_CHARS:
+            return _WAIT if end.end() == len(buffer) and not final else _NO
+        mark = _SOFT_BREAK.search(buffer, cut)  # a comma just after: the clause ends there
+        if mark is not None and mark.start() <= cut + FIRST_REST_CHARS:
+            return _WAIT if mark.end() == len(buffer) and not final else _NO
+        if len(buffer) - cut <= FIRST_REST_CHARS:
+            return _NO if final else _WAIT
+        spaces = [start + m.start() for m in re.finditer(r"\s+", buffer[start : cut + 1])]
         for at in reversed(spaces):
             word = buffer[at:].split(maxsplit=1)[0].strip("\"'([{“‘").lower()
-            if at >= least and word in PHRASE_STARTS:
+            if at - start >= FIRST_PHRASE_CHARS and word in PHRASE_STARTS:
                 return at
+        least = start + (self.first_min_chars or FIRST_PHRASE_CHARS)
+        spaces = [
+            at
+            for at in spaces
+            if at >= least and buffer[:at].rsplit(maxsplit=1)[-1].lower() not in NEVER_END
+        ]
         return spaces[-1] if spaces else _NO
 
     def _decide(self, i: int, start: int, final: bool) -> tuple[int, int]:

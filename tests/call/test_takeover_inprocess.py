@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.fakes import FastClock, pitch, speech
 from tests.support.inprocess import ANSWER, QUESTION, SAID, STOP_HZ
+from voice.call import session as session_module
 from voice.call.handover import HOLD, HOLD_TURN, MESSAGE, MISSED_HANDOFF
 from voice.call.person import CallHeld, NotHolding
 from voice.call.session import HANDBACK
@@ -212,3 +213,33 @@ async def test_a_call_closes_even_when_a_send_swallowed_its_stop(call_in):
     async with asyncio.timeout(5):
         await call.session.close()
     assert swallowed == [True]
+
+
+async def test_a_call_closes_without_a_task_that_will_not_stop(call_in, monkeypatch, caplog):
+    """A task that swallows every stop would hold the line for ever: the call gives up on it
+    after a few tries, says so in the log, and closes."""
+    monkeypatch.setattr(session_module, "CLOSE_RECANCEL_S", 0.05)
+    call = call_in(realtime=True, clock=FastClock(10.0))
+    await handed_off(call)
+    stubborn = True
+    blocked = asyncio.Event()
+
+    async def stuck_send(data: bytes) -> None:
+        blocked.set()
+        while True:
+            try:
+                await asyncio.get_running_loop().create_future()
+            except asyncio.CancelledError:
+                if not stubborn:
+                    raise
+
+    call.transport.send_audio = stuck_send  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        await blocked.wait()
+    try:
+        async with asyncio.timeout(5):
+            await call.session.close()
+        assert "would not stop" in caplog.text
+    finally:
+        stubborn = False  # the test's own loop can stop it now
+        await call.session.close()

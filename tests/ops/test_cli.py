@@ -218,6 +218,14 @@ def test_serve_on_a_port_in_use_ends_at_once_in_one_line(listening):
     assert not connected(listening)  # the other program's port was not touched
 
 
+def test_serve_with_a_first_clause_of_a_word_or_two_ends_at_once(tmp_path):
+    kb = write_kb(tmp_path / "kb")
+    env = {"VOICEDESK_CALL_FIRST_CLAUSE_CHARS": "5"}
+    result = voicedesk("serve", "--kb", str(kb), env=env, timeout=60)
+    assert "call.first_clause_chars: 5 would cut a word or two off alone" in one_line(result)
+    assert result.returncode == 2
+
+
 def test_serve_with_an_unknown_embedding_model_ends_at_once(tmp_path):
     kb = write_kb(tmp_path / "kb")
     env = {"VOICEDESK_AGENT_EMBEDDING_MODEL": "nonsense"}

@@ -174,11 +174,47 @@ def test_short_first_clause_does_not_break():
             "Of course, I can help with the payment plan you asked about yesterday.",
             ["Of course, I can help", "with the payment plan you asked about yesterday."],
         ),
+        (  # a comma soon after the cut ends it there
+            "I'm sorry, something went wrong on our side, so I'm transferring you now.",
+            ["I'm sorry, something went wrong on our side,", "so I'm transferring you now."],
+        ),
+        (  # never just after an abbreviation that ends no sentence
+            "Please call our specialist Dr. Smith on the number printed on your card today.",
+            ["Please call our specialist", "Dr. Smith on the number printed on your card today."],
+        ),
     ],
 )
 def test_a_long_first_sentence_is_cut_where_a_phrase_begins(text, expected):
     assert clauses_of(text, first_max_chars=30) == expected
     assert clauses_of(text, [9], first_max_chars=30) == expected
+
+
+def test_a_first_cut_does_not_depend_on_where_a_number_was_chunked():
+    text = "Our support plan for the whole family, only $14.00 per month, covers everything."
+    whole = clauses_of(text, [len(text)], first_max_chars=30)
+    assert whole == [
+        "Our support plan for the whole family,",  # the comma just past the cut
+        "only $14.00 per month, covers everything.",
+    ]
+    split_at_the_point = text.index("$14.") + 4
+    splitter = ClauseSplitter(first_max_chars=30)
+    chunked = splitter.feed(text[:split_at_the_point]) + splitter.feed(text[split_at_the_point:])
+    assert chunked + splitter.flush() == whole
+
+
+def test_a_reply_written_a_sentence_at_a_time_has_its_first_sentence_cut_only():
+    splitter = ClauseSplitter(first_max_chars=30)
+    sentences = [
+        "Each month you need to pay at least the minimum payment on your card.",
+        " The late fee applies when the payment arrives after the due date shown.",
+    ]
+    clauses = [c for sentence in sentences for c in splitter.feed_written(sentence)]
+    assert clauses + splitter.flush() == [
+        "Each month you need to pay",
+        "at least the minimum payment on your card.",
+        "The late fee applies when the payment arrives after the due date shown.",
+    ]
+    assert splitter.feed_written(sentences[0]) == clauses[:2]  # flushed: a new answer
 
 
 def test_only_the_first_sentence_is_cut():
@@ -293,6 +329,8 @@ PIECES = [
     "  ",
     "\t",
     "Okay.",
+    "$14.",
+    "00",
     "J.",
     "A",
 ]

@@ -126,8 +126,8 @@ class AnswerAhead:
         memory_size: int,
         answer: AsyncIterator[AnswerEvent],
         voice: Callable[[str], Coroutine[Any, Any, np.ndarray]],
-        spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]] = asyncio.create_task,
-        splitter: ClauseSplitter | None = None,
+        spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+        splitter: ClauseSplitter,
     ) -> None:
         """`spawn` starts its work (the writing, the first clause's speech): the call's, so that
         closing the call stops it. `splitter` cuts the first clause as the reply's own
@@ -144,7 +144,7 @@ class AnswerAhead:
         self._failure: Exception | None = None
         self._written = False
         self._more = asyncio.Event()
-        self._splitter = splitter or ClauseSplitter()
+        self._splitter = splitter
         self._task = spawn(self._write(answer))
 
     def answers(self, question: str, memory_size: int) -> bool:

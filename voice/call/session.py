@@ -62,6 +62,8 @@ SERVER_FAILURE = "server_failure"
 """The rule recorded on that turn."""
 CLOSE_RECANCEL_S = 1.0
 """How long closing waits for the call's stopped tasks before stopping them again."""
+CLOSE_ATTEMPTS = 5
+"""How many times closing stops them before it gives up on them (and logs it)."""
 TYPED_BURST_S = 3.0
 """Seconds' worth of typed questions (`call.max_typed_per_s`) a caller may ask at once."""
 FAILURE_SENTENCE = "Part of the server failed; the call is being handed to a person."
@@ -412,7 +414,7 @@ class CallSession:
         the observer, so the records keep the turn, and not to the caller, who is gone."""
         self._closed = True
         self._work_done.set()
-        while True:
+        for attempt in range(CLOSE_ATTEMPTS + 1):
             if self._utterance is not None:
                 self._utterance.drop_early()
             while not self._ended.empty():
@@ -423,12 +425,12 @@ class CallSession:
             pending = {task for task in pending if not task.done()}
             if not pending:
                 break
+            if attempt == CLOSE_ATTEMPTS:  # the line is freed all the same
+                log.error("%d call tasks would not stop; the call ends without them", len(pending))
+                break
             for task in pending:
                 task.cancel()
-            stopped, stuck = await asyncio.wait(pending, timeout=CLOSE_RECANCEL_S)
-            for task in stopped:
-                if not task.cancelled():
-                    task.exception()  # retrieved: how a task ended is no news at the close
+            _, stuck = await asyncio.wait(pending, timeout=CLOSE_RECANCEL_S)
             if stuck:  # a cancellation was swallowed somewhere: cancel them again
                 log.warning("%d call tasks went on after being stopped", len(stuck))
         reply = self._reply

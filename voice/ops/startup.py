@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # loading them loads the models' libraries: not for a command
 log = logging.getLogger("voicedesk")
 
 MAX_PORT = 65535
+MIN_FIRST_CLAUSE_CHARS = 20
+"""`call.first_clause_chars` below this (but 0) would make first clauses of a word or two."""
 
 
 class StartupError(Exception):
@@ -57,6 +59,12 @@ def check_settings(settings: Settings) -> None:
     port = settings.server.port
     if not 0 <= port <= MAX_PORT:
         raise ConfigError(f"server.port: {port} is not a port (0 to {MAX_PORT}; 0: any free one)")
+    first = settings.call.first_clause_chars
+    if first != 0 and first < MIN_FIRST_CLAUSE_CHARS:
+        raise ConfigError(
+            f"call.first_clause_chars: {first} would cut a word or two off alone "
+            f"(0: never cut; else at least {MIN_FIRST_CLAUSE_CHARS})"
+        )
     kb_dir = settings.agent.kb_dir or demo_kb_dir()
     try:
         load_kb(kb_dir)
