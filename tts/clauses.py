@@ -28,8 +28,11 @@ _SOFT_MARKS = ",;:–—"
 _LIST_MARKER = re.compile(r"[0-9]{1,3}\.")
 _WAIT, _NO = -1, 0
 """`_decide` verdicts besides a break position: need more text; not a break."""
-_ENDS_SOON = re.compile(r"[.!?…][\"')\]}”’»]*(\s|$)|\n")
-_SOFT_BREAK = re.compile(r"[,;:–—](\s|$)")
+_ENDS_SOON = (
+    re.compile(rf"[{re.escape(_SENTENCE_MARKS)}][{re.escape(_CLOSERS)}]*(\s|$)|\n"),
+    re.compile(rf"[{re.escape(_SOFT_MARKS)}](\s|$)"),
+)
+"""A sentence's end, and a soft mark: either just past a first clause's cut ends it there."""
 FIRST_PHRASE_CHARS = 12
 """The least a first clause cut before a phrase may hold: two or three words."""
 FIRST_REST_CHARS = 20
@@ -48,7 +51,8 @@ class ClauseSplitter:
             longer word is kept whole); None: no limit.
         first_max_chars: the answer's first clause is cut at about this length, before a word
             that begins a phrase if there is one, else at its last space; not when its
-            sentence ends within `FIRST_REST_CHARS` more. None: as any other clause.
+            sentence ends, or a soft mark comes, within `FIRST_REST_CHARS` more (the clause
+            ends there). None: as any other clause.
 
     One splitter per answer; `flush` ends the answer and readies it for the next one. Not
     thread-safe.
@@ -138,12 +142,10 @@ class ClauseSplitter:
         Decided only on text that settles it (a "." at the end of the text so far may be the
         point of "$14.00")."""
         buffer = self._buffer
-        end = _ENDS_SOON.search(buffer, cut)
-        if end is not None and end.start() <= cut + FIRST_REST_CHARS:
-            return _WAIT if end.end() == len(buffer) and not final else _NO
-        mark = _SOFT_BREAK.search(buffer, cut)  # a comma just after: the clause ends there
-        if mark is not None and mark.start() <= cut + FIRST_REST_CHARS:
-            return _WAIT if mark.end() == len(buffer) and not final else _NO
+        for ending in _ENDS_SOON:
+            end = ending.search(buffer, cut)
+            if end is not None and end.start() <= cut + FIRST_REST_CHARS:
+                return _WAIT if end.end() == len(buffer) and not final else _NO
         if len(buffer) - cut <= FIRST_REST_CHARS:
             return _NO if final else _WAIT
         spaces = [start + m.start() for m in re.finditer(r"\s+", buffer[start : cut + 1])]

@@ -172,15 +172,14 @@ class AnswerAhead:
             self.first_clause[1].cancel()
 
     async def _write(self, answer: AsyncIterator[AnswerEvent]) -> None:
-        splitter = self._splitter
         try:
             async for event in answer:
                 self._events.append(event)
                 self._more.set()
                 if self.first_clause is None and isinstance(event, AnswerText):
-                    self._speak_first(splitter.feed_written(event.text))
+                    self._speak_first(self._splitter.feed_written(event.text))
             if self.first_clause is None:
-                self._speak_first(splitter.flush())
+                self._speak_first(self._splitter.flush())
         except Exception as err:
             self._failure = err
         finally:
