@@ -11,13 +11,13 @@ import pytest
 
 from tests.support.fakes import FastClock, pitch, speech
 from tests.support.inprocess import ANSWER, QUESTION, SAID, STOP_HZ
-from voice.call import session as session_module
 from voice.call.handover import HOLD, HOLD_TURN, MESSAGE, MISSED_HANDOFF
 from voice.call.person import CallHeld, NotHolding
 from voice.call.session import HANDBACK
 from voice.channels import protocol
 from voice.channels.codecs import AudioFormat, float_to_int16, int16_to_float
 from voice.config import HandoffSettings, Settings
+from voice.ops import stopping
 
 MULAW = AudioFormat("mulaw", 8000)
 PERSON_HZ = STOP_HZ
@@ -218,7 +218,7 @@ async def test_a_call_closes_even_when_a_send_swallowed_its_stop(call_in):
 async def test_a_call_closes_without_a_task_that_will_not_stop(call_in, monkeypatch, caplog):
     """A task that swallows every stop would hold the line for ever: the call gives up on it
     after a few tries, says so in the log, and closes."""
-    monkeypatch.setattr(session_module, "CLOSE_RECANCEL_S", 0.05)
+    monkeypatch.setattr(stopping, "RECANCEL_S", 0.05)
     call = call_in(realtime=True, clock=FastClock(10.0))
     await handed_off(call)
     stubborn = True

@@ -52,6 +52,7 @@ from voice.channels.codecs import (
 from voice.channels.protocol import Timings
 from voice.ops.admission import MessageRate
 from voice.ops.services import Services
+from voice.ops.stopping import stop_all
 from voice.ops.workers import WorkerDied
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,6 @@ T = TypeVar("T")
 ASR_RATE = 16_000
 SERVER_FAILURE = "server_failure"
 """The rule recorded on that turn."""
-CLOSE_RECANCEL_S = 1.0
-"""How long closing waits for the call's stopped tasks before stopping them again."""
-CLOSE_ATTEMPTS = 5
-"""How many times closing stops them before it gives up on them (and logs it)."""
 TYPED_BURST_S = 3.0
 """Seconds' worth of typed questions (`call.max_typed_per_s`) a caller may ask at once."""
 FAILURE_SENTENCE = "Part of the server failed; the call is being handed to a person."
@@ -414,25 +411,18 @@ class CallSession:
         the observer, so the records keep the turn, and not to the caller, who is gone."""
         self._closed = True
         self._work_done.set()
-        for attempt in range(CLOSE_ATTEMPTS + 1):
+
+        def running() -> set[asyncio.Future[Any]]:
             if self._utterance is not None:
                 self._utterance.drop_early()
             while not self._ended.empty():
                 self._ended.get_nowait()[0].drop_early()
-            pending: set[asyncio.Future[Any]] = set(self._tasks)
+            tasks: set[asyncio.Future[Any]] = set(self._tasks)
             if self._reply is not None and self._reply.task is not None:
-                pending.add(self._reply.task)
-            pending = {task for task in pending if not task.done()}
-            if not pending:
-                break
-            if attempt == CLOSE_ATTEMPTS:  # the line is freed all the same
-                log.error("%d call tasks would not stop; the call ends without them", len(pending))
-                break
-            for task in pending:
-                task.cancel()
-            _, stuck = await asyncio.wait(pending, timeout=CLOSE_RECANCEL_S)
-            if stuck:  # a cancellation was swallowed somewhere: cancel them again
-                log.warning("%d call tasks went on after being stopped", len(stuck))
+                tasks.add(self._reply.task)
+            return tasks
+
+        await stop_all(running, "a call")
         reply = self._reply
         if reply is not None:
             if reply.stopped_at is None:

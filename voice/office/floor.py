@@ -54,6 +54,7 @@ from aiohttp import ClientSession, DummyCookieJar, TCPConnector
 from redis.exceptions import RedisError
 
 from voice.office.live import HISTORY, LiveHub
+from voice.ops.stopping import stop_all
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +192,7 @@ class Floor:
                 async with asyncio.timeout(flush_s):
                     await self._written.wait()
         self._hub.relay = None
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_all(lambda: set(self._tasks), "the live floor")
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             await self._redis.hdel(self.key("servers"), self.server)
         await self._redis.aclose()
