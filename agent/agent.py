@@ -252,10 +252,11 @@ class KnowledgeAgent:
         if offered and _NEITHER.search(guardrails.flatten(question)):  # neither passage: a person
             return Decision.say(s.handoff_message, guardrails.OUT_OF_SCOPE, handoff=True)
         price = guardrails.asks_price(question)
-        if guardrails.asks_advice(question) and (
-            band != "answer" or not self._clear(index, search)
-        ):
+        unclear = band != "answer" or not self._clear(index, search)
+        if guardrails.asks_advice(question) and unclear:
             return Decision.say(s.handoff_message, guardrails.ADVICE, handoff=True)
+        if guardrails.off_topic(question) and unclear and heard_clearly:  # no need to ask again
+            return Decision.say(s.handoff_message, guardrails.OUT_OF_SCOPE, handoff=True)
         if band != "answer":
             if price:
                 return Decision.say(s.price_message, guardrails.PRICE)
@@ -405,7 +406,8 @@ class KnowledgeAgent:
 
         The price note follows an answer that states what something costs from the KB (an
         amount in a sentence about a cost, or any answer to a price question that names one,
-        "free" included); not a limit or a credit stated in money."""
+        "free" included); not a limit or a credit stated in money. A price question answered
+        with no price is told the KB has none (`price_message`)."""
         buffer = SentenceBuffer()
         rules: list[str] = []
         spoken: list[str] = []
@@ -437,8 +439,12 @@ class KnowledgeAgent:
             costs = price or any(guardrails.about_price(text) for text in spoken)
             quoted = price and any(guardrails.states_price(text) for text in spoken)
             noted = (any(priced) and costs) or quoted
-            if noted and self.settings.price_note not in spoken:
+            said_note = any(self.settings.price_note in text for text in spoken)
+            if noted and not said_note:
                 yield AnswerText(" " + self.settings.price_note)
+            elif price and not said_note:  # asked what it costs, and what was said is no price
+                _add(rules, guardrails.PRICE)
+                yield AnswerText(" " + self.settings.price_message)
             if advice or guardrails.ADVICE in rules:
                 _add(rules, guardrails.ADVICE)
                 yield AnswerText(" " + guardrails.ADVICE_DISCLAIMER)

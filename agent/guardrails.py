@@ -13,7 +13,9 @@ Each rule has a stable name, recorded in `AnswerEnd.rules` when it fires:
   state is never spoken: its sentence becomes `PRICE_MESSAGE`. A price question the KB
   does not answer gets the settings' `price_message`.
 - `out_of_scope`: the KB does not answer the question (decided by the agent from retrieval)
-  -> the settings' handoff message, handoff.
+  -> the settings' handoff message, handoff. Small talk and requests beside any company's
+  service (`off_topic`: a forecast, a match result, how a competitor compares, a job) that the
+  KB does not clearly answer are handed off at once, without asking again.
 - `not_understood` / `clarify`: the agent asked the caller to say it again (a transcript
   speech recognition doubted; a loose match) or to choose between two passages; a second
   miss is handed off (`out_of_scope`).
@@ -124,7 +126,8 @@ _STATES_PRICE = re.compile(
 )
 _PERSONAL = re.compile(
     r"\b(home|personal|private|mobile|cell|own|direct)( phone)? (number|phone|address|email|"
-    r"line)\b|\b(his|her|their) (mobile|cell|number|phone|address|email)\b|"
+    r"line)\b|\b(?<!on )(?<!in )(?<!from )(?<!with )(his|her|their) "
+    r"(mobile|cell|number|phone|address|email)\b|"
     r"\bwhere (does|do) (the |your |that )?(?!you\b)(he|she|they|\w+) live\b"
 )
 _CALLERS_OWN = re.compile(r"\b(my|our)( own)? (home|personal|private|mobile|cell|direct)\b")
@@ -133,8 +136,27 @@ _ADVICE_REQUEST = re.compile(
     r"\b(should i|should we|do you (recommend|suggest|think)|would you (recommend|suggest|advise)|"
     r"advise me|your advice|is it (a good idea|wise|worth|safe|legal|illegal|allowed)|"
     r"can i sue|could i sue|should i sue|am i (liable|entitled to sue)|"
+    r"(take|taking) (\w+ ){1,3}to court|do i need an? (solicitor|lawyer|attorney)|"
     r"what should i (take|do about my)|which one should)\b"
 )
+_OFF_TOPIC = re.compile(
+    "|".join(
+        [
+            r"\b(weather|forecast)\b",
+            r"\b(going to|gonna|supposed to|meant to|will it|forecast to) (rain|snow|hail|"
+            r"be (sunny|windy|cold|hot|warm|wet|dry|nice))\b",
+            r"\b(did|who|which \w+) (\w+ ){0,3}(win|won|lose|lost|draw|drew|beat)\b",
+            r"\b(less|more|cheaper|dearer|better|worse) than (you|your|yours)\b",
+            r"\bcompared? (to|with) (you|your|yours)\b|\byou compare (to|with)\b",
+            r"\b(jobs?|vacanc\w+|careers?|hiring|recruit\w*)\b|\b(work|working) for you\b",
+            r"\bbecome an? (\w+ ){1,2}(with|for|at) you\b",
+            r"\bany good\b",
+            r"\b(which|what) (\w+ ){1,3}should (i|we) (go with|use|choose|pick|hire)\b",
+        ]
+    )
+)
+"""Small talk and requests beside any company's service: a forecast, a match result, how
+another company compares, a job, which outside firm to pick."""
 _ADVICE_TOPIC_REQUEST = re.compile(r"\bwhich (stocks?|shares|funds?|medicines?|pills?) should\b")
 """A request that names its health or money topic itself ("which stocks should I buy")."""
 _CURRENCY_WORDS = r"dollars?|euros?|pounds?|usd|eur|gbp|bucks|cents?|pence"
@@ -163,8 +185,9 @@ _SCALES = {
 _ADVICE = re.compile(
     r"\b(health\w*|medical|medicine|medication|doctor|symptoms?|illness|sick|disease|asthma|"
     r"allerg\w*|pregnan\w*|headaches?|injur\w*|poison\w*|diagnos\w*|"
-    r"legal|lawyer|attorney|lawsuit|sue|liability|illegal|"
-    r"invest\w*|tax|taxes|loans?|mortgage|credit score|financial advice|deduct\w*)\b",
+    r"legal|lawyer|solicitor|attorney|lawsuit|sue|court|liability|illegal|"
+    r"invest\w*|shares|stocks|tax|taxes|loans?|mortgage|credit score|financial advice|"
+    r"deduct\w*)\b",
     re.IGNORECASE,
 )
 
@@ -244,6 +267,12 @@ def asks_advice(question: str) -> bool:
     if _ADVICE_TOPIC_REQUEST.search(flat):
         return True
     return touches_advice(flat) and _ADVICE_REQUEST.search(flat) is not None
+
+
+def off_topic(question: str) -> bool:
+    """True for small talk and requests no company's KB is for (the weather forecast, a match
+    result, how another company compares, a job): handed off unless the KB clearly answers."""
+    return _OFF_TOPIC.search(flatten(question)) is not None
 
 
 def states_price(sentence: str) -> bool:

@@ -122,6 +122,38 @@ async def test_the_price_messages_are_settings(kb: KnowledgeBase) -> None:
     assert (await ask(own, "how much does teeth whitening cost"))[0] == "Ask at reception."
 
 
+BIKE_HIRE = """\
+# Harbour Bike Hire
+
+## Hiring a bike
+
+Bikes are hired from the kiosk on the quay, which opens at 9am.
+Bring a photo ID; children under 12 ride with an adult.
+A city bike costs $18 a day, helmet included.
+
+## Child seats
+
+Child seats fit every city bike and are fitted at the kiosk while you wait.
+Ask for one when you book, as there are only ten.
+"""
+
+
+async def test_a_price_question_answered_without_an_amount_is_told_there_is_none_here(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # A passage with a price was found (the hire), so the question went on to be answered;
+    # what answers it (the child seats) names none, and the caller asked what it costs.
+    root = tmp_path_factory.mktemp("bikes")
+    (root / "hire.md").write_text(BIKE_HIRE, encoding="utf-8")
+    hire = KnowledgeAgent(SETTINGS, load_kb(root))
+    text, end = await ask(hire, "how much extra is a seat for my toddler on the bike")
+    assert text.startswith("Child seats fit every city bike")
+    assert text.endswith(" " + SETTINGS.price_message)
+    assert SETTINGS.price_note not in text.removesuffix(SETTINGS.price_message)
+    assert end.rules == (g.PRICE,) and end.sources == ("hire#child-seats",)
+    assert not end.handoff
+
+
 # ------------------------------------------------------------ a second chance before a handoff
 
 
@@ -192,6 +224,22 @@ async def test_a_request_for_advice_the_kb_answers_clearly_is_answered(
     assert g.asks_advice(question)
     text, end = await ask(agent, question)
     assert not end.handoff and text.endswith(" " + g.ADVICE_DISCLAIMER)
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["is it going to snow tomorrow before my check-up", "are you hiring dental nurses"],
+)
+async def test_small_talk_that_finds_no_clear_answer_is_handed_off_without_asking_again(
+    agent: KnowledgeAgent, question: str
+) -> None:
+    # Understood, and not something the practice answers: asking again would not help, even
+    # where a loose match would be asked again (the lines moved so that any match is loose).
+    loose = replace(agent.settings, answer_similarity=0.9, unsure_similarity=0.0)
+    for asked in (agent, KnowledgeAgent(loose, agent.kb)):
+        text, end = await ask(asked, question)
+        assert text == SETTINGS.handoff_message
+        assert end == AnswerEnd(handoff=True, rules=(g.OUT_OF_SCOPE,), backend="guardrail")
 
 
 # ------------------------------------------------------------ a choice between two passages

@@ -221,6 +221,52 @@ def test_requests_for_advice(question: str) -> None:
 @pytest.mark.parametrize(
     "question",
     [
+        "can i take the practice to court over it",
+        "do i need a solicitor for that",
+        "should i put my savings into shares",
+    ],
+)
+def test_requests_for_legal_and_money_advice(question: str) -> None:
+    assert g.asks_advice(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "will it snow on friday",
+        "what's the forecast for the weekend",
+        "who won the match yesterday",
+        "did the Lakers win last night",
+        "is Bright Smiles cheaper than you",
+        "how do you compare to the clinic in town",
+        "are you hiring at the moment",
+        "I'd like to work for you",
+        "how do I become a nurse with you",
+        "is that whitening kit from the chemist any good",
+        "which orthodontist should i go with",
+    ],
+)
+def test_small_talk_and_requests_beside_the_service_are_off_topic(question: str) -> None:
+    assert g.off_topic(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "how long does a check-up take",
+        "do children pay less than adults",
+        "what happens if i miss an appointment",
+        "can i book a cleaning online",
+        "my brush light turned red, what should i do",
+    ],
+)
+def test_questions_about_the_service_are_not_off_topic(question: str) -> None:
+    assert not g.off_topic(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
         "is the air sensor a medical device",  # about a policy, on a health topic
         "should i restart the router",  # a request, on no health, legal or money topic
         "which one should i buy",
@@ -262,7 +308,14 @@ def test_someones_own_contact_details_are_handed_off(question: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "question", ["what is your phone number", "whats your address", "where do you live"]
+    "question",
+    [
+        "what is your phone number",
+        "whats your address",
+        "where do you live",
+        "my son bought the ticket on his phone, can I show that",
+        "she paid from her mobile",
+    ],
 )
 def test_the_companys_own_contact_details_are_no_personal_contact(question: str) -> None:
     assert g.check_question(question) is None

@@ -107,7 +107,8 @@ def test_passages_are_cut_to_the_budget_but_the_best_always_goes_in() -> None:
 def test_the_budget_shrinks_with_memory_and_keeps_room_for_the_answer() -> None:
     empty = passage_budget(2048, 160, GUARDRAIL, [], "q")
     memory = [Exchange("q" * 300, "a" * 300)]
-    assert passage_budget(2048, 160, GUARDRAIL, memory, "q") == empty - 600
+    shrunk = passage_budget(2048, 160, GUARDRAIL, memory, "q")
+    assert abs(shrunk - (empty - 600)) <= 1  # whole characters: each rounded down apart
     assert passage_budget(512, 160, GUARDRAIL, memory, "q") == 600  # the floor
     tokens = (len(GUARDRAIL) + empty) / 3.0
     assert tokens <= 2048 - 160
