@@ -35,11 +35,11 @@ class AgentSettings:
     embedding_cache_dir: Path | None = None
     """Where KB embeddings are kept between runs, by content; None: not kept (the server
     uses `<server.data_dir>/cache`)."""
-    answer_similarity: float = 0.4
+    answer_similarity: float = 0.38
     """0..1: the question's similarity to the best sentence or step of a passage (or FAQ
     question) at which it is answered. One value for every KB: calibrated on several
     (docs/benchmarks.md)."""
-    unsure_similarity: float = 0.38
+    unsure_similarity: float = 0.37
     """0..1: from here up to `answer_similarity` the question is neither answered nor handed
     off: the caller is asked once to say it another way. Below it: out of scope, handed off."""
     faq_similarity: float = 0.8
