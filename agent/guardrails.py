@@ -148,7 +148,9 @@ _OFF_TOPIC = re.compile(
             r"\b(did|who|which \w+) (\w+ ){0,3}(win|won|lose|lost|draw|drew|beat)\b",
             r"\b(less|more|cheaper|dearer|better|worse) than (you|your|yours)\b",
             r"\bcompared? (to|with) (you|your|yours)\b|\byou compare (to|with)\b",
-            r"\b(jobs?|vacanc\w+|careers?|hiring|recruit\w*)\b|\b(work|working) for you\b",
+            r"\b(apply|applying) for (a|the|that) job\b|\bjobs? (with|at) you\b|"
+            r"\b(any|your) jobs\b|\b(vacanc\w+|careers?|hiring|recruit\w*)\b|"
+            r"\b(work|working) for you\b",
             r"\bbecome an? (\w+ ){1,2}(with|for|at) you\b",
             r"\bany good\b",
             r"\b(which|what) (\w+ ){1,3}should (i|we) (go with|use|choose|pick|hire)\b",

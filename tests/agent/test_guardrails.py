@@ -241,6 +241,7 @@ def test_requests_for_legal_and_money_advice(question: str) -> None:
         "how do you compare to the clinic in town",
         "are you hiring at the moment",
         "I'd like to work for you",
+        "how do i apply for a job as a driver",
         "how do I become a nurse with you",
         "is that whitening kit from the chemist any good",
         "which orthodontist should i go with",
@@ -258,6 +259,7 @@ def test_small_talk_and_requests_beside_the_service_are_off_topic(question: str)
         "what happens if i miss an appointment",
         "can i book a cleaning online",
         "my brush light turned red, what should i do",
+        "i've just started a job in town, which pass do i need",
     ],
 )
 def test_questions_about_the_service_are_not_off_topic(question: str) -> None:
