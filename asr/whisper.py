@@ -153,6 +153,11 @@ class Transcriber:
         """True while every worker is transcribing (partials are skipped then)."""
         return self._busy >= self.settings.workers
 
+    @property
+    def idle(self) -> bool:
+        """True while no transcription is running."""
+        return self._busy == 0
+
     async def transcribe(
         self,
         audio: np.ndarray,

@@ -105,6 +105,11 @@ class TurnSettings:
     early_asr_ms: int = 100
     """Silence after which the final transcription starts speculatively, before the turn is
     known to be over; it is discarded if the caller goes on."""
+    early_asr_idle_ms: int = 50
+    """The same while speech recognition has nothing else to do (when shorter than
+    `early_asr_ms`): then a speculation costs no other call anything, and the answer is begun
+    sooner. Under load every pause between words would add work for the shared recognizer,
+    which slowed 8 callers' replies (docs/benchmarks.md), so busy, it waits `early_asr_ms`."""
     barge_in_min_ms: int = 400
     """Voiced audio needed before speech during a reply can interrupt it."""
     barge_in_recheck_ms: int = 400

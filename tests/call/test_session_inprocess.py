@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 
 import numpy as np
+import pytest
 
 from agent.selection import breaker_state, build_agent_async
 from agent.types import AgentSettings
@@ -185,6 +186,20 @@ async def test_the_answer_and_its_first_words_are_made_in_the_pause_before_the_t
     assert end.text == ANSWER and not end.interrupted
     assert " ".join(call.voice.said).split() == ANSWER.split()  # each clause made once
     assert end.ahead and end.timings_ms.first_audio is not None
+
+
+async def test_the_pause_is_transcribed_sooner_while_recognition_is_idle(call_in):
+    """`turns.early_asr_idle_ms` (50) instead of `early_asr_ms` (100): two VAD windows of
+    silence instead of four before the speculative transcription starts."""
+    lengths = []
+    for idle in (False, True):
+        call = call_in(realtime=False)
+        call.recognizer.idle = idle
+        await call.say(speech(1.6))
+        await call.transport.wait_for(protocol.ReplyEnd)
+        lengths.append(call.recognizer.requests[0][0])
+    busy, idle_s = lengths
+    assert busy - idle_s == pytest.approx(0.064)
 
 
 async def test_a_short_first_clause_is_heard_sooner_and_the_next_is_made_urgently(call_in):

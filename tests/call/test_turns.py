@@ -169,6 +169,35 @@ def test_speaking_again_forgets_what_the_pause_was_judged():
     assert silence_until_the_end(detector) == READING.silence_ms
 
 
+def silence_until_the_pause(detector: TurnDetector) -> int:
+    """Speech, then silence until the pause; the silence it took, in ms."""
+    feed(detector, [0.9] * 10)
+    for windows in range(1, 100):
+        if any(isinstance(e, TurnPaused) for e in feed(detector, [0.0])):
+            return windows * WINDOW_MS
+    raise AssertionError("no pause")
+
+
+def test_the_pause_comes_sooner_while_recognition_has_nothing_to_do():
+    idle = TurnDetector(READING, idle=lambda: True)
+    busy = TurnDetector(READING, idle=lambda: False)
+    assert silence_until_the_pause(idle) == 64  # the first window past early_asr_idle_ms (50)
+    assert silence_until_the_pause(busy) == READING.early_asr_ms
+    assert silence_until_the_pause(TurnDetector(READING)) == READING.early_asr_ms
+
+
+def test_recognition_that_frees_up_during_a_pause_starts_it_then():
+    free = iter([False, True])  # asked from 64 ms of silence on
+    detector = TurnDetector(READING, idle=lambda: next(free))
+    assert silence_until_the_pause(detector) == 3 * WINDOW_MS
+
+
+def test_an_idle_wait_longer_than_the_busy_one_is_not_used():
+    settings = TurnSettings(**{**READING.__dict__, "early_asr_idle_ms": 300})
+    detector = TurnDetector(settings, idle=lambda: True)
+    assert silence_until_the_pause(detector) == READING.early_asr_ms
+
+
 def test_judging_between_turns_does_nothing():
     detector = TurnDetector(READING)
     assert detector.judge(complete=True) is None

@@ -45,7 +45,7 @@ async def url(models, workers):
         models,
         agent,
         # No speculative or partial recognition: the only transcription is the final one.
-        turns={"early_asr_ms": 60_000, "partial_interval_ms": 0},
+        turns={"early_asr_ms": 60_000, "early_asr_idle_ms": 60_000, "partial_interval_ms": 0},
     )
     services.transcriber, services.synthesizer = workers
     runner, port = await start_server(services, "127.0.0.1", 0)

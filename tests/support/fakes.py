@@ -133,6 +133,9 @@ class ScriptedRecognizer:
     def busy(self) -> bool:
         return False
 
+    idle = False
+    """Never idle unless a test says so: the pause comes after `early_asr_ms`."""
+
     def supports(self, language: str) -> bool:
         return True
 

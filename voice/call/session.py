@@ -129,7 +129,8 @@ class CallSession:
         turns = self._settings.turns
         if self._format.sample_rate <= 8000:
             turns = dataclasses.replace(turns, vad_threshold=turns.phone_vad_threshold)
-        self._turns = TurnDetector(turns)
+        transcriber = services.transcriber
+        self._turns = TurnDetector(turns, idle=lambda: transcriber.idle)
         self._speaker = Speaker(
             services.synthesizer,
             self._format,

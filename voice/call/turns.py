@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,8 @@ class TurnStarted:
 
 @dataclass(frozen=True)
 class TurnPaused:
-    """The caller has been silent for `early_asr_ms`: the turn may be over."""
+    """The caller has been silent for `early_asr_ms` (`early_asr_idle_ms` while recognition
+    is idle): the turn may be over."""
 
     at_ms: int
     audio: np.ndarray
@@ -67,8 +69,11 @@ class TurnDetector:
     Positions are counted in the caller's audio stream, so they do not depend on wall time.
     """
 
-    def __init__(self, settings: TurnSettings) -> None:
+    def __init__(self, settings: TurnSettings, idle: Callable[[], bool] = lambda: False) -> None:
+        """`idle`: whether speech recognition has nothing else to do now (the pause that
+        starts the speculative transcription comes after `early_asr_idle_ms` then)."""
         self._settings = settings
+        self._idle = idle
         self._audio = np.zeros(0, dtype=np.float32)
         self._audio_offset = 0
         """Stream sample index of self._audio[0]."""
@@ -148,10 +153,17 @@ class TurnDetector:
             return self._end("silence")
         if self.speech_ms >= self._settings.max_utterance_ms:
             return self._end("max_length")
-        if not self._paused and self._silent_ms >= self._settings.early_asr_ms:
+        if not self._paused and self._pause_due():
             self._paused = True
             return TurnPaused(at_ms=self.position_ms, audio=self.utterance())
         return None
+
+    def _pause_due(self) -> bool:
+        """The silence so far is long enough to transcribe it speculatively."""
+        silent, settings = self._silent_ms, self._settings
+        if silent >= settings.early_asr_ms:
+            return True
+        return silent >= max(settings.early_asr_idle_ms, 1) and self._idle()
 
     def judge(self, complete: bool) -> TurnEnded | None:
         """What the words of the current pause say (see `sounds_complete`): a complete question

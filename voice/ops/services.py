@@ -31,6 +31,11 @@ class Recognizer(Protocol):
         """True while every worker is busy (partial transcripts are skipped then)."""
         ...
 
+    @property
+    def idle(self) -> bool:
+        """True while no transcription is running or waiting."""
+        ...
+
     def supports(self, language: str) -> bool: ...
 
     async def transcribe(

@@ -518,6 +518,10 @@ class RecognizerWorkers:
     def busy(self) -> bool:
         return self.pool.busy
 
+    @property
+    def idle(self) -> bool:
+        return self.pool.in_flight == 0
+
     async def transcribe(
         self,
         audio: np.ndarray,
