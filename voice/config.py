@@ -81,13 +81,14 @@ class TurnSettings:
     """Voiced audio needed before a turn starts (clicks and pops are shorter)."""
     silence_ms: int = 700
     """Silence that ends the caller's turn while its words are not known yet (the speculative
-    transcript, started after `early_asr_ms`, is not in)."""
+    transcript, started after `early_asr_ms`, is not in), or when they end in a comma or in no
+    mark at all, which tells neither way."""
     complete_silence_ms: int = 300
     """Silence that ends the turn once its speculative transcript reads as a complete question
     or request (docs/protocol.md, "Turn-taking")."""
     unfinished_silence_ms: int = 1100
     """Silence that ends the turn when its speculative transcript reads as unfinished (it ends
-    in "and", "the", a comma, a number being read out): the caller is still thinking."""
+    in "and", "the", "um", "...", a number being read out): the caller is still thinking."""
     answer_ahead: bool = True
     """Begin the answer (and the first clause's speech) on the speculative transcript of a
     pause, held until the turn ends with the same words; thrown away when the caller goes on."""

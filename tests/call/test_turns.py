@@ -11,7 +11,7 @@ from voice.call.turns import (
     TurnResumed,
     TurnStarted,
     interrupts,
-    sounds_complete,
+    read_words,
 )
 from voice.config import TurnSettings
 
@@ -134,7 +134,7 @@ def silence_until_the_end(detector: TurnDetector) -> int:
 def test_a_complete_question_ends_the_turn_after_a_short_silence():
     detector = TurnDetector(READING)
     paused(detector)
-    assert detector.judge(complete=True) is None  # 160 ms of silence so far
+    assert detector.judge("complete") is None  # 160 ms of silence so far
     assert silence_until_the_end(detector) == READING.complete_silence_ms
 
 
@@ -142,7 +142,7 @@ def test_words_heard_late_end_a_turn_already_silent_long_enough_at_once():
     detector = TurnDetector(READING)
     paused(detector)
     feed(detector, [0.0] * 5)  # 320 ms of silence in all: the transcript took its time
-    ended = detector.judge(complete=True)
+    ended = detector.judge("complete")
     assert isinstance(ended, TurnEnded) and ended.reason == "silence"
     assert not detector.in_speech
 
@@ -150,7 +150,7 @@ def test_words_heard_late_end_a_turn_already_silent_long_enough_at_once():
 def test_an_unfinished_question_waits_longer_than_the_default():
     detector = TurnDetector(READING)
     paused(detector)
-    assert detector.judge(complete=False) is None
+    assert detector.judge("unfinished") is None
     assert silence_until_the_end(detector) == READING.unfinished_silence_ms
 
 
@@ -160,10 +160,17 @@ def test_without_words_the_default_window_ends_the_turn():
     assert silence_until_the_end(detector) == READING.silence_ms
 
 
+def test_words_with_no_end_mark_end_the_turn_after_the_default_window():
+    detector = TurnDetector(READING)
+    paused(detector)
+    assert detector.judge("unmarked") is None
+    assert silence_until_the_end(detector) == READING.silence_ms
+
+
 def test_speaking_again_forgets_what_the_pause_was_judged():
     detector = TurnDetector(READING)
     paused(detector)
-    detector.judge(complete=True)
+    detector.judge("complete")
     events = feed(detector, [0.9] * 3 + [0.0] * (READING.early_asr_ms // WINDOW_MS))
     assert [type(e) for e in events] == [TurnResumed, TurnPaused]
     assert silence_until_the_end(detector) == READING.silence_ms
@@ -200,32 +207,37 @@ def test_an_idle_wait_longer_than_the_busy_one_is_not_used():
 
 def test_judging_between_turns_does_nothing():
     detector = TurnDetector(READING)
-    assert detector.judge(complete=True) is None
+    assert detector.judge("complete") is None
     assert feed(detector, [0.0] * 5) == []
 
 
 @pytest.mark.parametrize(
-    ("text", "complete"),
+    ("text", "reading"),
     [
-        ("How long will it take to arrive?", True),
-        ("I need a new card.", True),
-        ("Can you fix it?", True),
-        ("What is it for?", True),
-        ("The light stays on.", True),
-        ("I was charged 40 dollars.", True),
-        ("What does plan 2 cost?", True),
-        ("Stop that!", True),
-        ("I need a new card and", False),
-        ("I need a new card and?", False),
-        ("I want to change my.", False),
-        ("I would like to talk to.", False),
-        ("My account number is 4 5 6 7.", False),
-        ("So, um.", False),
-        ("Hello,", False),
-        ("Well...", False),
-        ("the", False),
-        ("", False),
+        ("How long will it take to arrive?", "complete"),
+        ("I need a new card.", "complete"),
+        ("Can you fix it?", "complete"),
+        ("What is it for?", "complete"),
+        ("The light stays on.", "complete"),
+        ("I was charged 40 dollars.", "complete"),
+        ("What does plan 2 cost?", "complete"),
+        ("Is it plan 2?", "complete"),
+        ("Stop that!", "complete"),
+        ("I need a new card and", "unfinished"),
+        ("I need a new card and?", "unfinished"),
+        ("I want to change my.", "unfinished"),
+        ("I would like to talk to.", "unfinished"),
+        ("My account number is 4 5 6 7.", "unfinished"),
+        ("My account number is 4 5 6 7", "unfinished"),
+        ("So, um.", "unfinished"),
+        ("So, um,", "unfinished"),
+        ("Well...", "unfinished"),
+        ("the", "unfinished"),
+        ("Hello,", "unmarked"),
+        ("how much is that going to set me back,", "unmarked"),
+        ("can I use the same one to come back home later", "unmarked"),
+        ("", "unmarked"),
     ],
 )
-def test_what_reads_as_a_complete_question(text, complete):
-    assert sounds_complete(text) is complete
+def test_how_the_words_of_a_pause_read(text, reading):
+    assert read_words(text) == reading

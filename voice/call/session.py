@@ -41,7 +41,7 @@ from voice.call.turns import (
     TurnStarted,
     hear_waiting,
     interrupts,
-    sounds_complete,
+    read_words,
 )
 from voice.channels import protocol
 from voice.channels.codecs import (
@@ -490,7 +490,7 @@ class CallSession:
             return
         heard = early.result()
         self._answer_ahead(utterance, heard)
-        ended = self._turns.judge(sounds_complete(heard.text))
+        ended = self._turns.judge(read_words(heard.text))
         if ended is not None:
             await self._on_turn_event(ended)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -17,6 +17,10 @@ from voice.config import TurnSettings
 SAMPLE_RATE = 16_000
 _HYSTERESIS = 0.15
 """A window counts as silence below `vad_threshold - _HYSTERESIS` (Silero's own rule)."""
+
+
+Reading = Literal["complete", "unfinished", "unmarked"]
+"""How a transcript reads at a pause (`read_words`)."""
 
 
 @dataclass(frozen=True)
@@ -165,17 +169,20 @@ class TurnDetector:
             return True
         return silent >= max(settings.early_asr_idle_ms, 1) and self._idle()
 
-    def judge(self, complete: bool) -> TurnEnded | None:
-        """What the words of the current pause say (see `sounds_complete`): a complete question
+    def judge(self, reading: Reading) -> TurnEnded | None:
+        """What the words of the current pause say (see `read_words`): a complete question
         ends the turn after `complete_silence_ms` of silence — now, if the caller has been
-        silent that long already — and an unfinished one after `unfinished_silence_ms`. Only
-        the pause the words were heard in: once the caller speaks again, it is `silence_ms`."""
+        silent that long already —, an unfinished one after `unfinished_silence_ms`, and words
+        with no end mark after `silence_ms`. Only the pause the words were heard in: once the
+        caller speaks again, it is `silence_ms`."""
         if self._start_sample is None or not self._paused:
             return None
         settings = self._settings
-        self._end_silence_ms = (
-            settings.complete_silence_ms if complete else settings.unfinished_silence_ms
-        )
+        self._end_silence_ms = {
+            "complete": settings.complete_silence_ms,
+            "unfinished": settings.unfinished_silence_ms,
+            "unmarked": settings.silence_ms,
+        }[reading]
         if self._silent_ms >= self._end_silence_ms:
             return self._end("silence")
         return None
@@ -281,19 +288,22 @@ for?"): those above, and prepositions and clause openers that seldom end one (no
 "in", "over", "about" or "that": "The light stays on.", "Stop that.")."""
 
 
-def sounds_complete(text: str) -> bool:
-    """Whether a transcript reads as a whole question or request: it ends in a sentence's end
-    ("?", ".", "!") after a word that can end one. A comma, no end mark, a number being read
-    out or a last word that leads on ("and", "the", "my", "um") reads as unfinished."""
+def read_words(text: str) -> Reading:
+    """How a transcript reads: `complete`, a whole question or request (it ends in "?", "."
+    or "!" after a word that can end one); `unfinished`, the caller is still going (a last
+    word that leads on, "and", "the", "my", "um"; a number being read out; "..."); `unmarked`,
+    words that end in a comma or in no mark at all after a word that can end a sentence. The
+    recognizer writes those both for a caller who goes on and, at the end of a fast or
+    flat-voiced question, for one who has finished: they tell neither way."""
     text = text.strip()
-    if not text or text[-1] not in "?.!" or text.endswith("..."):
-        return False
     words = plain_words(text)
     if not words:
-        return False
+        return "unmarked"
     last = words[-1]
+    if text.endswith("..."):
+        return "unfinished"
     if text[-1] == "?":
-        return last not in LEADING_ON
-    if last in UNFINISHED_STATEMENT_ENDINGS:
-        return False
-    return not last.isdigit()  # digits read out, a group at a time
+        return "unfinished" if last in LEADING_ON else "complete"
+    if last in UNFINISHED_STATEMENT_ENDINGS or last.isdigit():  # digits read out by groups
+        return "unfinished"
+    return "complete" if text[-1] in ".!" else "unmarked"
