@@ -165,15 +165,17 @@ class Transcriber:
         hotwords: str | None = None,
         language: str | None = None,
         urgent: bool = True,
+        once: bool = False,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio.
 
         A worker counts as busy until its transcription really ends, even when the caller
         stopped waiting (cancelled), so `busy` never lets a partial pile onto a running job.
         `urgent` is for the worker processes' queue; here requests run in the order they came.
+        `once`: see `transcribe_blocking`.
         """
         loop = asyncio.get_running_loop()
-        job = self._pool.submit(self.transcribe_blocking, audio, hotwords, language)
+        job = self._pool.submit(self.transcribe_blocking, audio, hotwords, language, once)
         self._busy += 1
         job.add_done_callback(lambda _: self._release_from_thread(loop))
         return await asyncio.wrap_future(job)
@@ -186,8 +188,16 @@ class Transcriber:
         self._busy -= 1
 
     def transcribe_blocking(
-        self, audio: np.ndarray, hotwords: str | None = None, language: str | None = None
+        self,
+        audio: np.ndarray,
+        hotwords: str | None = None,
+        language: str | None = None,
+        once: bool = False,
     ) -> Transcript:
+        """`once`: read the fitted window once and keep its transcript even when it is in
+        doubt, instead of making it again the full way. For a partial transcript, which the
+        final one replaces: cut off mid-word, a partial is often in doubt, and the full way
+        (30 s windows, retried at higher temperatures) held the recognizer for 1–3 s."""
         language = language or self.settings.language
         seconds = len(audio) / SAMPLE_RATE
         if (
@@ -195,7 +205,7 @@ class Transcriber:
             and language is not None
             and seconds + self.settings.window_margin_s <= WINDOW_FRAMES / FRAMES_PER_S
         ):
-            fitted = self._transcribe_fitted(audio, hotwords, language)
+            fitted = self._transcribe_fitted(audio, hotwords, language, keep_doubted=once)
             if fitted is not None:
                 return fitted
         return self._transcribe_windows(audio, hotwords, language)
@@ -228,10 +238,11 @@ class Transcriber:
         )
 
     def _transcribe_fitted(
-        self, audio: np.ndarray, hotwords: str | None, language: str
+        self, audio: np.ndarray, hotwords: str | None, language: str, keep_doubted: bool = False
     ) -> Transcript | None:
         """One window fitted to the audio (`AsrSettings.fitted_window`), decoded once; None
-        when the transcript ran on, repeats itself or is unlikely (`FALLBACK_LOGPROB`)."""
+        when the transcript ran on, repeats itself or is unlikely (`FALLBACK_LOGPROB`),
+        unless `keep_doubted`."""
         model = self._model
         features = model.feature_extractor(audio)
         frames = round((len(audio) / SAMPLE_RATE + self.settings.window_margin_s) * FRAMES_PER_S)
@@ -259,7 +270,7 @@ class Transcriber:
         text = without_repeated_tail(tokenizer.decode(tokens).strip())
         logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         compression = compression_ratio(text)
-        if (
+        if not keep_doubted and (
             len(tokens) > limit
             or compression > self.settings.max_compression_ratio
             or logprob < FALLBACK_LOGPROB

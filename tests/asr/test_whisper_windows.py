@@ -65,6 +65,17 @@ def test_a_fitted_transcript_that_runs_on_is_made_again_the_full_way(models, say
     assert not heard.fitted and errors(heard.text) <= CLOSE, heard.text
 
 
+def test_a_partial_read_once_keeps_a_doubted_fitted_transcript(models, say, monkeypatch):
+    """A partial transcript (`once`) is never made again the full way, which held the
+    recognizer for seconds on audio cut off mid-word; the final transcript still is."""
+    monkeypatch.setattr(asr.whisper, "FALLBACK_LOGPROB", 0.0)  # every transcript is unlikely
+    audio = say(QUESTION)
+    partial = models.transcriber.transcribe_blocking(audio, once=True)
+    final = models.transcriber.transcribe_blocking(audio)
+    assert partial.fitted and errors(partial.text) <= CLOSE, partial.text
+    assert not final.fitted
+
+
 def test_words_that_repeat_compress_well() -> None:
     assert compression_ratio("") == 1.0
     assert compression_ratio(QUESTION) < 1.5

@@ -205,6 +205,22 @@ async def test_the_pause_is_transcribed_sooner_while_recognition_is_idle(call_in
     assert busy - idle_s == pytest.approx(0.064)
 
 
+async def test_partial_transcripts_are_read_once_and_the_question_thoroughly(call_in):
+    """A partial is never made again the full way when in doubt (`once`): that held the
+    recognizer for seconds; the question's own transcript still is."""
+    call = call_in(realtime=True, clock=FastClock(5.0))
+    await call.say(speech(2.6))
+    await call.transport.wait_for(protocol.ReplyEnd)
+    recognizer = call.recognizer
+    urgency = [urgent for _, urgent in recognizer.requests]
+    asked = list(zip(urgency, recognizer.read_once, strict=True))
+    partial = [once for urgent, once in asked if not urgent]
+    whole = [once for urgent, once in asked if urgent]
+    assert partial and all(partial)
+    assert whole and not any(whole)
+    assert call.transport.of(protocol.PartialTranscript)
+
+
 async def test_a_short_first_clause_is_heard_sooner_and_the_next_is_made_urgently(call_in):
     """The reply's first sentence is cut where a phrase begins (`call.first_clause_chars`): the
     caller waits for the synthesis of its first words only. The clause after it is asked for

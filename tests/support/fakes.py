@@ -128,6 +128,8 @@ class ScriptedRecognizer:
         self._delay_s = delay_s
         self.requests: list[tuple[float, bool]] = []
         """(seconds of audio, urgent) per request."""
+        self.read_once: list[bool] = []
+        """`once` per request."""
 
     @property
     def busy(self) -> bool:
@@ -146,9 +148,11 @@ class ScriptedRecognizer:
         hotwords: str | None = None,
         language: str | None = None,
         urgent: bool = True,
+        once: bool = False,
     ) -> Transcript:
         seconds = len(audio) / 16_000
         self.requests.append((seconds, urgent))
+        self.read_once.append(once)
         await asyncio.sleep(self._delay_s)
         return Transcript(self._words(audio), "en", seconds)
 

@@ -625,7 +625,8 @@ class CallSession:
         self._partial_task = self._spawn(self._partial(utterance, self._turns.utterance()))
 
     async def _partial(self, utterance: _Utterance, audio: np.ndarray) -> None:
-        heard = await self._transcribe(audio, urgent=False)  # a final or barge-in check goes first
+        # A final or barge-in check goes first; read once: the final transcript replaces it.
+        heard = await self._transcribe(audio, urgent=False, once=True)
         text = heard.text
         if text and utterance is self._utterance:
             await self._send(protocol.PartialTranscript(turn=utterance.turn, text=text))
@@ -657,12 +658,15 @@ class CallSession:
         self._last_turn += 1
         return self._last_turn
 
-    async def _transcribe(self, audio: np.ndarray, urgent: bool = True) -> Transcript:
+    async def _transcribe(
+        self, audio: np.ndarray, urgent: bool = True, once: bool = False
+    ) -> Transcript:
         return await self._services.transcriber.transcribe(
             audio,
             hotwords=self._services.hotwords or None,
             language=self._start.language,
             urgent=urgent,
+            once=once,
         )
 
     # ------------------------------------------------------------ the reply

@@ -45,8 +45,11 @@ class Recognizer(Protocol):
         hotwords: str | None = None,
         language: str | None = None,
         urgent: bool = True,
+        once: bool = False,
     ) -> Transcript:
-        """`urgent=False` (a partial transcript) lets urgent requests waiting go first."""
+        """`urgent=False` (a partial transcript) lets urgent requests waiting go first;
+        `once` reads it once, never again the full way when in doubt
+        (`asr.whisper.Transcriber.transcribe_blocking`)."""
         ...
 
     def close(self) -> None: ...

@@ -529,11 +529,12 @@ class RecognizerWorkers:
         hotwords: str | None = None,
         language: str | None = None,
         urgent: bool = True,
+        once: bool = False,
     ) -> Transcript:
         from asr.whisper import Transcriber
 
         call = self.pool.call if urgent else self.pool.call_patiently
-        return await call(Transcriber.transcribe_blocking, audio, hotwords, language)
+        return await call(Transcriber.transcribe_blocking, audio, hotwords, language, once)
 
     def close(self) -> None:
         self.pool.close()
