@@ -126,10 +126,8 @@ class ScriptedRecognizer:
     def __init__(self, words: Callable[[np.ndarray], str], delay_s: float = 0.0) -> None:
         self._words = words
         self._delay_s = delay_s
-        self.requests: list[tuple[float, bool]] = []
-        """(seconds of audio, urgent) per request."""
-        self.read_once: list[bool] = []
-        """`once` per request."""
+        self.requests: list[tuple[float, bool, bool]] = []
+        """(seconds of audio, urgent, once) per request."""
 
     @property
     def busy(self) -> bool:
@@ -151,8 +149,7 @@ class ScriptedRecognizer:
         once: bool = False,
     ) -> Transcript:
         seconds = len(audio) / 16_000
-        self.requests.append((seconds, urgent))
-        self.read_once.append(once)
+        self.requests.append((seconds, urgent, once))
         await asyncio.sleep(self._delay_s)
         return Transcript(self._words(audio), "en", seconds)
 

@@ -167,7 +167,7 @@ class TurnDetector:
         silent, settings = self._silent_ms, self._settings
         if silent >= settings.early_asr_ms:
             return True
-        return silent >= max(settings.early_asr_idle_ms, 1) and self._idle()
+        return silent > 0 and silent >= settings.early_asr_idle_ms and self._idle()
 
     def judge(self, reading: Reading) -> TurnEnded | None:
         """What the words of the current pause say (see `read_words`): a complete question
