@@ -18,8 +18,11 @@ console's) says what it heard and answered.
   suites (eval/*/clean.yaml), each served from its suite's KB. *Perceived*: the caller's last
   voiced sample sent → the first reply audio received; *first audio*: end of speech detected →
   first reply audio sent (`reply.end` `timings_ms.first_audio`); *answered ahead*: the reply
-  had been begun in the pause before the turn ended (`reply.end` `ahead`). The caller hangs up
-  once the reply is heard to begin.
+  had been begun in the pause before the turn ended (`reply.end` `ahead`); *from the cache*:
+  the reply's first clause had been said before and was not synthesized again
+  (`tts.cache.SpeechCache`: every voice asks the same questions, so the second and third often
+  hear the same first clause; "clause made" is first audio without those;
+  `--set tts.cache_mb=0` keeps none). The caller hangs up once the reply is heard to begin.
 - **Split questions**: two-sentence requests (`SPLIT_REQUESTS`) with a pause of 0.4–0.9 s
   between the sentences' speech (spread over that range), each spoken by the next voice in
   turn. *One turn*: exactly one reply that was not stopped as a continuation, to a question
@@ -413,8 +416,10 @@ async def run(
                 for spoken in mine:
                     for path in paths:
                         number += 1
+                        hits = services.speech.hits
                         heard = await place_call(server, path, spoken, number)
                         rows.append(row_of(spoken, path, heard))
+                        rows[-1]["from_cache"] = services.speech.hits > hits
                         print(json.dumps(rows[-1]), file=sys.stderr)
     finally:
         services.close()
@@ -454,6 +459,10 @@ def summarize_latency(rows: Rows, voices: list[str], paths: list[str]) -> Rows:
             "questions": len(group),
             "perceived_ms": stats(group, "perceived_ms"),
             "first_audio_ms": stats(group, "first_audio_ms"),
+            "first_audio_made_ms": stats(
+                [r for r in group if not r["from_cache"]], "first_audio_ms"
+            ),
+            "from_cache": sum(r["from_cache"] for r in group),
             "asr_ms": stats(group, "asr_ms"),
             "ahead": sum(r["ahead"] for r in group),
             "split": sum(r["replies"] > 1 for r in group),
@@ -487,13 +496,15 @@ def tables(result: dict[str, Any]) -> str:
     if any(s["questions"] for s in result["latency"]):
         lines += [
             "| path | voice | questions | perceived p50 / p95 | first audio p50 / p95 "
+            "| first clause from the cache | first audio, clause made, p50 / p95 "
             "| ASR after end p50 / p95 | answered ahead | split | no reply |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in result["latency"]:
             lines.append(
                 f"| {s['path']} | {s['voice']} | {s['questions']} | {cell(s['perceived_ms'])} "
-                f"| {cell(s['first_audio_ms'])} | {cell(s['asr_ms'])} | {s['ahead']} "
+                f"| {cell(s['first_audio_ms'])} | {s['from_cache']} "
+                f"| {cell(s['first_audio_made_ms'])} | {cell(s['asr_ms'])} | {s['ahead']} "
                 f"| {s['split']} | {s['no_reply']} |"
             )
         lines.append("")

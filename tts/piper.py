@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,18 +38,21 @@ class Synthesizer:
     `synthesize` stops waiting; a clause already being synthesized finishes in its thread.
     """
 
-    def __init__(self, settings: TtsSettings) -> None:
+    def __init__(self, settings: TtsSettings, quiet: Callable[[], bool] = lambda: False) -> None:
+        """`quiet`: whether no speech recognition is under way (the recognizer's `idle`); then
+        an urgent clause alone on the synthesizer gets `settings.alone_threads`."""
         model, config, self.description = resolve_voice(settings.voice)
         self._voice = PiperVoice.load(model, config)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = settings.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self._voice.session = onnxruntime.InferenceSession(
-            str(model), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._voice.session = _session(model, settings.threads)
+        self._alone_voice = self._voice
+        if settings.alone_threads > settings.threads:
+            self._alone_voice = PiperVoice(
+                _session(model, settings.alone_threads), self._voice.config
+            )
         self._config = SynthesisConfig(length_scale=settings.length_scale)
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="tts")
+        self._quiet = quiet
+        self._in_flight = 0
         self.sample_rate: int = self._voice.config.sample_rate
 
     def describe(self) -> dict[str, object]:
@@ -58,14 +62,32 @@ class Synthesizer:
     async def synthesize(self, text: str, *, urgent: bool = True) -> np.ndarray:
         """Int16 mono audio of `text` at `sample_rate`; empty when there is nothing to say.
         `urgent` is for the worker processes' queue; here requests run in the order they came."""
+        alone = urgent and self._in_flight == 0 and self._quiet()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.synthesize_blocking, text)
+        self._in_flight += 1
+        try:
+            return await loop.run_in_executor(self._pool, self.synthesize_blocking, text, alone)
+        finally:
+            self._in_flight -= 1
 
-    def synthesize_blocking(self, text: str) -> np.ndarray:
-        chunks = [chunk.audio_int16_array for chunk in self._voice.synthesize(text, self._config)]
+    def synthesize_blocking(self, text: str, alone: bool = False) -> np.ndarray:
+        """`alone`: nothing else runs on the machine's speech models, so use the spare cores
+        (`TtsSettings.alone_threads`)."""
+        voice = self._alone_voice if alone else self._voice
+        chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text, self._config)]
         if not chunks:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate(chunks)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _session(model: Path, threads: int) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(
+        str(model), sess_options=options, providers=["CPUExecutionProvider"]
+    )

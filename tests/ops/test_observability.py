@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.types import AgentSettings
 from tests.support.servers import make_services
+from tts.cache import SpeechCache
 from voice.channels.codecs import AudioFormat
 from voice.clients.client import CallClient
 from voice.ops.line import drain
@@ -203,3 +204,27 @@ async def test_an_ollama_that_keeps_failing_shows_in_readiness_and_metrics(model
     assert found[("voicedesk_llm_skipped", ())] == 1
     assert found[("voicedesk_fallbacks_total", (("rule", "llm_fallback"),))] == 4
     assert found[("voicedesk_fallbacks_total", (("rule", "llm_skipped"),))] == 1
+
+
+async def test_fixed_replies_are_made_before_the_first_caller_and_said_from_the_cache(models):
+    from agent.selection import build_agent
+
+    agent, _ = build_agent(AgentSettings(backend="extractive"))
+    services = make_services(models, agent)
+    services.speech = SpeechCache(10_000_000)
+    runner, port = await start_server(services, "127.0.0.1", 0)
+    try:
+        for _ in range(200):  # made in the background, once the server is up
+            if len(services.speech) == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert len(services.speech) == 4  # handoff, say it another way, no price, not made out
+        async with CallClient(f"ws://127.0.0.1:{port}/call", PCM16, realtime_playback=False) as c:
+            await c.send_text("Will it rain tomorrow?")  # out of scope: the handoff message
+            await c.wait_for(lambda e: e["type"] == "reply.end", timeout=30)
+        _, text = await get(f"http://127.0.0.1:{port}/metrics")
+        now = samples(text)
+        assert now[("voicedesk_speech_cache_hits", ())] == 1
+        assert now[("voicedesk_speech_cache_bytes", ())] == services.speech.bytes > 0
+    finally:
+        await runner.cleanup()

@@ -6,13 +6,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from agent.types import AnswerEnd, AnswerEvent, AnswerText
+from tts.cache import SpeechCache
 from tts.clauses import ClauseSplitter
 from tts.normalize import normalize_for_speech
 from voice.call.clock import WALL_CLOCK, Clock
@@ -114,6 +115,20 @@ def clause_splitter(settings: CallSettings) -> ClauseSplitter:
     return ClauseSplitter(first_max_chars=settings.first_clause_chars or None)
 
 
+async def prepare_first_clauses(
+    texts: Iterable[str], synthesizer: Voice, cache: SpeechCache, settings: CallSettings
+) -> None:
+    """Make the first clause of each of `texts` — replies said as written, like the handoff
+    message — into `cache` before a caller waits for it; not urgent, so a call's first
+    clause goes first."""
+    for text in texts:
+        splitter = clause_splitter(settings)
+        clauses = splitter.feed_written(text) or splitter.flush()
+        spoken = normalize_for_speech(clauses[0]) if clauses else ""
+        if spoken.strip() and spoken not in cache:
+            cache.put(spoken, await synthesizer.synthesize(spoken, urgent=False))
+
+
 class AnswerAhead:
     """An answer made ahead: begun on the speculative transcript of a pause, before the turn is
     known to be over, and held — nothing is sent — until the turn ends with the same question
@@ -203,8 +218,11 @@ class Speaker:
         transport: Transport,
         on_frame: Callable[[np.ndarray], None] = lambda frame: None,
         clock: Clock = WALL_CLOCK,
+        cache: SpeechCache | None = None,
     ) -> None:
+        """`cache`: the server's first clauses said before (none: each is made anew)."""
         self._synthesizer = synthesizer
+        self._cache = cache if cache is not None else SpeechCache(0)
         self._format = audio_format
         self._settings = settings
         self.realtime = realtime
@@ -281,11 +299,18 @@ class Speaker:
         await ready.put(None)
 
     async def voice(self, clause: str, urgent: bool = True) -> np.ndarray:
-        """A clause's speech, at the voice's rate (empty for a clause with nothing to say)."""
+        """A clause's speech, at the voice's rate (empty for a clause with nothing to say).
+        An urgent one — a caller waits for it — is kept, and said again from the cache."""
         spoken = normalize_for_speech(clause)
         if not spoken.strip():
             return np.zeros(0, np.int16)
-        return await self._synthesizer.synthesize(spoken, urgent=urgent)
+        if not urgent:
+            return await self._synthesizer.synthesize(spoken, urgent=False)
+        audio = self._cache.get(spoken)
+        if audio is None:
+            audio = await self._synthesizer.synthesize(spoken, urgent=True)
+            self._cache.put(spoken, audio)
+        return audio
 
     async def spoken(self, text: str) -> np.ndarray:
         """`text` in the voice, int16 at the caller's rate: words said outside a reply (the

@@ -139,6 +139,7 @@ class CallSession:
             transport,
             on_frame=self._observer.reply_audio,
             clock=services.clock,
+            cache=services.speech,
         )
         self._last_turn = 0
         self._newest: _Utterance | None = None

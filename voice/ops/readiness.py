@@ -89,6 +89,22 @@ def watch_services(metrics: Metrics, app: web.Application) -> None:
                 functools.partial(_attribute, pool, "restarts"),
                 f"{stage} workers started in place of one that died.",
             )
+    speech = services.speech
+    metrics.watch(
+        "voicedesk_speech_cache_hits",
+        functools.partial(_attribute, speech, "hits"),
+        "Replies' first clauses said from the speech cache.",
+    )
+    metrics.watch(
+        "voicedesk_speech_cache_misses",
+        functools.partial(_attribute, speech, "misses"),
+        "Replies' first clauses synthesized because the speech cache did not hold them.",
+    )
+    metrics.watch(
+        "voicedesk_speech_cache_bytes",
+        functools.partial(_attribute, speech, "bytes"),
+        "Audio held by the speech cache (tts.cache_mb).",
+    )
     backend = getattr(services.agent, "backend", None)
     if backend is not None and breaker_state(backend) is not None:
         metrics.watch(

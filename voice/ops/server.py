@@ -12,6 +12,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from tts.normalize import normalize_for_speech
+from voice.call.reply import prepare_first_clauses
 from voice.channels import caller, kiosk, pbx, phone
 from voice.config import Settings
 from voice.office import console, relay, takeover
@@ -146,10 +147,27 @@ async def _prepare_busy_signal(app: web.Application) -> None:
 
 
 async def _start_background(app: web.Application) -> None:
-    tasks: list[asyncio.Task[None]] = [
-        asyncio.create_task(work()) for work in app[SERVICES].background
-    ]
+    services = app[SERVICES]
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(work()) for work in services.background]
+    tasks.append(asyncio.create_task(_prepare_fixed_replies(services)))
     app[BACKGROUND] = tasks
+
+
+async def _prepare_fixed_replies(services: Services) -> None:
+    """The replies every hotline says often, as written — the handoff, "say that another way",
+    no price for that, not made out — have their first clause made into the speech cache
+    while no caller waits, so that even the first caller to hear one hears it at once."""
+    agent, call = services.settings.agent, services.settings.call
+    texts = (
+        agent.handoff_message,
+        agent.rephrase_message,
+        agent.price_message,
+        call.not_understood_message,
+    )
+    try:
+        await prepare_first_clauses(texts, services.synthesizer, services.speech, call)
+    except Exception as err:  # a worker died: the clauses are made when first said instead
+        log.warning("the fixed replies' first clauses were not made ahead: %r", err)
 
 
 async def _stop_background(app: web.Application) -> None:

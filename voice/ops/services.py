@@ -13,6 +13,7 @@ import numpy as np
 from agent.types import Agent
 from asr.vad import VadModel
 from asr.whisper import Transcriber, Transcript
+from tts.cache import SpeechCache
 from tts.piper import Synthesizer
 from voice.call.clock import WALL_CLOCK, Clock
 from voice.config import Settings
@@ -100,6 +101,8 @@ class Services:
     """Work that runs as long as the server does (watching the KB for changes)."""
     clock: Clock = WALL_CLOCK
     """What replies are paced on (a test may run its calls faster than real time)."""
+    speech: SpeechCache = field(default_factory=lambda: SpeechCache(0))
+    """Replies' first clauses said before, kept to be said again at once (`tts.cache_mb`)."""
     said: dict[tuple[str, int], Any] = field(default_factory=dict)
     """Fixed sentences said outside replies (the hold message), once made: (text, rate) → int16
     audio. The same for every call, so the voice makes each once per server and rate."""
@@ -123,11 +126,11 @@ def load_services(settings: Settings, agent: Agent | None = None) -> Services:
 
             transcriber = RecognizerWorkers(settings.asr)
             loaded.callback(transcriber.close)
-            synthesizer = SynthesizerWorkers(settings.tts)
+            synthesizer = SynthesizerWorkers(settings.tts, quiet=lambda: transcriber.idle)
         else:
             transcriber = Transcriber(settings.asr)
             loaded.callback(transcriber.close)
-            synthesizer = Synthesizer(settings.tts)
+            synthesizer = Synthesizer(settings.tts, quiet=lambda: transcriber.idle)
         loaded.callback(synthesizer.close)
         log.info(
             "speech recognition: %s, %s on %s%s",
@@ -159,4 +162,5 @@ def load_services(settings: Settings, agent: Agent | None = None) -> Services:
         agent=agent,
         hotwords=agent.vocabulary(),
         background=background,
+        speech=SpeechCache(round(settings.tts.cache_mb * 1_000_000)),
     )

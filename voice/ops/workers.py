@@ -543,7 +543,8 @@ class RecognizerWorkers:
 class SynthesizerWorkers:
     """Piper in `settings.workers` worker processes, with `Synthesizer`'s interface."""
 
-    def __init__(self, settings: TtsSettings) -> None:
+    def __init__(self, settings: TtsSettings, quiet: Callable[[], bool] = lambda: False) -> None:
+        """`quiet`: as `Synthesizer`'s (no recognition under way)."""
         from tts.piper import Synthesizer
 
         one = dataclasses.replace(settings, workers=1)
@@ -552,12 +553,15 @@ class SynthesizerWorkers:
         )
         self.description: str = self.pool.info["description"]
         self.sample_rate: int = self.pool.info["sample_rate"]
+        self._quiet = quiet
 
     async def synthesize(self, text: str, *, urgent: bool = True) -> np.ndarray:
         from tts.piper import Synthesizer
 
-        call = self.pool.call if urgent else self.pool.call_patiently
-        return await call(Synthesizer.synthesize_blocking, text)
+        if not urgent:
+            return await self.pool.call_patiently(Synthesizer.synthesize_blocking, text)
+        alone = self.pool.in_flight == 0 and self._quiet()
+        return await self.pool.call(Synthesizer.synthesize_blocking, text, alone)
 
     def close(self) -> None:
         self.pool.close()
