@@ -387,10 +387,10 @@ async def test_a_flood_of_typed_questions_replaces_its_work_and_others_are_answe
     started = 0
     blocking = synthesizer.synthesize_blocking
 
-    def counted(text: str) -> np.ndarray:
+    def counted(text: str, alone: bool = False) -> np.ndarray:
         nonlocal started
         started += 1
-        return blocking(text)
+        return blocking(text, alone)
 
     monkeypatch.setattr(synthesizer, "synthesize_blocking", counted)
     clauses = "First we check the line. Then we check the box. Then the plug. Then the bill."

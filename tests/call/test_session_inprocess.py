@@ -114,6 +114,14 @@ async def test_a_pause_after_unfinished_words_does_not_end_the_turn(call_in):
     assert "".join(text.text for text in call.transport.of(protocol.ReplyText)) == ANSWER + " "
 
 
+async def test_a_doubted_last_word_that_leads_on_ends_the_turn_after_the_default_window(call_in):
+    call = call_in(realtime=True, clock=FastClock(5.0))
+    call.recognizer.doubted = True  # "… change my" may be a mishearing of a whole question
+    await call.say(speech(1.0, UNFINISHED_HZ), then_silence_s=0.9)  # under the long window
+    stopped = await call.transport.wait_for(protocol.SpeechStopped)
+    assert stopped.at_ms <= 1000 + 900
+
+
 async def test_going_on_just_after_the_turn_ended_is_one_question_answered_once(call_in):
     clock = FastClock(5.0)
     call = call_in(realtime=True, clock=clock)

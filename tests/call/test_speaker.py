@@ -49,3 +49,9 @@ async def test_fixed_replies_have_their_first_clause_made_before_anyone_waits() 
     said = speaker(voice, cache)
     await said.voice("I don't have that information yet,")  # the reply's first clause
     assert len(voice.said) == 2 and cache.hits == 1
+
+
+async def test_no_fixed_reply_is_made_for_a_cache_that_keeps_nothing() -> None:
+    voice = BeepVoice()
+    await prepare_first_clauses(["Sorry?"], voice, SpeechCache(0), CallSettings())
+    assert voice.said == []

@@ -241,3 +241,19 @@ def test_judging_between_turns_does_nothing():
 )
 def test_how_the_words_of_a_pause_read(text, reading):
     assert read_words(text) == reading
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        ("Do you charge me anything extra reform at.", "unmarked"),
+        ("I need a new card and", "unmarked"),
+        ("I need a new card and?", "unmarked"),
+        ("My account number is 4 5 6 7.", "unfinished"),  # digits are seldom misheard as digits
+        ("Well...", "unfinished"),
+        ("How long will it take to arrive?", "complete"),
+        ("Hello,", "unmarked"),
+    ],
+)
+def test_a_doubted_last_word_that_leads_on_tells_nothing(text, reading):
+    assert read_words(text, doubted=True) == reading

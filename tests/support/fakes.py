@@ -135,6 +135,8 @@ class ScriptedRecognizer:
 
     idle = False
     """Never idle unless a test says so: the pause comes after `early_asr_ms`."""
+    doubted = False
+    """Whether its transcripts are doubted (`Transcript.reliable` False)."""
 
     def supports(self, language: str) -> bool:
         return True
@@ -151,7 +153,7 @@ class ScriptedRecognizer:
         seconds = len(audio) / 16_000
         self.requests.append((seconds, urgent, once))
         await asyncio.sleep(self._delay_s)
-        return Transcript(self._words(audio), "en", seconds)
+        return Transcript(self._words(audio), "en", seconds, reliable=not self.doubted)
 
     def close(self) -> None:
         pass

@@ -120,7 +120,9 @@ async def prepare_first_clauses(
 ) -> None:
     """Make the first clause of each of `texts` — replies said as written, like the handoff
     message — into `cache` before a caller waits for it; not urgent, so a call's first
-    clause goes first."""
+    clause goes first. Nothing when the cache keeps nothing."""
+    if not cache.max_bytes:
+        return
     for text in texts:
         splitter = clause_splitter(settings)
         clauses = splitter.feed_written(text) or splitter.flush()

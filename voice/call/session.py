@@ -491,7 +491,7 @@ class CallSession:
             return
         heard = early.result()
         self._answer_ahead(utterance, heard)
-        ended = self._turns.judge(read_words(heard.text))
+        ended = self._turns.judge(read_words(heard.text, doubted=not heard.reliable))
         if ended is not None:
             await self._on_turn_event(ended)
 

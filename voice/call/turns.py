@@ -288,13 +288,17 @@ for?"): those above, and prepositions and clause openers that seldom end one (no
 "in", "over", "about" or "that": "The light stays on.", "Stop that.")."""
 
 
-def read_words(text: str) -> Reading:
+def read_words(text: str, doubted: bool = False) -> Reading:
     """How a transcript reads: `complete`, a whole question or request (it ends in "?", "."
     or "!" after a word that can end one); `unfinished`, the caller is still going (a last
     word that leads on, "and", "the", "my", "um"; a number being read out; "..."); `unmarked`,
     words that end in a comma or in no mark at all after a word that can end a sentence. The
     recognizer writes those both for a caller who goes on and, at the end of a fast or
-    flat-voiced question, for one who has finished: they tell neither way."""
+    flat-voiced question, for one who has finished: they tell neither way.
+
+    `doubted`: the recognizer doubts the words (`Transcript.reliable` False). Its last word
+    may then be a mishearing ("… extra for that?" heard as "… extra reform at."), so a last
+    word that leads on tells nothing: `unmarked`."""
     text = text.strip()
     words = plain_words(text)
     if not words:
@@ -302,8 +306,11 @@ def read_words(text: str) -> Reading:
     last = words[-1]
     if text.endswith("..."):
         return "unfinished"
+    leads_on = last in (LEADING_ON if text[-1] == "?" else UNFINISHED_STATEMENT_ENDINGS)
+    if leads_on:
+        return "unmarked" if doubted else "unfinished"
     if text[-1] == "?":
-        return "unfinished" if last in LEADING_ON else "complete"
-    if last in UNFINISHED_STATEMENT_ENDINGS or last.isdigit():  # digits read out by groups
+        return "complete"
+    if last.isdigit():  # digits read out by groups
         return "unfinished"
     return "complete" if text[-1] in ".!" else "unmarked"
