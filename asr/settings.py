@@ -22,7 +22,8 @@ class AsrSettings:
     two cores, the same words; docs/benchmarks.md). A transcript that runs on or repeats
     itself is made again the full way."""
     window_margin_s: float = 2.0
-    """Silence the fitted window reads after the audio."""
+    """Silence the fitted window reads after the audio, at least: the window is rounded up to
+    whole seconds (`asr.whisper.FITTED_STEP_FRAMES`)."""
     threads: int = 2
     """CPU threads per transcription."""
     workers: int = 1

@@ -27,6 +27,11 @@ FRAMES_PER_S = 100
 """Whisper's mel frames: one per 10 ms of audio."""
 WINDOW_FRAMES = 3000
 """Whisper's window: 30 s."""
+FITTED_STEP_FRAMES = 100
+"""A fitted window is a whole number of seconds: the model's native code keeps buffers for
+each length of input it has read, and with windows of any length to the 20 ms a recognizer
+fed 200 questions of mixed lengths grew from 300 to 456 MB, still rising; with whole
+seconds (30 lengths at most) it stayed near 255 MB (docs/benchmarks.md)."""
 TOKENS_PER_S = 8
 TOKENS_SLACK = 12
 """The most text tokens a fitted window's transcript may hold: `TOKENS_PER_S` per second of
@@ -246,7 +251,7 @@ class Transcriber:
         model = self._model
         features = model.feature_extractor(audio)
         frames = round((len(audio) / SAMPLE_RATE + self.settings.window_margin_s) * FRAMES_PER_S)
-        frames += frames % 2  # the encoder halves the frames
+        frames = min(-(-frames // FITTED_STEP_FRAMES) * FITTED_STEP_FRAMES, WINDOW_FRAMES)
         features = features[:, :frames]
         features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
         tokenizer = self._tokenizer(language)

@@ -15,9 +15,11 @@ caller perceives (last voiced sample sent → first reply audio received), p50/p
 unanswered, error events and unexpected closes; reply audio lost or misplaced (each turn's audio
 received against its `reply.end.audio_ms`); stalls inside replies (the longest the caller's
 playback ran dry after the first frame, `Turn.stall_ms`). With --flood N one more caller types
-N questions a second on `/call` all the while (it is not measured). With --soak also: the
-server's memory (its process and its model workers) every 10 s, growth between minute 2 and the
-end, and asyncio tasks and open files before the calls and after they all ended.
+N questions a second on `/call` all the while (it is not measured). Also the server's own
+event-loop lag (`voicedesk_event_loop_lag_seconds`): a loop late by 300 ms is a gap in every
+reply being sent. With --soak also: the server's memory (its process and its model workers)
+every 10 s, growth from minute 2 and from minute 5 to the end, and asyncio tasks and open
+files before the calls and after they all ended.
 
 With --sip the callers call the server's SIP user agent instead (tests/support/sip_caller.py:
 the same questions as 8 kHz G.711 μ-law RTP), and what is measured is what a SIP phone can
@@ -136,9 +138,11 @@ class Server:
         """Resident memory of the server and its worker processes."""
         return sum(_rss_kb(pid) for pid in _tree(self.process.pid)) / 1024
 
-    def memory_by_process_mb(self) -> list[float]:
-        """The same per process: the server first, then its workers."""
-        return [round(_rss_kb(pid) / 1024, 1) for pid in _tree(self.process.pid)]
+    def memory_by_process_mb(self) -> dict[str, float]:
+        """The same per process, by what it holds: "server", "asr" (faster-whisper's native
+        library mapped), "tts" (Piper's), or its pid (the resource tracker)."""
+        return {_role(pid, self.process.pid): round(_rss_kb(pid) / 1024, 1)
+                for pid in _tree(self.process.pid)}  # fmt: skip
 
     async def gauges(self) -> dict[str, float]:
         url = f"http://127.0.0.1:{self.port}/metrics"
@@ -152,11 +156,41 @@ class Server:
                     found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
         return found
 
+    async def loop_lag(self) -> dict[str, float]:
+        """The server's event-loop lag so far: timer checks (every 100 ms) late by more than
+        each bucket's bound, and their count."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            text = await response.text()
+        found = {}
+        for line in text.splitlines():
+            bucket = re.match(r'voicedesk_event_loop_lag_seconds_bucket\{le="(.+)"\} (\S+)', line)
+            if bucket:
+                found[bucket.group(1)] = float(bucket.group(2))
+        total = found.pop("+Inf", 0.0)
+        return {"checks": total} | {f"over_{le}_s": total - n for le, n in found.items()}
+
     async def stop(self) -> int:
         self.process.terminate()
         code = await asyncio.wait_for(self.process.wait(), 90)
         await self.reader
         return code
+
+
+def _role(pid: int, server: int) -> str:
+    """Which of the server's processes `pid` is: told by the libraries it has mapped, never
+    by the order the processes are listed in (which once had the two workers swapped)."""
+    if pid == server:
+        return "server"
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return str(pid)
+    if "libctranslate2" in maps:
+        return "asr"
+    if "espeakbridge" in maps or "/piper/" in maps:
+        return "tts"
+    return str(pid)
 
 
 def _tree(pid: int) -> list[int]:
@@ -317,7 +351,7 @@ async def run(
             began = time.monotonic()
             until = began + minutes * 60
             memory: list[tuple[float, float]] = []
-            by_process: list[tuple[float, list[float]]] = []
+            by_process: list[tuple[float, dict[str, float]]] = []
 
             async def sample() -> None:
                 while True:
@@ -344,6 +378,7 @@ async def run(
                 if not left:
                     break
             after = await server.gauges()
+            lag = await server.loop_lag()
         finally:
             code = await server.stop()
 
@@ -369,6 +404,7 @@ async def run(
         "tts_first_audio_ms": stats("speech"),
         "stall_in_reply_ms": stats("stall"),
         "replies_with_a_stall_over_200_ms": sum(1 for t in tally.turns if t.get("stall", 0) > 200),
+        "event_loop_lag": lag,
         "flood_per_s": flood,
         "flood_questions_sent": tally.flood_sent,
         "errors": tally.errors,
@@ -380,11 +416,13 @@ async def run(
     }
     if soak:
         at_2 = next((mb for t, mb in memory if t >= 120), memory[0][1])
+        at_5 = next((mb for t, mb in memory if t >= 300), memory[0][1])
         end = memory[-1][1]
         result |= {
             "memory_mb": memory,
             "memory_by_process_mb": by_process,
             "memory_growth_after_minute_2": (end - at_2) / at_2,
+            "memory_growth_after_minute_5": (end - at_5) / at_5,
             "before_calls": before,
             "after_calls": after,
             "files_left_open": sorted(left),

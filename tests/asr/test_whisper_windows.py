@@ -51,6 +51,25 @@ def test_the_hint_reaches_the_fitted_window(models, say):
     assert hinted.fitted and "Zentrix" in hinted.text
 
 
+def test_fitted_windows_are_whole_seconds_whatever_the_audios_length(models, say, monkeypatch):
+    """Few lengths of input: the model's native code keeps buffers for each one it has read."""
+    transcriber = models.transcriber
+    model = transcriber._model
+    read: list[int] = []
+    encode = model.encode
+
+    def encode_and_note(features: np.ndarray) -> object:
+        read.append(features.shape[-1])
+        return encode(features)
+
+    monkeypatch.setattr(model, "encode", encode_and_note)
+    audio = say(QUESTION)
+    margin = transcriber.settings.window_margin_s
+    for cut_s in (1.23, 1.71, 2.02):
+        transcriber.transcribe_blocking(audio[: round(cut_s * 16_000)], once=True)
+    assert read == [400, 400, 500], f"frames read for {margin} s of margin: {read}"
+
+
 def test_audio_longer_than_one_window_is_read_the_full_way(models, say):
     audio = say(QUESTION)
     long = np.concatenate([audio, np.zeros(16_000 * 30 - len(audio), np.float32)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -292,3 +293,26 @@ def test_a_calls_share_counts_its_open_requests_and_the_worker_time_it_used_late
     now += 10 * USED_HALF_LIFE_S
     assert shares.wait_s("flood") < 0.01
     assert shares.wait_s("quiet") == 0.0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+async def test_workers_yield_the_cores_to_the_servers_event_loop(pool):
+    from voice.ops.workers import WORKER_NICENESS
+
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert await pool.call(Toy.niceness) == min(ours + WORKER_NICENESS, 19)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc_trim")
+async def test_a_worker_gives_freed_memory_back_between_requests():
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        before = await workers.call(Toy.resident)
+        # 160 MB in 64 KiB buffers, all freed but the last: glibc keeps them in its heap.
+        peak = await workers.call(Toy.churn, 2500, 64 * 1024)
+        assert peak - before > 120_000_000
+        await asyncio.sleep(0.2)  # the worker is idle, and trims, before the next request
+        after = await workers.call(Toy.resident)
+        assert after - before < 40_000_000, f"{(after - before) / 1e6:.0f} MB kept"
+    finally:
+        workers.close()

@@ -7,6 +7,11 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
+
+from tts.piper import Synthesizer
+from tts.settings import TtsSettings
+
 
 class Toy:
     """A worker object with a method for each thing a worker can do."""
@@ -30,6 +35,24 @@ class Toy:
         time.sleep(seconds)
         return seconds
 
+    def niceness(self) -> int:
+        """This worker's nice value (of the thread serving it: on Linux, a thread's own)."""
+        return os.getpriority(os.PRIO_PROCESS, 0)
+
+    def churn(self, blocks: int, size: int) -> int:
+        """Allocate `blocks` buffers of `size` bytes from the C heap and free all but the last,
+        which the worker keeps: it holds the heap's top, so the heap cannot shrink there.
+        Returns the resident memory while all are held."""
+        buffers = [np.ones(size, np.uint8) for _ in range(blocks)]
+        resident = self.resident()
+        self.kept = buffers[-1]
+        return resident
+
+    def resident(self) -> int:
+        """Resident memory of this worker, bytes."""
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
     def hold(self, gate: str) -> int:
         """Serve until the file `gate` exists, having created `gate.<pid>` to say this worker
         holds the request: a test orders events by files rather than by how long a sleep
@@ -46,3 +69,12 @@ class Broken:
 
     def __init__(self) -> None:
         raise FileNotFoundError("no such model")
+
+
+class MeasuredSynthesizer(Synthesizer):
+    """The real Piper synthesizer, in a worker that tells its resident memory."""
+
+    def __init__(self) -> None:
+        super().__init__(TtsSettings())
+
+    resident = Toy.resident

@@ -53,3 +53,24 @@ async def test_the_wide_way_says_the_same_clause(spied: Spied) -> None:
     wide = spied.synthesizer.synthesize_blocking(CLAUSE, True)
     assert abs(len(wide) - len(usual)) < 0.15 * len(usual)  # Piper varies its timing a little
     assert np.abs(wide).max() > 1000
+
+
+async def test_both_ways_of_the_voice_share_one_memory_arena() -> None:
+    """Each ONNX session's own arena grows to its longest clause and keeps it: two sessions
+    held twice the memory. One arena shared holds it once."""
+    from tests.support.worker_targets import MeasuredSynthesizer
+    from voice.ops.workers import WorkerPool
+
+    long_clause = " ".join(["the late fee applies when the payment arrives after the due date"] * 4)
+    pool = WorkerPool("tts", MeasuredSynthesizer)
+    try:
+        before = await pool.call(MeasuredSynthesizer.resident)
+        await pool.call(MeasuredSynthesizer.synthesize_blocking, long_clause, False)
+        usual = await pool.call(MeasuredSynthesizer.resident)
+        await pool.call(MeasuredSynthesizer.synthesize_blocking, long_clause, True)
+        both = await pool.call(MeasuredSynthesizer.resident)
+    finally:
+        pool.close()
+    grown = usual - before
+    assert grown > 30_000_000, f"the long clause took {grown / 1e6:.0f} MB"
+    assert both - usual < grown / 2, f"{(both - usual) / 1e6:.0f} MB more for the wide way"

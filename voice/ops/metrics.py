@@ -5,6 +5,7 @@ own, so several servers in one process (the tests) keep their counts apart."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import (
@@ -38,6 +39,9 @@ GUARDRAIL_RULES = frozenset(
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 """Seconds; 1.5 s is the end-of-speech → first-audio target."""
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+"""Seconds; a reply is sent 0.3 s ahead of the caller's playback (`call.playback_lead_ms`)."""
+LAG_PERIOD_S = 0.1
 
 
 def stages(timings: protocol.Timings) -> dict[str, int | None]:
@@ -117,8 +121,22 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.loop_lag = Histogram(
+            "voicedesk_event_loop_lag_seconds",
+            f"How late the event loop ran a timer set every {LAG_PERIOD_S:g} s: how long"
+            " every call's audio, in and out, could have waited.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
         self._live = _LiveCollector()
         registry.register(self._live)
+
+    async def watch_loop(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """Observe the event loop's lag (`loop_lag`) until cancelled."""
+        while True:
+            due = clock() + LAG_PERIOD_S
+            await asyncio.sleep(LAG_PERIOD_S)
+            self.loop_lag.observe(max(0.0, clock() - due))
 
     def watch(self, name: str, value: Callable[[], float], help_text: str) -> None:
         """Report `value()` as the gauge `name` at each scrape (worker counts, backend state)."""

@@ -150,6 +150,7 @@ async def _start_background(app: web.Application) -> None:
     services = app[SERVICES]
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(work()) for work in services.background]
     tasks.append(asyncio.create_task(_prepare_fixed_replies(services)))
+    tasks.append(asyncio.create_task(app[METRICS].watch_loop()))
     app[BACKGROUND] = tasks
 
 

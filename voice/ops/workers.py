@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import functools
 import heapq
 import itertools
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -88,6 +90,11 @@ of typed questions) waits behind the others, longer than a later clause's `PATIE
 cannot push their replies back; a call that asks as much as any other call does waits as
 long as they do."""
 PRUNE_AT = 1000
+WORKER_NICENESS = 5
+"""Added to a worker process's nice value: the models' threads fill both cores while the
+server's event loop paces every call's reply audio and listens to every caller, and that loop
+must not wait its turn behind them (a late frame is a gap in a caller's reply). Below the
+password-checking thread's (`voice.office.login.HASH_NICENESS`), which yields to both."""
 
 
 class _Shares:
@@ -468,6 +475,9 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
     finishes its calls' turns first on SIGTERM), and closing the pipe ends a worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # before the model's threads start: they inherit it
+        os.nice(WORKER_NICENESS)
+    release = _memory_release()
     try:
         target = factory()
         describe = getattr(target, "describe", None)
@@ -482,17 +492,43 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
             return
         if request is None:  # the server said goodbye
             return
-        method, args, kwargs = request
         try:
-            result = getattr(target, method)(*args, **kwargs)
-        except Exception as err:
-            answer = (False, repr(err))
-        else:
-            answer = (True, result)
-        try:
-            conn.send(answer)
+            conn.send(_answer(target, *request))
         except OSError:  # the server closed the pipe while this was at work: it is stopping
             return
+        del request  # its audio is freed before the trim
+        if not conn.poll(0):  # idle: no request is kept waiting for this
+            release()
+
+
+def _answer(
+    target: object, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[bool, Any]:
+    """(True, what the method returned) or (False, the repr of what it raised)."""
+    try:
+        return True, getattr(target, method)(*args, **kwargs)
+    except Exception as err:
+        return False, repr(err)
+
+
+def _memory_release() -> Callable[[], None]:
+    """What gives a worker's freed memory back to the system between requests: glibc's
+    `malloc_trim`, where the C library is glibc, else nothing.
+
+    A model's buffers take a size of their own for each length of input, and glibc keeps in
+    its heaps what they free: a recognition worker fed 200 questions of mixed lengths went from
+    300 to 594 MB without this, to 456 MB with it (and, with whole-second windows as well,
+    stayed near 255 MB; docs/benchmarks.md). A trim takes 2-10 ms."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the process runs on
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+
+    def release() -> None:
+        trim(0)
+
+    return release
 
 
 # ---------------------------------------------------------------- the models in workers
