@@ -45,6 +45,8 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -144,29 +146,29 @@ class Server:
         return {_role(pid, self.process.pid): round(_rss_kb(pid) / 1024, 1)
                 for pid in _tree(self.process.pid)}  # fmt: skip
 
-    async def gauges(self) -> dict[str, float]:
+    async def _samples(self) -> list[Sample]:
+        """Every sample of the server's `/metrics`."""
         url = f"http://127.0.0.1:{self.port}/metrics"
         async with aiohttp.ClientSession() as http, http.get(url) as response:
             text = await response.text()
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    async def gauges(self) -> dict[str, float]:
         wanted = ("voicedesk_asyncio_tasks", "process_open_fds", "voicedesk_calls_active")
         found: dict[str, float] = {}
-        for line in text.splitlines():
-            for name in wanted:
-                if line.startswith(name + " ") or line.startswith(name + "{"):
-                    found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+        for sample in await self._samples():
+            if sample.name in wanted:
+                found[sample.name] = found.get(sample.name, 0.0) + sample.value
         return found
 
     async def loop_lag(self) -> dict[str, float]:
         """The server's event-loop lag so far: timer checks (every 100 ms) late by more than
         each bucket's bound, and their count."""
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        async with aiohttp.ClientSession() as http, http.get(url) as response:
-            text = await response.text()
-        found = {}
-        for line in text.splitlines():
-            bucket = re.match(r'voicedesk_event_loop_lag_seconds_bucket\{le="(.+)"\} (\S+)', line)
-            if bucket:
-                found[bucket.group(1)] = float(bucket.group(2))
+        found = {
+            sample.labels["le"]: sample.value
+            for sample in await self._samples()
+            if sample.name == "voicedesk_event_loop_lag_seconds_bucket"
+        }
         total = found.pop("+Inf", 0.0)
         return {"checks": total} | {f"over_{le}_s": total - n for le, n in found.items()}
 

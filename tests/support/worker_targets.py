@@ -9,9 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tts.piper import Synthesizer
-from tts.settings import TtsSettings
-
 
 class Toy:
     """A worker object with a method for each thing a worker can do."""
@@ -69,12 +66,3 @@ class Broken:
 
     def __init__(self) -> None:
         raise FileNotFoundError("no such model")
-
-
-class MeasuredSynthesizer(Synthesizer):
-    """The real Piper synthesizer, in a worker that tells its resident memory."""
-
-    def __init__(self) -> None:
-        super().__init__(TtsSettings())
-
-    resident = Toy.resident

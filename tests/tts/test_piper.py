@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tts.piper import Synthesizer
 from tts.settings import TtsSettings
+from voice.ops.workers import WorkerPool
 
 pytestmark = pytest.mark.models
 
@@ -58,19 +62,22 @@ async def test_the_wide_way_says_the_same_clause(spied: Spied) -> None:
 async def test_both_ways_of_the_voice_share_one_memory_arena() -> None:
     """Each ONNX session's own arena grows to its longest clause and keeps it: two sessions
     held twice the memory. One arena shared holds it once."""
-    from tests.support.worker_targets import MeasuredSynthesizer
-    from voice.ops.workers import WorkerPool
-
     long_clause = " ".join(["the late fee applies when the payment arrives after the due date"] * 4)
-    pool = WorkerPool("tts", MeasuredSynthesizer)
+    pool = WorkerPool("tts", functools.partial(Synthesizer, TtsSettings()))
     try:
-        before = await pool.call(MeasuredSynthesizer.resident)
-        await pool.call(MeasuredSynthesizer.synthesize_blocking, long_clause, False)
-        usual = await pool.call(MeasuredSynthesizer.resident)
-        await pool.call(MeasuredSynthesizer.synthesize_blocking, long_clause, True)
-        both = await pool.call(MeasuredSynthesizer.resident)
+        (pid,) = pool.pids
+        before = resident(pid)
+        await pool.call(Synthesizer.synthesize_blocking, long_clause, False)
+        usual = resident(pid)
+        await pool.call(Synthesizer.synthesize_blocking, long_clause, True)
+        both = resident(pid)
     finally:
         pool.close()
     grown = usual - before
     assert grown > 30_000_000, f"the long clause took {grown / 1e6:.0f} MB"
     assert both - usual < grown / 2, f"{(both - usual) / 1e6:.0f} MB more for the wide way"
+
+
+def resident(pid: int) -> int:
+    """Resident memory of process `pid`, bytes."""
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")

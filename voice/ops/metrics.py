@@ -131,12 +131,12 @@ class Metrics:
         self._live = _LiveCollector()
         registry.register(self._live)
 
-    async def watch_loop(self, clock: Callable[[], float] = time.monotonic) -> None:
+    async def watch_loop(self) -> None:
         """Observe the event loop's lag (`loop_lag`) until cancelled."""
         while True:
-            due = clock() + LAG_PERIOD_S
+            due = time.monotonic() + LAG_PERIOD_S
             await asyncio.sleep(LAG_PERIOD_S)
-            self.loop_lag.observe(max(0.0, clock() - due))
+            self.loop_lag.observe(max(0.0, time.monotonic() - due))
 
     def watch(self, name: str, value: Callable[[], float], help_text: str) -> None:
         """Report `value()` as the gauge `name` at each scrape (worker counts, backend state)."""
