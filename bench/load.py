@@ -14,8 +14,10 @@ Reports per turn: end of speech → first reply audio (the server's `first_audio
 caller perceives (last voiced sample sent → first reply audio received), p50/p95/max; questions
 unanswered, error events and unexpected closes; reply audio lost or misplaced (each turn's audio
 received against its `reply.end.audio_ms`); stalls inside replies (the longest the caller's
-playback ran dry after the first frame, `Turn.stall_ms`). With --flood N one more caller types
-N questions a second on `/call` all the while (it is not measured). Also the server's own
+playback ran dry after the first frame, `Turn.stall_ms`, and how far into the reply's audio,
+`Turn.stall_at_ms`; each turn's row in the JSON has both, with the reply's text). With
+--flood N one more caller types N questions a second on `/call` all the while (it is not
+measured). Also the server's own
 event-loop lag (`voicedesk_event_loop_lag_seconds`): a loop late by 300 ms is a gap in every
 reply being sent. With --soak also: the server's memory (its process and its model workers)
 every 10 s, growth from minute 2 and from minute 5 to the end, and asyncio tasks and open
@@ -320,7 +322,8 @@ def _check(turn: Any, question: str, tally: Tally) -> None:
         tally.audio_mismatches.append(f"turn {turn.turn}: {received_ms} ms of {turn.audio_ms}")
     tally.turns.append(
         {"question": question, "transcript": turn.transcript, "audio_ms": turn.audio_ms,
-         "stall": turn.stall_ms, **turn.timings_ms}
+         "stall": turn.stall_ms, "stall_at": turn.stall_at_ms, "reply": turn.reply,
+         **turn.timings_ms}
     )  # fmt: skip
 
 

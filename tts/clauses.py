@@ -7,7 +7,9 @@ the caller hears something early; and with `first_max_chars` a long first senten
 two, at a comma just past that length or before a word that begins a phrase ("The charge is
 $5 | per month regardless of usage."):
 the caller waits for the synthesis of the first clause only, and a short clause is made
-several times faster than a long one.
+several times faster than a long one. With `first_least_chars` a first sentence too short to
+be said alone ("Yes.") goes with what follows: the clause after it would have little time to
+be made in.
 
 Clauses never depend on how the text was chunked: a break is only taken once the text after it
 settles the question ("Dr. Smith" is no sentence end, "4:30 p.m. Then" is), so `feed` may hold
@@ -53,6 +55,8 @@ class ClauseSplitter:
             that begins a phrase if there is one, else at its last space; not when its
             sentence ends, or a soft mark comes, within `FIRST_REST_CHARS` more (the clause
             ends there). None: as any other clause.
+        first_least_chars: the answer's first clause holds at least this many characters: a
+            shorter first sentence ("Yes.") is said with what follows. None: no least.
 
     One splitter per answer; `flush` ends the answer and readies it for the next one. Not
     thread-safe.
@@ -65,11 +69,13 @@ class ClauseSplitter:
         first_min_chars: int | None = 20,
         max_chars: int | None = 250,
         first_max_chars: int | None = None,
+        first_least_chars: int | None = None,
     ) -> None:
         self.min_chars = min_chars
         self.first_min_chars = first_min_chars
         self.max_chars = max_chars
         self.first_max_chars = first_max_chars
+        self.first_least_chars = first_least_chars
         self._buffer = ""
         self._emitted = 0
 
@@ -80,9 +86,11 @@ class ClauseSplitter:
 
     def feed_written(self, text: str) -> list[str]:
         """The clauses a piece of the answer, as its writer gave it, completes: a piece that
-        ends in a sentence's end ends its clause now (the writer ended the sentence)."""
+        ends in a sentence's end ends its clause now (the writer ended the sentence), unless
+        it would be a first clause under `first_least_chars`."""
         ready = self.feed(text)
-        if text.rstrip().endswith((".", "!", "?")):
+        ended = text.rstrip().endswith((".", "!", "?"))
+        if ended and not self._too_short(0, len(self._buffer.strip())):
             ready += self._rest()
         return ready
 
@@ -130,9 +138,16 @@ class ClauseSplitter:
             if i >= limit:
                 return self._cap(start, limit, final)
             verdict, i = self._decide(i, start, final)
+            if verdict > 0 and self._too_short(start, verdict):
+                continue
             if verdict != _NO:
                 return verdict
         return _WAIT
+
+    def _too_short(self, start: int, end: int) -> bool:
+        """Whether a break at `end` would leave a first clause under `first_least_chars`."""
+        least = self.first_least_chars
+        return self._emitted == 0 and least is not None and end - start < least
 
     def _first_cut(self, start: int, cut: int, final: bool) -> int:
         """Where a long first sentence is cut, reaching `cut` with no break: before the last

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.support.fakes import BeepVoice, RecordingTransport
 from tts.cache import SpeechCache
-from voice.call.reply import Speaker, prepare_first_clauses
+from voice.call.reply import Speaker, clause_splitter, prepare_first_clauses
 from voice.channels.codecs import AudioFormat
 from voice.config import CallSettings
 
@@ -55,3 +55,17 @@ async def test_no_fixed_reply_is_made_for_a_cache_that_keeps_nothing() -> None:
     voice = BeepVoice()
     await prepare_first_clauses(["Sorry?"], voice, SpeechCache(0), CallSettings())
     assert voice.said == []
+
+
+def test_a_reply_does_not_begin_with_a_word_said_alone() -> None:
+    """The clause after a lone "Yes." would have half a second to be made in."""
+    text = "Yes. In the app, go to Shop, then Trade-In, and answer a few questions."
+    splitter = clause_splitter(CallSettings())
+    assert (splitter.feed_written(text) + splitter.flush())[0] == "Yes. In the app, go to Shop,"
+    splitter = clause_splitter(CallSettings())  # written a sentence at a time, as it often is
+    sentences = ["Yes.", " In the app, go to Shop, then Trade-In, and answer a few questions."]
+    assert [splitter.feed_written(s) for s in sentences] + [splitter.flush()] == [
+        [],
+        ["Yes. In the app, go to Shop,", "then Trade-In, and answer a few questions."],
+        [],
+    ]

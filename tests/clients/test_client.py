@@ -131,3 +131,19 @@ async def test_a_line_held_up_goes_on_in_real_time_rather_than_bursting():
     after = [t - sent_at[2] for t in sent_at[3:]]
     burst = sum(1 for t in after if t < 1.0 + 2 * FRAME_MS / 1000)
     assert burst <= 3, f"{burst} frames sent at once after the hold-up"
+
+
+def test_a_reply_stall_is_measured_where_the_callers_playback_ran_dry(monkeypatch):
+    """What `bench/load.py` reports as stalls: a frame that came after the audio before it had
+    played out, how late and how far into the reply."""
+    from voice.clients import client as client_module
+
+    client = CallClient("ws://unused", AudioFormat("pcm16", 16000))
+    client._on_event({"type": "transcript.final", "turn": 1, "text": "hello"})
+    arrivals = iter((10.0, 10.05, 10.1, 10.55, 10.7))  # 300 ms sent at once, the rest late
+    monkeypatch.setattr(client_module.time, "monotonic", lambda: next(arrivals))
+    frame = bytes(3200)  # 100 ms
+    for _ in range(5):
+        client._on_audio(frame)
+    turn = client.turns[1]
+    assert (turn.stall_ms, turn.stall_at_ms) == (250, 300)

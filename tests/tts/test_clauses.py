@@ -227,6 +227,26 @@ def test_only_the_first_sentence_is_cut():
     assert clauses_of(long_first) == [long_first]  # not asked for
 
 
+def test_a_first_sentence_too_short_to_say_alone_goes_with_what_follows():
+    """`first_least_chars`: alone, "Yes." would leave the clause after it half a second to be
+    synthesized in. Later short sentences stay on their own."""
+    text = "Yes. In the app, go to Shop, then Trade-In, and answer a few questions about it."
+    merged = ["Yes. In the app, go to Shop,", "then Trade-In, and answer a few questions about it."]
+    assert clauses_of(text, first_least_chars=20, first_max_chars=30) == merged
+    assert clauses_of(text, [7, 3], first_least_chars=20, first_max_chars=30) == merged
+    assert clauses_of(text, first_max_chars=30)[0] == "Yes."  # not asked for
+    assert clauses_of("Really?! Yes. It ships today. Bye.", first_least_chars=20) == [
+        "Really?! Yes. It ships today.",
+        "Bye.",
+    ]
+    assert clauses_of("This first sentence is long enough. Yes. No.", first_least_chars=20) == [
+        "This first sentence is long enough.",
+        "Yes.",
+        "No.",
+    ]
+    assert clauses_of("Sure.", first_least_chars=20) == ["Sure."]  # the whole answer
+
+
 # ----------------------------------------------------------------------------- hard cap
 
 

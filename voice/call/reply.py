@@ -36,6 +36,11 @@ SYNTHESIZE_AHEAD_MS = 3000
 """A reply's next clause is synthesized once less than this much audio is left to play: more
 than the synthesis of a later clause takes on a busy server (it waits for other calls' first
 clauses, up to 2 s)."""
+FIRST_CLAUSE_LEAST_CHARS = 20
+"""A reply's first clause holds at least this many characters, about 1.3 s of speech: a shorter
+first sentence ("Yes.", "Of course.") is said with what follows. Alone it would leave the clause
+after it half a second to be made in, less than a busy synthesizer may take to reach it: the
+stalls over 200 ms of the 8-caller load came after a "Yes." (docs/benchmarks.md)."""
 PLAYBACK_REPORT_GRACE_S = 2.0
 """How long past the expected end of a reply to wait for the caller's side to report that it
 was played (a carrier's last mark), before going on without the report."""
@@ -112,7 +117,10 @@ class Reply:
 
 def clause_splitter(settings: CallSettings) -> ClauseSplitter:
     """The splitter that cuts one reply's text into the clauses synthesized one by one."""
-    return ClauseSplitter(first_max_chars=settings.first_clause_chars or None)
+    return ClauseSplitter(
+        first_max_chars=settings.first_clause_chars or None,
+        first_least_chars=FIRST_CLAUSE_LEAST_CHARS,
+    )
 
 
 async def prepare_first_clauses(

@@ -65,6 +65,8 @@ class Turn:
     stall_ms: int = 0
     """The longest the caller's playback ran dry inside the reply: a frame that came later
     than the audio before it had finished playing (on the wall clock, from the first frame)."""
+    stall_at_ms: int = 0
+    """Where in the reply's audio the longest stall came (the audio received before it)."""
     _playing_until: float | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -375,11 +377,14 @@ class CallClient:
             turn.first_audio_at = now
         if turn.cleared:
             return
-        turn.audio.extend(data)
+        bytes_per_s = self.format.bytes_per_sample * self.format.sample_rate
         if turn._playing_until is not None and now > turn._playing_until:
-            turn.stall_ms = max(turn.stall_ms, round((now - turn._playing_until) * 1000))
-        seconds = len(data) / (self.format.bytes_per_sample * self.format.sample_rate)
-        turn._playing_until = max(turn._playing_until or now, now) + seconds
+            stall_ms = round((now - turn._playing_until) * 1000)
+            if stall_ms > turn.stall_ms:
+                turn.stall_ms = stall_ms
+                turn.stall_at_ms = len(turn.audio) * 1000 // bytes_per_s
+        turn.audio.extend(data)
+        turn._playing_until = max(turn._playing_until or now, now) + len(data) / bytes_per_s
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)

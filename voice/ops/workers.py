@@ -94,7 +94,10 @@ WORKER_NICENESS = 5
 """Added to a worker process's nice value: the models' threads fill both cores while the
 server's event loop paces every call's reply audio and listens to every caller, and that loop
 must not wait its turn behind them (a late frame is a gap in a caller's reply). Below the
-password-checking thread's (`voice.office.login.HASH_NICENESS`), which yields to both."""
+password-checking thread's (`voice.office.login.HASH_NICENESS`), which yields to both.
+The threads a model's library starts while the worker imports it, before this applies, keep
+the server's priority; recognition's second compute thread is one. Lowering them as well made
+more replies stall under load, not fewer (docs/benchmarks.md, "Where the stalls fall")."""
 
 
 class _Shares:
