@@ -90,7 +90,7 @@ class ClauseSplitter:
         it would be a first clause under `first_least_chars`."""
         ready = self.feed(text)
         ended = text.rstrip().endswith((".", "!", "?"))
-        if ended and not self._too_short(0, len(self._buffer.strip())):
+        if ended and not self._too_short(len(self._buffer.strip())):
             ready += self._rest()
         return ready
 
@@ -138,16 +138,17 @@ class ClauseSplitter:
             if i >= limit:
                 return self._cap(start, limit, final)
             verdict, i = self._decide(i, start, final)
-            if verdict > 0 and self._too_short(start, verdict):
+            if verdict > 0 and self._too_short(verdict - start):
                 continue
             if verdict != _NO:
                 return verdict
         return _WAIT
 
-    def _too_short(self, start: int, end: int) -> bool:
-        """Whether a break at `end` would leave a first clause under `first_least_chars`."""
+    def _too_short(self, chars: int) -> bool:
+        """Whether a clause of `chars` characters would be a first clause under
+        `first_least_chars`."""
         least = self.first_least_chars
-        return self._emitted == 0 and least is not None and end - start < least
+        return self._emitted == 0 and least is not None and chars < least
 
     def _first_cut(self, start: int, cut: int, final: bool) -> int:
         """Where a long first sentence is cut, reaching `cut` with no break: before the last
