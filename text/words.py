@@ -86,6 +86,11 @@ PHRASE_STARTS = frozenset(
     )
 )
 """Words that begin a phrase: a sentence cut just before one is heard as two natural parts."""
+LEANS_ON_NEXT = frozenset(
+    word_list("a an the my your our his her its their this these those each every")
+)
+"""Words said with the word after them: a sentence is not cut just after one ("lift the |
+device")."""
 
 
 # ------------------------------------------------------------------ abbreviations

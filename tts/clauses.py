@@ -7,9 +7,11 @@ the caller hears something early; and with `first_max_chars` a long first senten
 two, at a comma just past that length or before a word that begins a phrase ("The charge is
 $5 | per month regardless of usage."):
 the caller waits for the synthesis of the first clause only, and a short clause is made
-several times faster than a long one. With `first_least_chars` a first sentence too short to
-be said alone ("Yes.") goes with what follows: the clause after it would have little time to
-be made in.
+several times faster than a long one. Each later clause is cut the same way at twice the length
+the clause before it could have (60, 120, 240 characters after a first of 30): it is made while
+the audio before it plays, and that audio is about as long as it is. With `first_least_chars`
+a first sentence too short to be said alone ("Yes.") goes with what follows: the clause after
+it would have little time to be made in.
 
 Clauses never depend on how the text was chunked: a break is only taken once the text after it
 settles the question ("Dr. Smith" is no sentence end, "4:30 p.m. Then" is), so `feed` may hold
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from text.words import BEFORE_NUMBER, END_IF_CAPITAL, NEVER_END, PHRASE_STARTS
+from text.words import BEFORE_NUMBER, END_IF_CAPITAL, LEANS_ON_NEXT, NEVER_END, PHRASE_STARTS
 
 _SENTENCE_MARKS = ".!?…"
 _CLOSERS = "\"')]}”’»"
@@ -35,11 +37,9 @@ _ENDS_SOON = (
     re.compile(rf"[{re.escape(_SOFT_MARKS)}](\s|$)"),
 )
 """A sentence's end, and a soft mark: either just past a first clause's cut ends it there."""
-FIRST_PHRASE_CHARS = 12
-"""The least a first clause cut before a phrase may hold: two or three words."""
-FIRST_REST_CHARS = 20
-"""A first sentence is not cut when it ends within this many characters of `first_max_chars`:
-the second part would be a word or two, said on its own."""
+CUT_REST_CHARS = 20
+"""A sentence is not cut when it ends within this many characters of the cut: the second part
+would be a word or two, said on its own."""
 
 
 class ClauseSplitter:
@@ -53,10 +53,13 @@ class ClauseSplitter:
             longer word is kept whole); None: no limit.
         first_max_chars: the answer's first clause is cut at about this length, before a word
             that begins a phrase if there is one, else at its last space; not when its
-            sentence ends, or a soft mark comes, within `FIRST_REST_CHARS` more (the clause
-            ends there). None: as any other clause.
+            sentence ends, or a soft mark comes, within `CUT_REST_CHARS` more (the clause
+            ends there). Each later clause is cut so at twice the length of the one before
+            it, while that is under `max_chars`. A cut clause holds at least half its cut's
+            length. None: no clause is cut so.
         first_least_chars: the answer's first clause holds at least this many characters: a
-            shorter first sentence ("Yes.") is said with what follows. None: no least.
+            shorter first sentence ("Yes.") is said with what follows, and a cut leaves no
+            less. None: no least.
 
     One splitter per answer; `flush` ends the answer and readies it for the next one. Not
     thread-safe.
@@ -125,13 +128,12 @@ class ClauseSplitter:
         buffer = self._buffer
         start = len(buffer) - len(buffer.lstrip())
         limit = start + self.max_chars if self.max_chars is not None else len(buffer)
-        early = None
-        if self._emitted == 0 and self.first_max_chars is not None:
-            early = start + self.first_max_chars
+        cut_chars = self._cut_chars()
+        early = start + cut_chars if cut_chars is not None else None
         i = start
         while i < len(buffer):
             if early is not None and i >= early:
-                verdict = self._first_cut(start, early, final)
+                verdict = self._early_cut(start, early, final)
                 if verdict != _NO:
                     return verdict
                 early = None  # the sentence ends soon, or there is no word to cut at
@@ -150,31 +152,41 @@ class ClauseSplitter:
         least = self.first_least_chars
         return self._emitted == 0 and least is not None and chars < least
 
-    def _first_cut(self, start: int, cut: int, final: bool) -> int:
-        """Where a long first sentence is cut, reaching `cut` with no break: before the last
-        word that begins a phrase (after `FIRST_PHRASE_CHARS` at least), else at the last space
-        after `first_min_chars`; `_NO` when the sentence ends within `FIRST_REST_CHARS` or
-        there is no such space.
+    def _cut_chars(self) -> int | None:
+        """About where the next clause is cut if nothing ends it sooner (`first_max_chars`,
+        doubled for each clause before it), or None."""
+        if self.first_max_chars is None:
+            return None
+        cut = self.first_max_chars * 2**self._emitted
+        return cut if self.max_chars is None or cut < self.max_chars else None
+
+    def _early_cut(self, start: int, cut: int, final: bool) -> int:
+        """Where a long sentence is cut, reaching `cut` with no break: before the last word
+        that begins a phrase, else at the last space after a word that may end a clause,
+        leaving at least half the cut's length (and `first_least_chars` in a first clause);
+        `_NO` when the sentence ends within `CUT_REST_CHARS` or there is no such place.
         Decided only on text that settles it (a "." at the end of the text so far may be the
         point of "$14.00")."""
         buffer = self._buffer
         for ending in _ENDS_SOON:
             end = ending.search(buffer, cut)
-            if end is not None and end.start() <= cut + FIRST_REST_CHARS:
+            if end is not None and end.start() <= cut + CUT_REST_CHARS:
                 return _WAIT if end.end() == len(buffer) and not final else _NO
-        if len(buffer) - cut <= FIRST_REST_CHARS:
+        if len(buffer) - cut <= CUT_REST_CHARS:
             return _NO if final else _WAIT
-        spaces = [start + m.start() for m in re.finditer(r"\s+", buffer[start : cut + 1])]
+        least = (cut - start) // 2
+        if self._emitted == 0:
+            least = max(least, self.first_least_chars or 0)
+        spaces = [
+            start + m.start()
+            for m in re.finditer(r"\s+", buffer[start : cut + 1])
+            if m.start() >= least
+        ]
         for at in reversed(spaces):
             word = buffer[at:].split(maxsplit=1)[0].strip("\"'([{“‘").lower()
-            if at - start >= FIRST_PHRASE_CHARS and word in PHRASE_STARTS:
+            if word in PHRASE_STARTS:
                 return at
-        least = start + (self.first_min_chars or FIRST_PHRASE_CHARS)
-        spaces = [
-            at
-            for at in spaces
-            if at >= least and buffer[:at].rsplit(maxsplit=1)[-1].lower() not in NEVER_END
-        ]
+        spaces = [at for at in spaces if not _leans_on_next(buffer[:at].rsplit(maxsplit=1)[-1])]
         return spaces[-1] if spaces else _NO
 
     def _decide(self, i: int, start: int, final: bool) -> tuple[int, int]:
@@ -250,6 +262,12 @@ class ClauseSplitter:
         if later:
             return later.start()
         return _NO if final else _WAIT
+
+
+def _leans_on_next(word: str) -> bool:
+    """Whether a clause may not end with `word` ("the", "with", "Dr.")."""
+    word = word.lower()
+    return word in NEVER_END or word in LEANS_ON_NEXT or word in PHRASE_STARTS
 
 
 def split_sentences(text: str) -> list[str]:

@@ -202,7 +202,7 @@ def test_a_first_cut_does_not_depend_on_where_a_number_was_chunked():
     assert chunked + splitter.flush() == whole
 
 
-def test_a_reply_written_a_sentence_at_a_time_has_its_first_sentence_cut_only():
+def test_a_reply_written_a_sentence_at_a_time_is_cut_as_if_written_whole():
     splitter = ClauseSplitter(first_max_chars=30)
     sentences = [
         "Each month you need to pay at least the minimum payment on your card.",
@@ -214,17 +214,63 @@ def test_a_reply_written_a_sentence_at_a_time_has_its_first_sentence_cut_only():
         "at least the minimum payment on your card.",
         "The late fee applies when the payment arrives after the due date shown.",
     ]
+    assert clauses_of("".join(sentences), first_max_chars=30) == clauses
     assert splitter.feed_written(sentences[0]) == clauses[:2]  # flushed: a new answer
 
 
-def test_only_the_first_sentence_is_cut():
+LONG_SENTENCE = (
+    "Each month you need to pay at least the minimum payment shown on your statement before "
+    "the due date that is printed at the top of the page and also in the app where you can set "
+    "up automatic payments from your checking account without any fee unless the bank charges "
+    "one on its side of the transfer."
+)
+
+
+def test_each_later_clause_is_cut_at_twice_the_length_of_the_one_before():
+    """Each clause is made while the audio before it plays: about as long as it is."""
+    clauses = clauses_of(LONG_SENTENCE, first_max_chars=30)
+    assert clauses == [
+        "Each month you need to pay",  # cut at 30
+        "at least the minimum payment shown on your statement",  # at 60
+        "before the due date that is printed at the top of the page and also in the app where "
+        "you can set up automatic payments",  # at 120
+        "from your checking account without any fee unless the bank charges one on its side of "
+        "the transfer.",  # 240 would pass max_chars: ends as any clause
+    ]
+    assert clauses_of(LONG_SENTENCE, [7], first_max_chars=30) == clauses
+    assert clauses_of(LONG_SENTENCE, max_chars=None) == [LONG_SENTENCE]  # not asked for
+
+
+def test_later_sentences_are_cut_as_the_clauses_they_are():
     text = "Yes. Each month you need to pay at least the minimum payment on your statement."
     assert clauses_of(text, first_max_chars=30) == [
         "Yes.",
         "Each month you need to pay at least the minimum payment on your statement.",
+    ]  # a second clause is cut at 60, and this one ends within 20 more
+    text = (
+        "Our store opens at nine. Repairs take about three working days from the moment we "
+        "receive the device in our workshop and test it."
+    )
+    assert clauses_of(text, first_max_chars=30) == [
+        "Our store opens at nine.",
+        "Repairs take about three working days",  # the second clause: cut at 60
+        "from the moment we receive the device in our workshop and test it.",
     ]
-    long_first = "Each month you need to pay at least the minimum payment shown on your statement."
-    assert clauses_of(long_first) == [long_first]  # not asked for
+
+
+def test_a_cut_leaves_half_its_length_and_a_first_clause_its_least():
+    text = "Your order ships with a tracking number that arrives by email later today."
+    assert clauses_of(text, first_max_chars=30) == [
+        "Your order ships",  # 16 characters: over half of 30
+        "with a tracking number that arrives by email later today.",
+    ]
+    assert clauses_of(text, first_max_chars=30, first_least_chars=20) == [text]
+    # not at 16, and not after "with" or "a": not cut
+    text = "Open the box and lift the device out carefully before you plug it in anywhere."
+    assert clauses_of(text, first_max_chars=30) == [
+        "Open the box and lift",  # "and" at 12 is too soon, and "the" goes with "device"
+        "the device out carefully before you plug it in anywhere.",
+    ]
 
 
 def test_a_first_sentence_too_short_to_say_alone_goes_with_what_follows():
