@@ -149,8 +149,9 @@ class CallSettings:
     """How far reply audio is sent ahead of real time; what barge-in can no longer take back."""
     first_clause_chars: int = 30
     """A reply's first sentence is cut in two at about this many characters, before a word
-    that begins a phrase, so that its first words are synthesized (and heard) sooner; 0: not
-    cut (tts/clauses.py)."""
+    that begins a phrase, so that its first words are synthesized (and heard) sooner, and each
+    later clause at twice the length the one before it could have, so it is made while the
+    audio before it plays; 0: no sentence is cut (tts/clauses.py)."""
     inbound_queue_frames: int = 500
     """Audio frames waiting to be processed before the server stops reading the socket."""
     failure_message: str = (
