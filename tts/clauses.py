@@ -174,13 +174,11 @@ class ClauseSplitter:
                 return _WAIT if end.end() == len(buffer) and not final else _NO
         if len(buffer) - cut <= CUT_REST_CHARS:
             return _NO if final else _WAIT
-        least = (cut - start) // 2
-        if self._emitted == 0:
-            least = max(least, self.first_least_chars or 0)
+        half = (cut - start) // 2
         spaces = [
             start + m.start()
             for m in re.finditer(r"\s+", buffer[start : cut + 1])
-            if m.start() >= least
+            if m.start() >= half and not self._too_short(m.start())
         ]
         for at in reversed(spaces):
             word = buffer[at:].split(maxsplit=1)[0].strip("\"'([{“‘").lower()

@@ -37,10 +37,10 @@ SYNTHESIZE_AHEAD_MS = 3000
 than the synthesis of a later clause takes on a busy server (it waits for other calls' first
 clauses, up to 2 s)."""
 FIRST_CLAUSE_LEAST_CHARS = 20
-"""A reply's first clause holds at least this many characters, about 1.3 s of speech: a shorter
-first sentence ("Yes.", "Of course.") is said with what follows. Alone it would leave the clause
-after it half a second to be made in, less than a busy synthesizer may take to reach it: the
-stalls over 200 ms of the 8-caller load came after a "Yes." (docs/benchmarks.md)."""
+"""A reply's first clause holds at least this many characters, about a second of speech: a
+shorter first sentence ("Yes.", "Of course.") is said with what follows. Alone it would leave
+the clause after it half a second to be made in, less than a busy synthesizer may take to reach
+it: the stalls over 200 ms of the 8-caller load came after a "Yes." (docs/benchmarks.md)."""
 PLAYBACK_REPORT_GRACE_S = 2.0
 """How long past the expected end of a reply to wait for the caller's side to report that it
 was played (a carrier's last mark), before going on without the report."""
