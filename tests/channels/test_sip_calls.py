@@ -45,6 +45,9 @@ def _baresip_here() -> None:
 
 
 RETURNS = "How many days do I have to return a product?"
+HEARD = {"days", "return"}
+"""Words of RETURNS that tiny.en hears through G.711 every time ("product" comes out as "price"
+now and then)."""
 
 
 @dataclass
@@ -104,7 +107,7 @@ async def test_a_spoken_question_is_answered_over_sip(models, say, tmp_path):
     started = server.feed.of(call_id, "call.started")[0]
     assert started["channel"] == "sip"
     final = server.feed.of(call_id, "transcript.final")[0]
-    assert {"return", "product"} <= words(final["text"])
+    assert words(final["text"]) >= HEARD
     assert not end["interrupted"] and end["heard"] == end["text"]
     # The phone received the answer: what it recorded says what the server said.
     received, rate = phone.received()
@@ -437,7 +440,7 @@ async def test_rtp_from_a_stranger_does_not_take_the_call(models, say):
         heard_from = len(phone.received.arrivals)
     call_id = server.feed.call_id("sipcaller7")
     [final] = server.feed.of(call_id, "transcript.final")
-    assert {"return", "product"} <= words(final["text"])
+    assert words(final["text"]) >= HEARD
     assert end["sources"] and not end["handoff"]
     assert heard_from > 50  # the reply's sound came back to the caller, not the stranger
 
