@@ -1,10 +1,25 @@
-"""The speaker's first clauses: made once, then said again from the server's speech cache."""
+"""The speaker: first clauses made once, then said again from the server's speech cache; later
+clauses asked for in time."""
 
 from __future__ import annotations
 
-from tests.support.fakes import BeepVoice, RecordingTransport
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from tests.support.fakes import BeepVoice, FastClock, RecordingTransport
 from tts.cache import SpeechCache
-from voice.call.reply import Speaker, clause_splitter, prepare_first_clauses
+from voice.call.reply import (
+    BUSY_MS_PER_CHAR,
+    SYNTHESIZE_AHEAD_MS,
+    URGENT_LEFT_MS,
+    Reply,
+    Speaker,
+    clause_splitter,
+    prepare_first_clauses,
+)
 from voice.channels.codecs import AudioFormat
 from voice.config import CallSettings
 
@@ -69,3 +84,77 @@ def test_a_reply_does_not_begin_with_a_word_said_alone() -> None:
         ["Yes. In the app, go to Shop,", "then Trade-In, and answer a few questions."],
         [],
     ]
+
+
+@dataclass
+class Asked:
+    text: str
+    left_ms: float | None
+    """The reply's audio before it that was left to play when it was asked for (None: asked for
+    before any played)."""
+    urgent: bool
+    while_making: int
+    """Clauses being made when it was asked for."""
+
+
+async def spoken(clauses: list[str]) -> list[Asked]:
+    """Each clause as the speaker asks for it in a real-time reply; each takes 0.5 s to make."""
+    voice, clock = BeepVoice(), FastClock(10.0)
+    said = Speaker(
+        voice, AudioFormat("pcm16", 16000), CallSettings(), True, RecordingTransport(), clock=clock
+    )
+    reply = Reply(turn=1, question="q", spoken_at=clock.now())
+    synthesize, asked, making = voice.synthesize, [], [0]
+
+    async def noting(text: str, *, urgent: bool = True) -> np.ndarray:
+        left_ms = None
+        if reply.play_start is not None:
+            made_ms = sum(len(c.split()) * 300 for c in clauses[: clauses.index(text)])
+            left_ms = made_ms - (clock.now() - reply.play_start) * 1000
+        asked.append(Asked(text, left_ms, urgent, making[0]))
+        making[0] += 1
+        await clock.sleep(0.5)
+        making[0] -= 1
+        return await synthesize(text, urgent=urgent)
+
+    voice.synthesize = noting  # type: ignore[method-assign]
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    for clause in [*clauses, None]:
+        queue.put_nowait(clause)
+    await said.speak(reply, queue)
+    assert [a.text for a in asked] == clauses
+    return asked
+
+
+async def test_the_clause_after_the_first_is_asked_for_with_it() -> None:
+    """Written already, it waits in line for the synthesizer from the moment the first clause
+    does, urgent, instead of behind what other calls ask for while the first is made: it has
+    only the first clause's audio to be made in."""
+    first, second = await spoken(["You can give the hub,", "plugs and cameras fixed addresses."])
+    assert first.urgent and second.urgent
+    assert second.left_ms is None and second.while_making == 1
+
+
+async def test_a_long_clause_after_a_short_one_is_asked_for_in_time() -> None:
+    """Later clauses are asked for once `SYNTHESIZE_AHEAD_MS` of audio is left before them,
+    a short one included, so the long sentence after it is not asked for late: asked for once
+    the short one was made, it would have had 3 s to be made in on a busy server."""
+    long = " ".join(["words"] * 30)  # 179 characters
+    asked = await spoken([" ".join(["word"] * 30), "Sure.", "Thanks.", long])  # 9 s, 0.3, 0.3
+    for clause in asked[2:]:
+        assert clause.left_ms == pytest.approx(SYNTHESIZE_AHEAD_MS, abs=400)
+        assert not clause.urgent  # time to let other calls' first clauses go first
+
+
+async def test_a_clause_is_urgent_when_the_audio_before_it_is_shorter_than_its_making() -> None:
+    """With 3 s of audio before it, a short clause can still wait out the other calls' first
+    clauses; a long one cannot, and is asked for as urgent."""
+    before = ["Yes,", " ".join(["word"] * 10)]  # 0.3 s, then 3 s
+    long = " ".join(["words"] * 30)
+    short_asked, long_asked = (
+        (await spoken([*before, "Thanks."]))[2],
+        (await spoken([*before, long]))[2],
+    )
+    assert short_asked.left_ms is not None and long_asked.left_ms is not None
+    assert short_asked.left_ms < URGENT_LEFT_MS + BUSY_MS_PER_CHAR * len(long)
+    assert not short_asked.urgent and long_asked.urgent

@@ -29,13 +29,21 @@ APOLOGY = "apology"
 """`reply.end.backend` of the words spoken when part of the server failed the call
 (`Script.apology`)."""
 URGENT_LEFT_MS = 2500
-"""A later clause asked for with less than this much of the reply's audio left to play is
-urgent: it cannot wait behind other calls' first clauses for the workers' patience (2 s) and
-its own synthesis without the caller's audio running dry."""
-SYNTHESIZE_AHEAD_MS = 3000
-"""A reply's next clause is synthesized once less than this much audio is left to play: more
-than the synthesis of a later clause takes on a busy server (it waits for other calls' first
-clauses, up to 2 s)."""
+"""A later clause asked for with less than this much of the reply's audio left to play, plus
+its own synthesis on a busy server (`BUSY_MS_PER_CHAR` a character), is urgent: it cannot wait
+behind other calls' first clauses for the workers' patience (2 s) and still be made before the
+caller's audio runs dry."""
+BUSY_MS_PER_CHAR = 15
+"""What a character of a clause may take to synthesize while 8 calls share two cores: on the
+slower of the 2-core machines measured, Piper takes 5-6 ms a character on idle cores, and a
+reply's first clause took 13-14 ms a character at the median under that load, waiting included
+(docs/benchmarks.md)."""
+SYNTHESIZE_AHEAD_MS = 6000
+"""A reply's later clauses are synthesized once less than this much audio is left to play
+before them: the workers' patience (2 s) and a sentence of 240 characters made on a busy server
+(3.6 s), so that even a long clause after a short one is ready in time. At 3 s, a clause asked
+for then was not urgent, could wait out the patience, and then took its own synthesis: most
+stalls of the 8-caller load came at the second and third clauses so (docs/benchmarks.md)."""
 FIRST_CLAUSE_LEAST_CHARS = 20
 """A reply's first clause holds at least this many characters, about a second of speech: a
 shorter first sentence ("Yes.", "Of course.") is said with what follows. Alone it would leave
@@ -247,12 +255,12 @@ class Speaker:
     async def speak(self, reply: Reply, clauses: asyncio.Queue[str | None]) -> None:
         """Speak clauses until None, then wait until the caller has played them.
 
-        The next clause is synthesized while the one before it is sent (one clause ahead), once
-        less than `SYNTHESIZE_AHEAD_MS` of audio is left to play, so that it is ready before the
-        caller's audio runs out and is seldom made for a reply that is cut off; cancelling
-        `speak` drops it."""
+        Each clause after the first is synthesized while the audio before it plays, once less
+        than `SYNTHESIZE_AHEAD_MS` of that audio is left (a few clauses ahead, when they are
+        short): ready before the caller's audio runs out, and seldom made for a reply that is
+        cut off. Cancelling `speak` drops what was made ahead."""
         resampler = StreamResampler(self._synthesizer.sample_rate, self._format.sample_rate)
-        ready: asyncio.Queue[tuple[str, np.ndarray] | BaseException | None] = asyncio.Queue(1)
+        ready: asyncio.Queue[tuple[str, np.ndarray] | BaseException | None] = asyncio.Queue()
         ahead = asyncio.create_task(self._synthesize_ahead(reply, clauses, ready))
         try:
             while (item := await ready.get()) is not None:
@@ -280,25 +288,25 @@ class Speaker:
         on as the exception, for `speak` to raise."""
         first, made_ms = True, 0
         rate = self._synthesizer.sample_rate
+        second: tuple[str | None, asyncio.Future[np.ndarray] | None] | None = None
+        """The clause after the first, taken (and asked for) with it."""
         try:
-            while (clause := await clauses.get()) is not None:
-                # The first clause is what the caller waits for; later ones have the audio
-                # before them to play meanwhile, and let other calls' first clauses go first
-                # — unless that audio is too short to wait out their patience (a short first
-                # clause: `CallSettings.first_clause_chars`).
-                urgent = first
-                if not first and self.realtime:
-                    await reply.playing.wait()
-                    assert reply.play_start is not None
-                    played_ms = (self.clock.now() - reply.play_start) * 1000
-                    await self.clock.sleep(max(0, made_ms - played_ms - SYNTHESIZE_AHEAD_MS) / 1000)
-                    left_ms = made_ms - (self.clock.now() - reply.play_start) * 1000
-                    urgent = left_ms < URGENT_LEFT_MS
-                made_ahead = reply.ahead.first_clause if reply.ahead is not None else None
-                if first and made_ahead is not None and made_ahead[0] == clause:
-                    audio = await made_ahead[1]
-                else:
-                    audio = await self.voice(clause, urgent=urgent)
+            while True:
+                clause, made = second if second is not None else (await clauses.get(), None)
+                second = None
+                if clause is None:
+                    break
+                making = made if made is not None else self._asked(reply, clause, first, made_ms)
+                if first and not clauses.empty():
+                    # Written already: asked for now, urgent, so that it waits in line from
+                    # now, not behind what other calls ask for while the first is made. It has
+                    # only the first clause's audio (a second or two) to be made in.
+                    after = clauses.get_nowait()
+                    second = (
+                        after,
+                        None if after is None else asyncio.ensure_future(self.voice(after)),
+                    )
+                audio = await making
                 if len(audio):  # else the next clause is the first that will play
                     first = False
                     made_ms += len(audio) * 1000 // rate
@@ -306,7 +314,30 @@ class Speaker:
         except Exception as err:
             await ready.put(err)
             return
+        finally:
+            if second is not None and second[1] is not None:
+                second[1].cancel()
         await ready.put(None)
+
+    async def _asked(self, reply: Reply, clause: str, first: bool, made_ms: int) -> np.ndarray:
+        """A clause's audio, asked for when it is due: the first at once; a later one once
+        `SYNTHESIZE_AHEAD_MS` are left of the `made_ms` before it.
+
+        The first clause is what the caller waits for; later ones have the audio before them to
+        play meanwhile, and let other calls' first clauses go first — unless that audio is too
+        short to wait out their patience and their own synthesis."""
+        urgent = first
+        if not first and self.realtime:
+            await reply.playing.wait()
+            assert reply.play_start is not None
+            played_ms = (self.clock.now() - reply.play_start) * 1000
+            await self.clock.sleep(max(0, made_ms - played_ms - SYNTHESIZE_AHEAD_MS) / 1000)
+            left_ms = made_ms - (self.clock.now() - reply.play_start) * 1000
+            urgent = left_ms < URGENT_LEFT_MS + BUSY_MS_PER_CHAR * len(clause)
+        made_ahead = reply.ahead.first_clause if reply.ahead is not None else None
+        if first and made_ahead is not None and made_ahead[0] == clause:
+            return await made_ahead[1]
+        return await self.voice(clause, urgent=urgent)
 
     async def voice(self, clause: str, urgent: bool = True) -> np.ndarray:
         """A clause's speech, at the voice's rate (empty for a clause with nothing to say).
