@@ -158,3 +158,30 @@ async def test_a_clause_is_urgent_when_the_audio_before_it_is_shorter_than_its_m
     assert short_asked.left_ms is not None and long_asked.left_ms is not None
     assert short_asked.left_ms < URGENT_LEFT_MS + BUSY_MS_PER_CHAR * len(long)
     assert not short_asked.urgent and long_asked.urgent
+
+
+async def test_a_first_clause_that_fails_takes_the_clause_asked_with_it_along() -> None:
+    """The reply fails with the first clause's error, and the clause asked for with it leaves
+    the synthesizer's line instead of being made for nobody."""
+    voice, cancelled = BeepVoice(), []
+
+    async def failing(text: str, *, urgent: bool = True) -> np.ndarray:
+        if text.startswith("First"):
+            await asyncio.sleep(0.05)
+            raise RuntimeError("the voice failed")
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(text)
+            raise
+        return await BeepVoice().synthesize(text)
+
+    voice.synthesize = failing  # type: ignore[method-assign]
+    said = Speaker(voice, AudioFormat("pcm16", 16000), CallSettings(), True, RecordingTransport())
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    for clause in ("First words,", "then the rest.", None):
+        queue.put_nowait(clause)
+    reply = Reply(turn=1, question="q", spoken_at=0.0)
+    with pytest.raises(RuntimeError, match="the voice failed"):
+        await asyncio.wait_for(said.speak(reply, queue), 2)
+    assert cancelled == ["then the rest."]

@@ -315,8 +315,9 @@ class Speaker:
             await ready.put(err)
             return
         finally:
-            if second is not None and second[1] is not None:
+            if second is not None and second[1] is not None:  # the reply ended before it
                 second[1].cancel()
+                await asyncio.gather(second[1], return_exceptions=True)
         await ready.put(None)
 
     async def _asked(self, reply: Reply, clause: str, first: bool, made_ms: int) -> np.ndarray:
