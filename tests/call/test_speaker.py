@@ -97,9 +97,13 @@ class Asked:
     """Clauses being made when it was asked for."""
 
 
+WORD_MS = 300
+
+
 async def spoken(clauses: list[str]) -> list[Asked]:
-    """Each clause as the speaker asks for it in a real-time reply; each takes 0.5 s to make."""
-    voice, clock = BeepVoice(), FastClock(10.0)
+    """Each clause as the speaker asks for it in a real-time reply: `WORD_MS` of audio a word,
+    made in 0.5 s."""
+    voice, clock = BeepVoice(WORD_MS), FastClock(10.0)
     said = Speaker(
         voice, AudioFormat("pcm16", 16000), CallSettings(), True, RecordingTransport(), clock=clock
     )
@@ -109,7 +113,7 @@ async def spoken(clauses: list[str]) -> list[Asked]:
     async def noting(text: str, *, urgent: bool = True) -> np.ndarray:
         left_ms = None
         if reply.play_start is not None:
-            made_ms = sum(len(c.split()) * 300 for c in clauses[: clauses.index(text)])
+            made_ms = sum(len(c.split()) * WORD_MS for c in clauses[: clauses.index(text)])
             left_ms = made_ms - (clock.now() - reply.play_start) * 1000
         asked.append(Asked(text, left_ms, urgent, making[0]))
         making[0] += 1
@@ -156,7 +160,8 @@ async def test_a_clause_is_urgent_when_the_audio_before_it_is_shorter_than_its_m
         (await spoken([*before, long]))[2],
     )
     assert short_asked.left_ms is not None and long_asked.left_ms is not None
-    assert short_asked.left_ms < URGENT_LEFT_MS + BUSY_MS_PER_CHAR * len(long)
+    assert short_asked.left_ms == pytest.approx(long_asked.left_ms, abs=400)  # only length differs
+    assert URGENT_LEFT_MS < short_asked.left_ms < URGENT_LEFT_MS + BUSY_MS_PER_CHAR * len(long)
     assert not short_asked.urgent and long_asked.urgent
 
 
