@@ -33,16 +33,32 @@ def telephone(audio: np.ndarray) -> np.ndarray:
     return resample(resample(audio, 16_000, 8_000), 8_000, 16_000).astype(np.float32)
 
 
+QUESTIONS = (
+    QUESTION,
+    "How long do I have to return a product I bought online?",
+    "My package says delivered but it is not at my door, what should I do?",
+)
+SLIPS = 2
+"""Words the fitted window may miss over all of `QUESTIONS` beyond what the whole window
+misses: now and then it hears one word of a take as two ("payment" as "pain it"), which the
+whole window hears right; one question is too few to tell that from a worse window."""
+
+
 @pytest.mark.parametrize("line", ["clean", "telephone"])
 def test_a_fitted_window_hears_what_the_whole_window_hears(models, say, full_window, line):
-    audio = say(QUESTION)
-    if line == "telephone":
-        audio = telephone(audio)
-    fitted = models.transcriber.transcribe_blocking(audio)
-    whole = full_window.transcribe_blocking(audio)
-    assert fitted.fitted and not whole.fitted
-    assert errors(fitted.text) <= min(CLOSE, errors(whole.text) + 1), (fitted.text, whole.text)
-    assert fitted.reliable and fitted.no_speech_prob < 0.5 and fitted.avg_logprob > -0.5
+    fitted_errors = whole_errors = 0
+    for question in QUESTIONS:
+        audio = say(question)
+        if line == "telephone":
+            audio = telephone(audio)
+        fitted = models.transcriber.transcribe_blocking(audio)
+        whole = full_window.transcribe_blocking(audio)
+        assert fitted.fitted and not whole.fitted
+        assert align(question, fitted.text).errors <= CLOSE, fitted.text
+        assert fitted.reliable and fitted.no_speech_prob < 0.5 and fitted.avg_logprob > -0.5
+        fitted_errors += align(question, fitted.text).errors
+        whole_errors += align(question, whole.text).errors
+    assert fitted_errors <= whole_errors + SLIPS
 
 
 def test_the_hint_reaches_the_fitted_window(models, say):
