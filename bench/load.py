@@ -62,6 +62,8 @@ from voice.clients.client import CallClient  # noqa: E402
 
 PCM16 = AudioFormat("pcm16", 16000)
 TURNS_PER_CALL = 3
+STUCK_EVENTS = 30
+"""Events of a stuck call kept for the report."""
 SIP_QUIET_S = 1.5
 """A SIP caller takes the reply as over once no sound came for this long."""
 SIP_REPLY_TIMEOUT_S = 15.0
@@ -79,6 +81,10 @@ class Tally:
     flood_sent: int = 0
     answered: dict[str, int] = field(default_factory=dict)
     """Questions answered, by call id."""
+    handoffs: list[str] = field(default_factory=list)
+    """Questions handed over to a person (misheard, say), which end the call."""
+    stuck: dict[str, list[str]] = field(default_factory=dict)
+    """Calls whose question got no reply in time: call id → the call's last events."""
 
 
 class Server:
@@ -247,9 +253,16 @@ async def caller(
                     if time.monotonic() >= until:
                         break
                     question = rng.choice(QUESTIONS)
-                    turn = await call.ask(clips[question], realtime=True, timeout=120)
+                    try:
+                        turn = await call.ask(clips[question], realtime=True, timeout=120)
+                    except TimeoutError:
+                        tally.stuck[call.call_id] = [_brief(e) for e in call.events[-STUCK_EVENTS:]]
+                        raise
                     _check(turn, question, tally)
                     tally.answered[call.call_id] += 1
+                    if turn.handoff:  # the caller waits for a person now: the call is over
+                        tally.handoffs.append(f"{question!r} heard as {turn.transcript!r}")
+                        break
                     await asyncio.sleep(rng.uniform(1, 3))
             tally.errors += [
                 f"caller {number}: {e['code']}" for e in call.events if e["type"] == "error"
@@ -312,6 +325,12 @@ async def _quiet_for(call: SipCaller, quiet_s: float) -> None:
     # Packets arrive 50 a second whether they hold sound or not: polled, nothing to wait on.
     while time.monotonic() - call.received.arrivals[-1] < quiet_s:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
+
+
+def _brief(event: dict[str, Any]) -> str:
+    """An event of a call in a line, for a call that got stuck."""
+    said = {k: v for k, v in event.items() if k in ("turn", "text", "reason", "code", "ignored")}
+    return f"{event['type']} {json.dumps(said)}"
 
 
 def _check(turn: Any, question: str, tally: Tally) -> None:
@@ -386,6 +405,7 @@ async def run(
             lag = await server.loop_lag()
         finally:
             code = await server.stop()
+            log = server.log
 
     for row in tally.turns:
         if None not in (row.get("first_audio"), row.get("first_text"), row.get("asr")):
@@ -413,11 +433,16 @@ async def run(
         "flood_per_s": flood,
         "flood_questions_sent": tally.flood_sent,
         "errors": tally.errors,
+        "handoffs": tally.handoffs,
         "unexpected_closes": tally.closes,
         "audio_mismatches": tally.audio_mismatches,
         "server_exit_code": code,
         "settings": {k: v for k, v in os.environ.items() if k.startswith("VOICEDESK_")},
         "rows": tally.turns,
+        "stuck": {
+            call_id: {"events": events, "server_log": [ln for ln in log if call_id in ln]}
+            for call_id, events in tally.stuck.items()
+        },
     }
     if soak:
         at_2 = next((mb for t, mb in memory if t >= 120), memory[0][1])
