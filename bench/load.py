@@ -224,8 +224,26 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def make_clips() -> dict[str, np.ndarray]:
-    """Each question spoken by the bundled voice, 16 kHz float32, with 300 ms of lead."""
+def make_clips(kept: Path | None = None) -> dict[str, np.ndarray]:
+    """Each question spoken by the bundled voice, 16 kHz float32, with 300 ms of lead.
+
+    The voice samples its noise, so each run says the questions a little differently, and
+    where recognition doubts a pause changes with that: `kept` (an .npz file) keeps the
+    recordings of the first run that names it for every run after, to compare code on the
+    same speech."""
+    if kept is not None and kept.exists():
+        with np.load(kept) as saved:
+            if list(saved["questions"]) != QUESTIONS:
+                raise SystemExit(f"{kept} holds other questions than this benchmark asks")
+            return {question: saved[f"q{n}"] for n, question in enumerate(QUESTIONS)}
+    clips = _spoken()
+    if kept is not None:
+        recordings = {f"q{n}": clips[question] for n, question in enumerate(QUESTIONS)}
+        np.savez(kept, questions=np.array(QUESTIONS), **recordings)
+    return clips
+
+
+def _spoken() -> dict[str, np.ndarray]:
     from tts.piper import Synthesizer
     from tts.settings import TtsSettings
 
@@ -363,9 +381,14 @@ async def flooder(url: str, per_s: float, until: float, tally: Tally) -> None:
 
 
 async def run(
-    callers: int, minutes: float, soak: bool, flood: float = 0.0, sip: bool = False
+    callers: int,
+    minutes: float,
+    soak: bool,
+    flood: float = 0.0,
+    sip: bool = False,
+    recordings: Path | None = None,
 ) -> dict[str, Any]:
-    clips = make_clips()
+    clips = make_clips(recordings)
     with tempfile.TemporaryDirectory() as data_dir:
         server = await Server.start(data_dir, max_calls=callers + (1 if flood else 0), sip=sip)
         try:
@@ -475,8 +498,15 @@ def main() -> None:
     )
     parser.add_argument("--sip", action="store_true", help="the callers call over SIP")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--recordings",
+        type=Path,
+        help="an .npz file: the questions' recordings are kept there, and said again from it",
+    )
     args = parser.parse_args()
-    result = asyncio.run(run(args.callers, args.minutes, args.soak, args.flood, args.sip))
+    result = asyncio.run(
+        run(args.callers, args.minutes, args.soak, args.flood, args.sip, args.recordings)
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     summary = {
