@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,10 @@ class Transcriber:
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="asr")
         self._busy = 0
         self._tokenizers: dict[str, Tokenizer] = {}
+        self.wanted: Callable[[], bool] = lambda: True
+        """Whether the transcript being made is still awaited: in a worker process, False
+        once its caller went on (`voice.ops.workers`). A fitted transcript in doubt that no
+        one awaits is not made again the full way."""
 
     def describe(self) -> dict[str, object]:
         """What a worker process tells the server about its model at start."""
@@ -202,7 +207,8 @@ class Transcriber:
         """`once`: read the fitted window once and keep its transcript even when it is in
         doubt, instead of making it again the full way. For a partial transcript, which the
         final one replaces: cut off mid-word, a partial is often in doubt, and the full way
-        (30 s windows, retried at higher temperatures) held the recognizer for 1–3 s."""
+        (30 s windows, retried at higher temperatures) held the recognizer for 1–3 s. A
+        transcript no one awaits any more (`wanted`) is kept so too."""
         language = language or self.settings.language
         seconds = len(audio) / SAMPLE_RATE
         if (
@@ -210,9 +216,10 @@ class Transcriber:
             and language is not None
             and seconds + self.settings.window_margin_s <= WINDOW_FRAMES / FRAMES_PER_S
         ):
-            fitted = self._transcribe_fitted(audio, hotwords, language, keep_doubted=once)
-            if fitted is not None:
+            fitted, doubted = self._transcribe_fitted(audio, hotwords, language)
+            if not doubted or once or not self.wanted():  # the full way takes a second or more
                 return fitted
+            log.debug("fitted window doubted (%r); transcribing the full way", fitted.text)
         return self._transcribe_windows(audio, hotwords, language)
 
     def _transcribe_windows(
@@ -243,11 +250,11 @@ class Transcriber:
         )
 
     def _transcribe_fitted(
-        self, audio: np.ndarray, hotwords: str | None, language: str, keep_doubted: bool = False
-    ) -> Transcript | None:
-        """One window fitted to the audio (`AsrSettings.fitted_window`), decoded once; None
-        when the transcript ran on, repeats itself or is unlikely (`FALLBACK_LOGPROB`),
-        unless `keep_doubted`."""
+        self, audio: np.ndarray, hotwords: str | None, language: str
+    ) -> tuple[Transcript, bool]:
+        """One window fitted to the audio (`AsrSettings.fitted_window`), decoded once, and
+        whether it is in doubt: the transcript ran on, repeats itself or is unlikely
+        (`FALLBACK_LOGPROB`)."""
         model = self._model
         features = model.feature_extractor(audio)
         frames = round((len(audio) / SAMPLE_RATE + self.settings.window_margin_s) * FRAMES_PER_S)
@@ -275,16 +282,15 @@ class Transcriber:
         text = without_repeated_tail(tokenizer.decode(tokens).strip())
         logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         compression = compression_ratio(text)
-        if not keep_doubted and (
+        doubted = (
             len(tokens) > limit
             or compression > self.settings.max_compression_ratio
             or logprob < FALLBACK_LOGPROB
-        ):
-            log.debug("fitted window doubted (%r); transcribing the full way", text)
-            return None
-        return self._transcript(
+        )
+        heard = self._transcript(
             text, language, audio, logprob, result.no_speech_prob, compression, fitted=True
         )
+        return heard, doubted
 
     def _tokenizer(self, language: str) -> Tokenizer:
         if language not in self._tokenizers:

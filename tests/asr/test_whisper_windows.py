@@ -111,6 +111,18 @@ def test_a_partial_read_once_keeps_a_doubted_fitted_transcript(models, say, monk
     assert not final.fitted
 
 
+def test_a_doubted_fitted_transcript_no_one_awaits_is_not_made_again(models, say, monkeypatch):
+    """In a worker, `wanted` turns False once the caller went on (a pause's transcript): the
+    full way would hold the recognizer for a second for no one."""
+    monkeypatch.setattr(asr.whisper, "FALLBACK_LOGPROB", 0.0)  # every transcript is unlikely
+    audio = say(QUESTION)
+    awaited = models.transcriber.transcribe_blocking(audio)
+    monkeypatch.setattr(models.transcriber, "wanted", lambda: False)
+    abandoned = models.transcriber.transcribe_blocking(audio)
+    assert not awaited.fitted
+    assert abandoned.fitted and errors(abandoned.text) <= CLOSE, abandoned.text
+
+
 def test_words_that_repeat_compress_well() -> None:
     assert compression_ratio("") == 1.0
     assert compression_ratio(QUESTION) < 1.5

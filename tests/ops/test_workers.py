@@ -112,6 +112,30 @@ async def test_a_cancelled_request_keeps_its_worker_busy_until_it_ends(tmp_path)
         workers.close()
 
 
+async def test_a_request_no_one_awaits_any_more_is_told_so_in_its_worker():
+    """The target's `wanted()` turns False once the request it serves is cancelled (a
+    transcript the caller's next words threw away: it is not made again the full way), and
+    is True again for the next request."""
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        waiting = asyncio.create_task(workers.call(Toy.serve_while_wanted, 30.0))
+        await until(lambda: workers.busy)
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert await workers.call(Toy.unwanted_before) == (True, True)
+    finally:
+        workers.close()
+
+
+async def test_a_request_awaited_to_its_end_is_wanted_throughout():
+    workers = WorkerPool("toy", Toy, size=1)
+    try:
+        assert await workers.call(Toy.serve_while_wanted, 0.3) is False
+    finally:
+        workers.close()
+
+
 async def test_a_hung_worker_is_killed_after_the_request_timeout():
     workers = WorkerPool("toy", Toy, size=1, request_timeout_s=0.5)
     try:

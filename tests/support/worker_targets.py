@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,11 @@ import numpy as np
 
 class Toy:
     """A worker object with a method for each thing a worker can do."""
+
+    def __init__(self) -> None:
+        self.wanted: Callable[[], bool] = lambda: True
+        """Set by its worker: whether the request being served is still awaited."""
+        self.told_unwanted: bool | None = None
 
     def describe(self) -> dict[str, int]:
         return {"pid": os.getpid()}
@@ -59,6 +65,19 @@ class Toy:
         while not os.path.exists(gate):
             time.sleep(0.005)
         return pid
+
+    def serve_while_wanted(self, timeout_s: float) -> bool:
+        """Serve until no one awaits this request (noted: True) or `timeout_s` passed."""
+        deadline = time.monotonic() + timeout_s
+        while self.wanted() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.told_unwanted = not self.wanted()
+        return self.told_unwanted
+
+    def unwanted_before(self) -> tuple[bool | None, bool]:
+        """Whether the last `serve_while_wanted` was told no one awaited it, and whether
+        this request is wanted."""
+        return self.told_unwanted, self.wanted()
 
 
 class Broken:

@@ -27,7 +27,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
@@ -75,6 +75,9 @@ class _Worker:
     sending: Future[None] | None = None
     """The sender thread's write of the last request."""
     alive: bool = True
+    abandoned: ctypes.c_byte = field(default_factory=ctypes.c_byte)
+    """A byte shared with the worker: set while no one awaits the request it serves (a
+    target with a `wanted` attribute is told so, and may stop short)."""
 
 
 PATIENCE_S = 2.0
@@ -292,8 +295,14 @@ class WorkerPool(Generic[T]):
         worker.pending = future
         worker.deadline = loop.call_later(self._timeout, self._hung, worker, future)
         self._in_flight += 1
+        worker.abandoned.value = 0
         worker.sending = self._senders.submit(self._send, worker, request)
-        return await asyncio.shield(future)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if worker.pending is future:  # what the worker makes now is for no one
+                worker.abandoned.value = 1
+            raise
 
     def _send(self, worker: _Worker, request: memoryview) -> None:
         try:
@@ -342,8 +351,12 @@ class WorkerPool(Generic[T]):
     def _spawn(self) -> _Worker:
         """Start a worker and wait for its object to be built (blocks)."""
         ours, theirs = self._context.Pipe()
+        abandoned = self._context.Value("b", 0, lock=False)
         process = self._context.Process(
-            target=_serve, args=(theirs, self._factory), name=f"voicedesk-{self.name}", daemon=True
+            target=_serve,
+            args=(theirs, self._factory, abandoned),
+            name=f"voicedesk-{self.name}",
+            daemon=True,
         )
         process.start()
         theirs.close()
@@ -357,7 +370,7 @@ class WorkerPool(Generic[T]):
         if not ok:
             raise RuntimeError(f"the {self.name} worker could not start: {info}")
         log.info("%s worker %d ready", self.name, process.pid)
-        return _Worker(process, ours, info)
+        return _Worker(process, ours, info, abandoned=abandoned)
 
     def _watch(self, worker: _Worker) -> None:
         """A thread that waits for the worker's replies and hands them to the loop."""
@@ -470,9 +483,10 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
+def _serve(conn: Connection, factory: Callable[[], Any], abandoned: ctypes.c_byte) -> None:
     """A worker's life: build the object, then answer requests until the server says goodbye
-    (None) or the pipe closes.
+    (None) or the pipe closes. An object with a `wanted` attribute gets a function there that
+    says whether the request it serves is still awaited (`_Worker.abandoned`).
 
     Interrupt and terminate signals are ignored: the server decides when its workers end (it
     finishes its calls' turns first on SIGTERM), and closing the pipe ends a worker."""
@@ -483,6 +497,8 @@ def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
     release = _memory_release()
     try:
         target = factory()
+        if hasattr(target, "wanted"):
+            target.wanted = lambda: not abandoned.value
         describe = getattr(target, "describe", None)
         conn.send((True, describe() if describe is not None else None))
     except Exception as err:  # reported to the parent, which refuses to start
