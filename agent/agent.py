@@ -373,6 +373,8 @@ class KnowledgeAgent:
         weak = self.band(index, alone) != "answer" or len(alone.terms) <= 1
         if not (_asked_again(last) or follow_up and (weak or _LEANS.match(question.lower()))):
             return alone
+        if _asked_again(last) and not weak and not follow_up:
+            return alone  # clear on its own: the caller moved on from what was asked back
         together = await self._search_text(retriever, f"{last.question} {question}")
         chose = guardrails.CLARIFY in last.rules and len(last.sources) >= 2
         said = guardrails.flatten(question)

@@ -282,6 +282,20 @@ async def test_a_choice_made_by_position_takes_that_passage(
     assert end.sources == (chosen,)
 
 
+async def test_a_new_question_after_an_offer_is_answered_on_its_own() -> None:
+    """A caller who moves on from "is it this or that?" to a question clear on its own is
+    answered, not searched together with the question offered on and handed off. (The
+    bundled KB: a misheard "door lot" is offered as two passages there.)"""
+    bundled = KnowledgeAgent.from_settings(AgentSettings())
+    question = "how do I reset my door lot,"
+    offer = await ask(bundled, question)
+    assert offer[1].rules == (g.CLARIFY,) and len(offer[1].sources) == 2
+    alone = "How long is the warranty on your products?"
+    text, end = await ask(bundled, alone, [heard(question, offer)])
+    assert not end.handoff and end.sources
+    assert (text, end) == await ask(bundled, alone)
+
+
 async def test_neither_of_the_two_is_handed_off(kb: KnowledgeBase) -> None:
     choosy = KnowledgeAgent(replace(SETTINGS, answer_similarity=0.55, choice_margin=0.05), kb)
     question = "what does the toothbrush light mean"
