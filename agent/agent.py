@@ -362,8 +362,8 @@ class KnowledgeAgent:
         return texts
 
     async def _search(self, index: _Index, question: str, memory: tuple[Exchange, ...]) -> Search:
-        """Search the question; a weak follow-up, a second try or the answer to a choice also
-        with the previous question, keeping the better search."""
+        """Search the question; a weak follow-up, or a second try or the answer to a choice
+        that is weak on its own, also with the previous question, keeping the better search."""
         retriever = index.retriever
         alone = await self._search_text(retriever, question)
         if not memory:
@@ -371,10 +371,12 @@ class KnowledgeAgent:
         last = memory[-1]
         follow_up = _FOLLOW_UP.search(guardrails.flatten(question)) is not None
         weak = self.band(index, alone) != "answer" or len(alone.terms) <= 1
-        if not (_asked_again(last) or follow_up and (weak or _LEANS.match(question.lower()))):
+        leans = _LEANS.match(question.lower()) is not None
+        # After the caller was asked again, a question clear on its own is searched alone:
+        # the caller moved on from what was asked back.
+        second_try = _asked_again(last) and (weak or follow_up)
+        if not (second_try or (follow_up and (weak or leans))):
             return alone
-        if _asked_again(last) and not weak and not follow_up:
-            return alone  # clear on its own: the caller moved on from what was asked back
         together = await self._search_text(retriever, f"{last.question} {question}")
         chose = guardrails.CLARIFY in last.rules and len(last.sources) >= 2
         said = guardrails.flatten(question)

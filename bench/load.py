@@ -428,7 +428,6 @@ async def run(
             lag = await server.loop_lag()
         finally:
             code = await server.stop()
-            log = server.log
 
     for row in tally.turns:
         if None not in (row.get("first_audio"), row.get("first_text"), row.get("asr")):
@@ -463,7 +462,7 @@ async def run(
         "settings": {k: v for k, v in os.environ.items() if k.startswith("VOICEDESK_")},
         "rows": tally.turns,
         "stuck": {
-            call_id: {"events": events, "server_log": [ln for ln in log if call_id in ln]}
+            call_id: {"events": events, "server_log": [ln for ln in server.log if call_id in ln]}
             for call_id, events in tally.stuck.items()
         },
     }

@@ -27,7 +27,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
@@ -69,15 +69,15 @@ class _Worker:
     conn: Connection
     info: Any
     """What the worker's object told about itself at start (`describe()`)."""
+    abandoned: ctypes.c_byte
+    """A byte shared with the worker: set while no one awaits the request it serves (a
+    target with a `wanted` attribute is told so, and may stop short)."""
     pending: asyncio.Future[Any] | None = None
     deadline: asyncio.TimerHandle | None = None
     """Kills the worker if its request runs past the timeout."""
     sending: Future[None] | None = None
     """The sender thread's write of the last request."""
     alive: bool = True
-    abandoned: ctypes.c_byte = field(default_factory=ctypes.c_byte)
-    """A byte shared with the worker: set while no one awaits the request it serves (a
-    target with a `wanted` attribute is told so, and may stop short)."""
 
 
 PATIENCE_S = 2.0
@@ -370,7 +370,7 @@ class WorkerPool(Generic[T]):
         if not ok:
             raise RuntimeError(f"the {self.name} worker could not start: {info}")
         log.info("%s worker %d ready", self.name, process.pid)
-        return _Worker(process, ours, info, abandoned=abandoned)
+        return _Worker(process, ours, info, abandoned)
 
     def _watch(self, worker: _Worker) -> None:
         """A thread that waits for the worker's replies and hands them to the loop."""
