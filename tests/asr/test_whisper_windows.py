@@ -1,5 +1,6 @@
 """The fitted recognition window (`asr.fitted_window`): the words of Whisper's 30 s window, read
-from a window the size of the question, and the full way whenever the fitted one is in doubt."""
+from a window the size of the question, and read again with a wider search whenever the first
+reading is in doubt."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import asr.whisper
-from asr.whisper import Transcriber, compression_ratio, without_repeated_tail
+from asr.whisper import SECOND_SEARCH, Transcriber, compression_ratio, without_repeated_tail
 from voice.channels.codecs import resample
 from voice.eval.wer import align
 
@@ -94,34 +95,78 @@ def test_audio_longer_than_one_window_is_read_the_full_way(models, say):
     assert not heard.fitted and errors(heard.text) <= CLOSE, heard.text
 
 
-def test_a_fitted_transcript_that_runs_on_is_made_again_the_full_way(models, say, monkeypatch):
+class Spy:
+    """The model's decoder, noting the search options of each decoding."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+        self.searches: list[dict[str, object]] = []
+
+    def generate(self, *args: object, **options: object) -> object:
+        self.searches.append(
+            {key: options[key] for key in ("beam_size", *SECOND_SEARCH) if key in options}
+        )
+        return self.model.generate(*args, **options)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.model, name)
+
+
+@pytest.fixture
+def decodings(models, monkeypatch) -> list[dict[str, object]]:
+    """The search options of every decoding the shared recognizer makes in the test."""
+    whisper = models.transcriber._model
+    spy = Spy(whisper.model)
+    monkeypatch.setattr(whisper, "model", spy)
+    return spy.searches
+
+
+def test_a_doubted_fitted_transcript_is_read_again_with_the_wider_search(
+    models, say, monkeypatch, decodings
+):
+    """The same encoded window, decoded again: a beam search that holds back words already
+    said, not the 30 s windows that took seconds."""
+    monkeypatch.setattr(asr.whisper, "FALLBACK_LOGPROB", 0.0)  # every transcript is unlikely
+    heard = models.transcriber.transcribe_blocking(say(QUESTION))
+    assert heard.fitted and heard.read_again and errors(heard.text) <= CLOSE, heard.text
+    assert decodings == [{"beam_size": 1}, SECOND_SEARCH]
+
+
+def test_a_fitted_transcript_that_runs_on_is_read_again(models, say, monkeypatch, decodings):
     monkeypatch.setattr(asr.whisper, "TOKENS_PER_S", 0)
     monkeypatch.setattr(asr.whisper, "TOKENS_SLACK", 3)  # every question "runs on" past 3
     heard = models.transcriber.transcribe_blocking(say(QUESTION))
-    assert not heard.fitted and errors(heard.text) <= CLOSE, heard.text
+    assert heard.fitted and heard.read_again
+    assert len(decodings) == 2
+
+
+def test_a_trusted_fitted_transcript_is_read_once(models, say, decodings):
+    heard = models.transcriber.transcribe_blocking(say(QUESTION))
+    assert heard.fitted and not heard.read_again and errors(heard.text) <= CLOSE, heard.text
+    assert decodings == [{"beam_size": 1}]
 
 
 def test_a_partial_read_once_keeps_a_doubted_fitted_transcript(models, say, monkeypatch):
-    """A partial transcript (`once`) is never made again the full way, which held the
-    recognizer for seconds on audio cut off mid-word; the final transcript still is."""
+    """A partial transcript (`once`) is never read again: cut off mid-word it is often in
+    doubt, and the final transcript replaces it. The final transcript still is."""
     monkeypatch.setattr(asr.whisper, "FALLBACK_LOGPROB", 0.0)  # every transcript is unlikely
     audio = say(QUESTION)
     partial = models.transcriber.transcribe_blocking(audio, once=True)
     final = models.transcriber.transcribe_blocking(audio)
-    assert partial.fitted and errors(partial.text) <= CLOSE, partial.text
-    assert not final.fitted
+    assert partial.fitted and not partial.read_again and errors(partial.text) <= CLOSE
+    assert final.read_again
 
 
-def test_a_doubted_fitted_transcript_no_one_awaits_is_not_made_again(models, say, monkeypatch):
-    """In a worker, `wanted` turns False once the caller went on (a pause's transcript): the
-    full way would hold the recognizer for a second for no one."""
+def test_a_doubted_fitted_transcript_no_one_awaits_is_not_read_again(models, say, monkeypatch):
+    """In a worker, `wanted` turns False once the caller went on (a pause's transcript): a
+    second reading would hold the recognizer for no one."""
     monkeypatch.setattr(asr.whisper, "FALLBACK_LOGPROB", 0.0)  # every transcript is unlikely
     audio = say(QUESTION)
     awaited = models.transcriber.transcribe_blocking(audio)
     monkeypatch.setattr(models.transcriber, "wanted", lambda: False)
     abandoned = models.transcriber.transcribe_blocking(audio)
-    assert not awaited.fitted
-    assert abandoned.fitted and errors(abandoned.text) <= CLOSE, abandoned.text
+    assert awaited.read_again
+    assert not abandoned.read_again and errors(abandoned.text) <= CLOSE, abandoned.text
 
 
 def test_words_that_repeat_compress_well() -> None:

@@ -114,7 +114,7 @@ async def test_a_cancelled_request_keeps_its_worker_busy_until_it_ends(tmp_path)
 
 async def test_a_request_no_one_awaits_any_more_is_told_so_in_its_worker():
     """The target's `wanted()` turns False once the request it serves is cancelled (a
-    transcript the caller's next words threw away: it is not made again the full way), and
+    transcript the caller's next words threw away: it is not read again when in doubt), and
     is True again for the next request."""
     workers = WorkerPool("toy", Toy, size=1)
     try:

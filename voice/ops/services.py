@@ -49,7 +49,7 @@ class Recognizer(Protocol):
         once: bool = False,
     ) -> Transcript:
         """`urgent=False` (a partial transcript) lets urgent requests waiting go first;
-        `once` reads it once, never again the full way when in doubt
+        `once` reads it once, never again when in doubt
         (`asr.whisper.Transcriber.transcribe_blocking`)."""
         ...
 
