@@ -19,8 +19,8 @@ class AsrSettings:
     fitted_window: bool = True
     """Read the utterance, plus `window_margin_s`, instead of Whisper's whole 30 s window: the
     encoder's work shrinks with the audio (a 3 s question: about 150 ms instead of 400 ms on
-    two cores, the same words; docs/benchmarks.md). A transcript that runs on or repeats
-    itself is read again with a wider search (`asr.whisper.SECOND_SEARCH`)."""
+    two cores, the same words; docs/benchmarks.md). A transcript that runs on, repeats itself
+    or is unlikely is read again with a wider search (`asr.whisper.SECOND_SEARCH`)."""
     window_margin_s: float = 2.0
     """Silence the fitted window reads after the audio, at least: the window is rounded up to
     whole seconds (`asr.whisper.FITTED_STEP_FRAMES`)."""

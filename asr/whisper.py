@@ -12,15 +12,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from ctranslate2 import StorageView
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from tqdm import tqdm
 
 from asr.settings import AsrSettings
 from text.words import plain_words
+
+if TYPE_CHECKING:
+    from ctranslate2 import StorageView
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +45,25 @@ audio (fast speech is about 4) and `TOKENS_SLACK`. One that holds more ran on (a
 decoding is stopped at about twice as many."""
 FALLBACK_LOGPROB = -1.0
 """faster-whisper's own limit: a fitted transcript less likely than this is in doubt."""
-SECOND_SEARCH = {"beam_size": 5, "repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
-"""How a fitted transcript in doubt is read again, from the same encoded window: a beam
-search that holds back words already said. On the 57 of 1,119 suite questions in doubt it
-made fewer errors than faster-whisper's own way (30 s windows, retried at higher
-temperatures: word error rate 0.34 against 0.38), in a third of the time at the p95
-(docs/benchmarks.md)."""
+
+
+@dataclass(frozen=True)
+class Search:
+    """How a window is decoded (CTranslate2's `generate` options)."""
+
+    beam_size: int = 1
+    repetition_penalty: float = 1.0
+    """Above 1: a token already said is less likely."""
+    no_repeat_ngram_size: int = 0
+    """Above 0: no run of this many tokens is said twice."""
+
+
+SECOND_SEARCH = Search(beam_size=5, repetition_penalty=1.1, no_repeat_ngram_size=3)
+"""How a fitted transcript in doubt is read again, from the same encoded window (with the
+settings' `beam_size` where that is wider): a beam search that holds back words already said.
+On the suites' questions in doubt (62 of 1,119) it made fewer errors than faster-whisper's own
+way (30 s windows, retried at higher temperatures) on telephone audio, as few on noisy and
+clean, its p95 1.4-6.4 times shorter (docs/benchmarks.md, `bench/asr_window.py --doubted`)."""
 
 
 def resolve_model(name: str) -> tuple[str, str]:
@@ -91,14 +107,18 @@ class Transcript:
     (`SECOND_SEARCH`)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Window:
-    """Audio encoded in one window fitted to it, to be decoded once or twice."""
+    """Audio encoded in one window fitted to it, to be decoded once or twice; made for one
+    transcription, never shared between threads."""
 
     audio: np.ndarray
+    """16 kHz mono float32."""
     language: str
     encoded: StorageView
+    """The encoder's output, decoded as often as asked, unchanged."""
     prompt: list[int]
+    """The decoder's first tokens: the hint words and the task's."""
 
 
 def is_reliable(
@@ -227,8 +247,9 @@ class Transcriber:
         """`once`: read the fitted window once and keep its transcript even when it is in
         doubt, instead of reading it again (`SECOND_SEARCH`). For a partial transcript, which
         the final one replaces: cut off mid-word, a partial is often in doubt. A transcript no
-        one awaits any more (`wanted`) is kept so too. Audio too long for a fitted window, or
-        `fitted_window` off, is read faster-whisper's own way."""
+        one awaits any more (`wanted`) is kept so too. A second reading still in doubt is kept,
+        not trusted (`Transcript.reliable` False). Audio too long for a fitted window, no known
+        language, or `fitted_window` off: read faster-whisper's own way."""
         language = language or self.settings.language
         seconds = len(audio) / SAMPLE_RATE
         if not (
@@ -238,12 +259,13 @@ class Transcriber:
         ):
             return self._transcribe_windows(audio, hotwords, language)
         window = self._fitted_window(audio, hotwords, language)
-        heard, doubted = self._read(window, beam_size=self.settings.beam_size)
+        heard, doubted = self._read(window, Search(beam_size=self.settings.beam_size))
         if not doubted or once or not self.wanted():
             return heard
         log.debug("fitted window doubted (%r); reading it again", heard.text)
-        again, _ = self._read(window, **SECOND_SEARCH)
-        return dataclasses.replace(again, read_again=True)
+        wider = max(SECOND_SEARCH.beam_size, self.settings.beam_size)
+        again, still = self._read(window, dataclasses.replace(SECOND_SEARCH, beam_size=wider))
+        return dataclasses.replace(again, read_again=True, reliable=again.reliable and not still)
 
     def _transcribe_windows(
         self, audio: np.ndarray, hotwords: str | None, language: str | None
@@ -288,7 +310,7 @@ class Transcriber:
         )
         return Window(audio, language, model.encode(features), prompt)
 
-    def _read(self, window: Window, **search: float) -> tuple[Transcript, bool]:
+    def _read(self, window: Window, search: Search) -> tuple[Transcript, bool]:
         """The window's transcript, decoded with these search options (CTranslate2's
         `generate`), and whether it is in doubt: it ran on, repeats itself or is unlikely
         (`FALLBACK_LOGPROB`)."""
@@ -303,7 +325,7 @@ class Transcriber:
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=[-1],
-            **search,
+            **dataclasses.asdict(search),
         )[0]
         tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
         text = without_repeated_tail(tokenizer.decode(tokens).strip())

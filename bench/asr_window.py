@@ -14,19 +14,23 @@ often only one of the two ways trusts its transcript (`Transcript.reliable`).
 One transcription at a time, on `asr.threads` threads.
 
 `--doubted` takes the questions whose fitted window is in doubt at its first reading and
-compares what to do then: keep that reading, read the same window again with the wider search
-(`asr.whisper.SECOND_SEARCH`, what the server does), or faster-whisper's own way (30 s windows,
-retried at higher temperatures, what the server did before). Word error rate over those
-questions and the time each way takes in all, the first reading included.
+compares what to do then: keep that reading (as for a partial, `once`), read the same window
+again with the wider search (`asr.whisper.SECOND_SEARCH`, what the server does), or
+faster-whisper's own way (30 s windows, retried at higher temperatures, what the server did
+before). Word error rate over those questions, how many transcripts each way trusts
+(`Transcript.reliable`), and the time each way takes in all, the first reading included.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.kb import load_kb  # noqa: E402
 from agent.vocabulary import hotwords  # noqa: E402
 from asr.settings import AsrSettings  # noqa: E402
-from asr.whisper import SECOND_SEARCH, Transcriber, Transcript  # noqa: E402
+from asr.whisper import Transcriber, Transcript  # noqa: E402
 from bench.latency import machine, percentile  # noqa: E402
 from voice.channels.codecs import resample  # noqa: E402
 from voice.eval.wer import align, pooled_wer  # noqa: E402
@@ -75,47 +79,57 @@ def read(path: Path) -> np.ndarray:
     return audio if rate == RATE else resample(audio, rate, RATE)
 
 
-def doubted(transcriber: Transcriber, hint: str, cases: list[tuple[str, Path]]) -> list[dict]:
-    """For each question whose fitted window is in doubt at its first reading: its text, and
-    the transcript and seconds of each way on from there."""
+WAYS = ("kept", "read again", "full way")
+
+
+@dataclass(frozen=True)
+class Doubted:
+    """A question whose fitted window was in doubt at its first reading, and each way on from
+    there: the transcript, and the seconds from the start of the first reading."""
+
+    question: str
+    ways: dict[str, tuple[Transcript, float]]
+
+
+def timed(transcribe: Callable[[], Transcript]) -> tuple[Transcript, float]:
+    began = time.perf_counter()
+    heard = transcribe()
+    return heard, time.perf_counter() - began
+
+
+def doubted(
+    server: Transcriber, full: Transcriber, hint: str, cases: list[tuple[str, Path]]
+) -> list[Doubted]:
+    """The questions `server` reads again, each also read once (`once`, the first reading
+    kept) and, after that first reading, the full way by `full`."""
     found = []
-    for text, path in cases:
+    for question, path in cases:
         audio = read(path)
-        began = time.perf_counter()
-        window = transcriber._fitted_window(audio, hint or None, "en")
-        first, doubt = transcriber._read(window, beam_size=transcriber.settings.beam_size)
-        first_s = time.perf_counter() - began
-        if not doubt:
+        again = timed(functools.partial(server.transcribe_blocking, audio, hint or None))
+        if not again[0].read_again:
             continue
-        began = time.perf_counter()
-        again, _ = transcriber._read(window, **SECOND_SEARCH)
-        again_s = time.perf_counter() - began
-        full = transcriber._transcribe_windows(audio, hint or None, "en")
-        full_s = time.perf_counter() - began - again_s
-        found.append(
-            {
-                "question": text,
-                "kept": (first.text, first_s),
-                "read again": (again.text, first_s + again_s),
-                "full way": (full.text, first_s + full_s),
-            }
-        )
+        kept = timed(functools.partial(server.transcribe_blocking, audio, hint or None, once=True))
+        whole, whole_s = timed(functools.partial(full.transcribe_blocking, audio, hint or None))
+        ways = {"kept": kept, "read again": again, "full way": (whole, kept[1] + whole_s)}
+        found.append(Doubted(question, ways))
     return found
 
 
 def compare_doubted(suites: list[str], conditions: list[str], as_json: bool) -> None:
-    transcriber = Transcriber(AsrSettings())
+    server = Transcriber(AsrSettings())
+    full = Transcriber(dataclasses.replace(server.settings, fitted_window=False))
     rows = []
     for condition in conditions:
-        found = []
+        found: list[Doubted] = []
         for suite in suites:
-            found += doubted(transcriber, suite_hint(suite), recordings(suite, condition))
+            found += doubted(server, full, suite_hint(suite), recordings(suite, condition))
         row: dict[str, Any] = {"condition": condition, "doubted": len(found)}
-        for way in ("kept", "read again", "full way"):
-            heard = [(case["question"], case[way]) for case in found]
-            seconds = [s for _, (_, s) in heard]
+        for way in WAYS:
+            heard = [(case.question, *case.ways[way]) for case in found]
+            seconds = [s for _, _, s in heard]
             row[way] = {
-                "wer": pooled_wer([align(question, text) for question, (text, _) in heard]),
+                "wer": pooled_wer([align(question, h.text) for question, h, _ in heard]),
+                "trusted": sum(h.reliable for _, h, _ in heard),
                 "p50_ms": round(percentile(seconds, 50) * 1000) if seconds else None,
                 "p95_ms": round(percentile(seconds, 95) * 1000) if seconds else None,
             }
@@ -124,8 +138,9 @@ def compare_doubted(suites: list[str], conditions: list[str], as_json: bool) -> 
             print(
                 f"{condition:9} doubted {len(found):3}  "
                 + "  ".join(
-                    f"{way} WER {row[way]['wer']:.3f} ms {row[way]['p50_ms']}/{row[way]['p95_ms']}"
-                    for way in ("kept", "read again", "full way")
+                    f"{way} WER {row[way]['wer']:.3f} trusted {row[way]['trusted']}"
+                    f" ms {row[way]['p50_ms']}/{row[way]['p95_ms']}"
+                    for way in WAYS
                 ),
                 flush=True,
             )

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 import asr.whisper
-from asr.whisper import SECOND_SEARCH, Transcriber, compression_ratio, without_repeated_tail
+from asr.whisper import (
+    SECOND_SEARCH,
+    Search,
+    Transcriber,
+    compression_ratio,
+    without_repeated_tail,
+)
 from voice.channels.codecs import resample
 from voice.eval.wer import align
 
@@ -69,23 +75,14 @@ def test_the_hint_reaches_the_fitted_window(models, say):
     assert hinted.fitted and "Zentrix" in hinted.text
 
 
-def test_fitted_windows_are_whole_seconds_whatever_the_audios_length(models, say, monkeypatch):
+def test_fitted_windows_are_whole_seconds_whatever_the_audios_length(models, say, encodings):
     """Few lengths of input: the model's native code keeps buffers for each one it has read."""
     transcriber = models.transcriber
-    model = transcriber._model
-    read: list[int] = []
-    encode = model.encode
-
-    def encode_and_note(features: np.ndarray) -> object:
-        read.append(features.shape[-1])
-        return encode(features)
-
-    monkeypatch.setattr(model, "encode", encode_and_note)
     audio = say(QUESTION)
     margin = transcriber.settings.window_margin_s
     for cut_s in (1.23, 1.71, 2.02):
         transcriber.transcribe_blocking(audio[: round(cut_s * 16_000)], once=True)
-    assert read == [400, 400, 500], f"frames read for {margin} s of margin: {read}"
+    assert encodings == [400, 400, 500], f"frames read for {margin} s of margin: {encodings}"
 
 
 def test_audio_longer_than_one_window_is_read_the_full_way(models, say):
@@ -96,15 +93,15 @@ def test_audio_longer_than_one_window_is_read_the_full_way(models, say):
 
 
 class Spy:
-    """The model's decoder, noting the search options of each decoding."""
+    """The model, noting each encoding's input length and each decoding's search."""
 
     def __init__(self, model: object) -> None:
         self.model = model
-        self.searches: list[dict[str, object]] = []
+        self.searches: list[Search] = []
 
     def generate(self, *args: object, **options: object) -> object:
         self.searches.append(
-            {key: options[key] for key in ("beam_size", *SECOND_SEARCH) if key in options}
+            Search(**{f.name: options[f.name] for f in dataclasses.fields(Search)})
         )
         return self.model.generate(*args, **options)
 
@@ -113,60 +110,84 @@ class Spy:
 
 
 @pytest.fixture
-def decodings(models, monkeypatch) -> list[dict[str, object]]:
-    """The search options of every decoding the shared recognizer makes in the test."""
+def decodings(models, monkeypatch) -> list[Search]:
+    """The search of every decoding the shared recognizer makes in the test."""
     whisper = models.transcriber._model
     spy = Spy(whisper.model)
     monkeypatch.setattr(whisper, "model", spy)
     return spy.searches
 
 
+@pytest.fixture
+def encodings(models, monkeypatch) -> list[int]:
+    """The frames of every window the shared recognizer encodes in the test."""
+    whisper = models.transcriber._model
+    read: list[int] = []
+    encode = whisper.encode
+
+    def noting(features: np.ndarray) -> object:
+        read.append(features.shape[-1])
+        return encode(features)
+
+    monkeypatch.setattr(whisper, "encode", noting)
+    return read
+
+
+def first_search(models) -> Search:
+    return Search(beam_size=models.transcriber.settings.beam_size)
+
+
 def test_a_doubted_fitted_transcript_is_read_again_with_the_wider_search(
-    models, say, monkeypatch, decodings
+    models, say, monkeypatch, decodings, encodings
 ):
     """The same encoded window, decoded again: a beam search that holds back words already
-    said, not the 30 s windows that took seconds."""
+    said, not the 30 s windows that took seconds. Still in doubt, it is not trusted."""
     monkeypatch.setattr(asr.whisper, "FALLBACK_LOGPROB", 0.0)  # every transcript is unlikely
     heard = models.transcriber.transcribe_blocking(say(QUESTION))
     assert heard.fitted and heard.read_again and errors(heard.text) <= CLOSE, heard.text
-    assert decodings == [{"beam_size": 1}, SECOND_SEARCH]
+    assert not heard.reliable
+    assert decodings == [first_search(models), SECOND_SEARCH]
+    assert len(encodings) == 1
 
 
 def test_a_fitted_transcript_that_runs_on_is_read_again(models, say, monkeypatch, decodings):
     monkeypatch.setattr(asr.whisper, "TOKENS_PER_S", 0)
     monkeypatch.setattr(asr.whisper, "TOKENS_SLACK", 3)  # every question "runs on" past 3
     heard = models.transcriber.transcribe_blocking(say(QUESTION))
-    assert heard.fitted and heard.read_again
-    assert len(decodings) == 2
+    assert heard.fitted and heard.read_again and not heard.reliable
+    assert decodings == [first_search(models), SECOND_SEARCH]
 
 
 def test_a_trusted_fitted_transcript_is_read_once(models, say, decodings):
     heard = models.transcriber.transcribe_blocking(say(QUESTION))
     assert heard.fitted and not heard.read_again and errors(heard.text) <= CLOSE, heard.text
-    assert decodings == [{"beam_size": 1}]
+    assert decodings == [first_search(models)]
 
 
-def test_a_partial_read_once_keeps_a_doubted_fitted_transcript(models, say, monkeypatch):
-    """A partial transcript (`once`) is never read again: cut off mid-word it is often in
-    doubt, and the final transcript replaces it. The final transcript still is."""
+def test_a_partial_read_once_keeps_a_doubted_fitted_transcript(models, say, monkeypatch, decodings):
+    """A partial transcript (`once`) is never read again: the final transcript replaces it.
+    The final transcript still is."""
     monkeypatch.setattr(asr.whisper, "FALLBACK_LOGPROB", 0.0)  # every transcript is unlikely
     audio = say(QUESTION)
     partial = models.transcriber.transcribe_blocking(audio, once=True)
+    assert partial.fitted and not partial.read_again
+    assert errors(partial.text) <= CLOSE, partial.text
+    assert decodings == [first_search(models)]
     final = models.transcriber.transcribe_blocking(audio)
-    assert partial.fitted and not partial.read_again and errors(partial.text) <= CLOSE
     assert final.read_again
 
 
-def test_a_doubted_fitted_transcript_no_one_awaits_is_not_read_again(models, say, monkeypatch):
+def test_a_doubted_fitted_transcript_no_one_awaits_is_not_read_again(
+    models, say, monkeypatch, decodings
+):
     """In a worker, `wanted` turns False once the caller went on (a pause's transcript): a
     second reading would hold the recognizer for no one."""
     monkeypatch.setattr(asr.whisper, "FALLBACK_LOGPROB", 0.0)  # every transcript is unlikely
-    audio = say(QUESTION)
-    awaited = models.transcriber.transcribe_blocking(audio)
     monkeypatch.setattr(models.transcriber, "wanted", lambda: False)
-    abandoned = models.transcriber.transcribe_blocking(audio)
-    assert awaited.read_again
-    assert not abandoned.read_again and errors(abandoned.text) <= CLOSE, abandoned.text
+    abandoned = models.transcriber.transcribe_blocking(say(QUESTION))
+    assert abandoned.fitted and not abandoned.read_again
+    assert errors(abandoned.text) <= CLOSE, abandoned.text
+    assert decodings == [first_search(models)]
 
 
 def test_words_that_repeat_compress_well() -> None:

@@ -214,8 +214,8 @@ async def test_the_pause_is_transcribed_sooner_while_recognition_is_idle(call_in
 
 
 async def test_partial_transcripts_are_read_once_and_the_question_thoroughly(call_in):
-    """A partial is never read again when in doubt (`once`): that held the
-    recognizer for seconds; the question's own transcript still is."""
+    """A partial is never read again when in doubt (`once`): the final transcript replaces
+    it. The question's own transcript still is."""
     call = call_in(realtime=True, clock=FastClock(5.0))
     await call.say(speech(2.6))
     await call.transport.wait_for(protocol.ReplyEnd)
