@@ -67,10 +67,11 @@ def measure(
 ) -> tuple[list[Transcript], list[float]]:
     heard, seconds = [], []
     for _, path in cases:
-        audio = read(path)
-        began = time.perf_counter()
-        heard.append(transcriber.transcribe_blocking(audio, hotwords=hint or None))
-        seconds.append(time.perf_counter() - began)
+        transcript, took_s = timed(
+            functools.partial(transcriber.transcribe_blocking, read(path), hint or None)
+        )
+        heard.append(transcript)
+        seconds.append(took_s)
     return heard, seconds
 
 
